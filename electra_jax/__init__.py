@@ -1,0 +1,3 @@
+"""ELECTRA pre-training in JAX/Flax."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,51 @@
+"""Attention kernels behind one function: plain XLA softmax attention, cuDNN fused, Pallas splash.
+
+All take q, k, v of shape [batch, seq, heads, head_dim] and the key padding mask [batch, seq]
+(1 = real token) and return [batch, seq, heads, head_dim].
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+# The original adds -10000 to the scores of padded keys (modeling.py create_attention_mask_from_input_mask).
+MASK_VALUE = -10000.0
+
+
+def xla_attention(q, k, v, input_mask, *, dropout_rate: float = 0.0, dropout_rng=None,
+                  deterministic: bool = True):
+    """Softmax attention exactly as the original: scaled scores, additive key mask, f32 softmax, dropout."""
+    head_dim = q.shape[-1]
+    scores = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32)
+    scores = scores / jnp.sqrt(jnp.float32(head_dim))
+    bias = (1.0 - input_mask.astype(jnp.float32))[:, None, None, :] * MASK_VALUE
+    probs = jax.nn.softmax(scores + bias, axis=-1)
+    if not deterministic and dropout_rate > 0.0:
+        keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, probs.shape)
+        probs = jnp.where(keep, probs / (1.0 - dropout_rate), 0.0)
+    return jnp.einsum("bhqk,bkhd->bqhd", probs.astype(v.dtype), v)
+
+
+def cudnn_attention(q, k, v, input_mask, **unused):
+    """cuDNN fused attention (GPU). Assumes right padding (true of every record and task input here)."""
+    del unused
+    lengths = jnp.sum(input_mask.astype(jnp.int32), axis=-1)
+    return jax.nn.dot_product_attention(q, k, v, key_value_seq_lengths=lengths, implementation="cudnn")
+
+
+def splash_attention(q, k, v, input_mask, **unused):
+    """Pallas splash attention (TPU); see electra_jax/splash.py."""
+    del unused
+    from electra_jax import splash  # Pallas is imported only when this path is chosen.
+
+    return splash.attention(q, k, v, input_mask)
+
+
+def get(name: str) -> Callable:
+    try:
+        return {"xla": xla_attention, "cudnn": cudnn_attention, "splash": splash_attention}[name]
+    except KeyError:
+        raise ValueError(f"unknown attention implementation {name!r}; use xla, cudnn or splash") from None

@@ -1,0 +1,280 @@
+"""Configs: load `path.py:arg` specs, validate them, and fill derived fields, all in one place.
+
+Configs are ml_collections ConfigDicts built by `get_config(arg)` in the files under `configs/`.
+Every entry point calls `finalize(config)` (through `load` or directly) before using a config, so
+command-line overrides such as `--config.model.hidden_size=512` are validated and the derived
+fields (generator sizes, padded vocabulary, max predictions per sequence) recomputed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import ml_collections
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+DTYPES = ("float32", "bfloat16")
+ATTENTION_IMPLS = ("xla", "cudnn", "splash")
+OBJECTIVES = ("electra", "mlm")
+SCHEDULES = ("electra", "warmup_linear")
+SHARDING_RULES = ("dp", "fsdp", "fsdp_tp")
+REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch")
+
+
+class ConfigError(ValueError):
+    """A config field has a bad value; the message names the field, the value and the fix."""
+
+
+def model_defaults() -> ml_collections.ConfigDict:
+    """The model section; defaults equal ELECTRA-Small's discriminator (the HF ElectraConfig defaults)."""
+    m = ml_collections.ConfigDict()
+    m.vocab_size = 30522
+    m.embedding_size = 128
+    m.hidden_size = 256
+    m.num_layers = 12
+    m.num_heads = 4
+    m.intermediate_size = 1024
+    # Generator width = round(hidden_size * fraction); its heads = width // 64 and FFN = 4 x width
+    # unless the explicit generator_* fields below are non-zero (0 = derive, as the original does).
+    m.generator_hidden_fraction = 0.25
+    m.generator_layers_fraction = 1.0
+    m.generator_hidden_size = 0
+    m.generator_num_heads = 0
+    m.generator_intermediate_size = 0
+    m.generator_num_layers = 0
+    m.max_position_embeddings = 512
+    m.type_vocab_size = 2
+    m.hidden_dropout = 0.1
+    m.attention_dropout = 0.1
+    m.initializer_range = 0.02
+    m.layer_norm_eps = 1e-12
+    m.untied_generator_embeddings = False
+    # Compute dtype; parameters, softmax, LayerNorm statistics and losses stay float32.
+    m.dtype = "float32"
+    # "xla": plain softmax attention (faithful: -10000 key mask, dropout on probabilities);
+    # "cudnn": fused cuDNN attention on GPU (no attention-probability dropout);
+    # "splash": Pallas splash attention for TPU (no attention-probability dropout).
+    m.attention = "xla"
+    # The word table is padded to a multiple of this (30522 does not divide over 8 devices); the
+    # padding never shows in logits, sampling or exported checkpoints.
+    m.vocab_pad_multiple = 128
+    m.scan_layers = False
+    m.remat = "none"
+    # Derived (recomputed by finalize): the padded table size.
+    m.padded_vocab_size = 0
+    return m
+
+
+def base_pretrain_config() -> ml_collections.ConfigDict:
+    """Defaults shared by every pre-training size (the original configure_pretraining.py)."""
+    config = ml_collections.ConfigDict()
+    config.size = "custom"
+    config.model = model_defaults()
+
+    o = config.objective = ml_collections.ConfigDict()
+    o.kind = "electra"  # or "mlm": BERT-style masked LM on the discriminator-sized encoder
+    o.mask_prob = 0.15
+    o.max_predictions_per_seq = 0  # 0 = int((mask_prob + 0.005) * max_seq_length), as the original
+    o.mask_token_prob = 0.85  # ELECTRA: 85% [MASK], 15% unchanged, no random tokens
+    o.random_token_prob = 0.0
+    o.mlm_mask_token_prob = 0.8  # used when kind == "mlm": BERT's 80/10/10
+    o.mlm_random_token_prob = 0.1
+    o.gen_weight = 1.0
+    o.disc_weight = 50.0
+    o.temperature = 1.0
+    o.disallow_correct = False
+
+    opt = config.optim = ml_collections.ConfigDict()
+    opt.learning_rate = 5e-4
+    opt.schedule = "electra"  # linear decay from step 0 times a warmup ramp; or "warmup_linear"
+    opt.warmup_steps = 10000
+    opt.lr_decay_power = 1.0
+    opt.end_learning_rate = 0.0
+    opt.weight_decay = 0.01
+    opt.adam_b1 = 0.9
+    opt.adam_b2 = 0.999
+    opt.adam_eps = 1e-6
+    opt.bias_correction = False  # the original AdamWeightDecayOptimizer has none
+    opt.clip_norm = 1.0
+    opt.layerwise_lr_decay = 0.0  # fine-tuning only
+
+    t = config.train = ml_collections.ConfigDict()
+    t.steps = 1_000_000
+    t.batch_size = 128  # global
+    t.seed = 0
+    t.log_every = 100
+    t.eval_every = 1000
+    t.eval_steps = 20
+    t.progress = "auto"  # "bar", "log" or "auto" (a bar on terminals and notebooks)
+
+    d = config.data = ml_collections.ConfigDict()
+    d.train_files = ""
+    d.eval_files = ""
+    d.synthetic = False
+    d.max_seq_length = 128
+    d.vocab = ""  # vocab.txt or .model; also read from the records' metadata.json when empty
+    d.lower_case = True
+    d.shuffle_buffer = 10000
+    d.pad_id = 0
+    d.unk_id = 100
+    d.cls_id = 101
+    d.sep_id = 102
+    d.mask_id = 103
+
+    c = config.checkpoint = ml_collections.ConfigDict()
+    c.every_steps = 1000
+    c.keep = 5
+    c.async_save = True
+    c.init = ""  # continue pre-training from this electra_jax checkpoint (a fresh run)
+    c.reset_optimizer = False
+
+    config.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
+    config.sharding = ml_collections.ConfigDict({"rules": "dp"})
+    return config
+
+
+def max_predictions_per_seq(mask_prob: float, max_seq_length: int) -> int:
+    """N = int((mask_prob + 0.005) * S), as configure_pretraining.py computes it."""
+    return int((mask_prob + 0.005) * max_seq_length)
+
+
+def _fail(field: str, value: Any, why: str) -> None:
+    raise ConfigError(f"config.{field} = {value!r}: {why}")
+
+
+def _check_choice(cfg: ml_collections.ConfigDict, section: str, field: str, choices) -> None:
+    value = cfg[section][field]
+    if value not in choices:
+        _fail(f"{section}.{field}", value, f"must be one of {list(choices)}")
+
+
+def finalize_model(m: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Validates the model section and fills its derived fields (in place; also returned)."""
+
+    def positive(field):
+        if not isinstance(m[field], int) or m[field] <= 0:
+            _fail(f"model.{field}", m[field], "must be a positive integer")
+
+    for field in ("vocab_size", "embedding_size", "hidden_size", "num_layers", "num_heads",
+                  "intermediate_size", "max_position_embeddings", "type_vocab_size", "vocab_pad_multiple"):
+        positive(field)
+    if m.hidden_size % m.num_heads:
+        _fail("model.num_heads", m.num_heads,
+              f"hidden_size {m.hidden_size} is not divisible by num_heads {m.num_heads}; "
+              "pick a head count that divides it (the original uses hidden_size // 64)")
+    for field in ("generator_hidden_fraction", "generator_layers_fraction"):
+        if not 0.0 < float(m[field]) <= 1.0:
+            _fail(f"model.{field}", m[field], "must be in (0, 1]")
+    for field in ("hidden_dropout", "attention_dropout"):
+        if not 0.0 <= float(m[field]) < 1.0:
+            _fail(f"model.{field}", m[field], "must be in [0, 1)")
+    if m.dtype not in DTYPES:
+        _fail("model.dtype", m.dtype, f"must be one of {list(DTYPES)}")
+    if m.attention not in ATTENTION_IMPLS:
+        _fail("model.attention", m.attention, f"must be one of {list(ATTENTION_IMPLS)}")
+    if m.remat not in REMAT_POLICIES:
+        _fail("model.remat", m.remat, f"must be one of {list(REMAT_POLICIES)}")
+
+    hidden = m.generator_hidden_size or max(1, int(round(m.hidden_size * m.generator_hidden_fraction)))
+    heads = m.generator_num_heads or max(1, hidden // 64)
+    if hidden % heads:
+        _fail("model.generator_num_heads", heads,
+              f"the generator width {hidden} is not divisible by {heads} heads")
+    m.generator_hidden_size = hidden
+    m.generator_num_heads = heads
+    m.generator_intermediate_size = m.generator_intermediate_size or 4 * hidden
+    m.generator_num_layers = m.generator_num_layers or max(
+        1, int(round(m.num_layers * m.generator_layers_fraction)))
+    m.padded_vocab_size = int(math.ceil(m.vocab_size / m.vocab_pad_multiple) * m.vocab_pad_multiple)
+    return m
+
+
+def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Validates a pre-training (or fine-tuning) config and fills derived fields, in place."""
+    if "model" not in config:
+        _fail("model", None, "every config needs a model section")
+    finalize_model(config.model)
+    if "objective" in config:
+        _check_choice(config, "objective", "kind", OBJECTIVES)
+        o = config.objective
+        if not 0.0 < o.mask_prob < 1.0:
+            _fail("objective.mask_prob", o.mask_prob, "must be in (0, 1)")
+        for field in ("mask_token_prob", "random_token_prob", "mlm_mask_token_prob", "mlm_random_token_prob"):
+            if not 0.0 <= o[field] <= 1.0:
+                _fail(f"objective.{field}", o[field], "must be in [0, 1]")
+        if o.mask_token_prob + o.random_token_prob > 1.0:
+            _fail("objective.random_token_prob", o.random_token_prob,
+                  "mask_token_prob + random_token_prob must not exceed 1")
+        if o.temperature <= 0:
+            _fail("objective.temperature", o.temperature, "must be positive")
+    if "optim" in config:
+        _check_choice(config, "optim", "schedule", SCHEDULES)
+        if config.optim.learning_rate <= 0:
+            _fail("optim.learning_rate", config.optim.learning_rate, "must be positive")
+        if config.optim.warmup_steps < 0:
+            _fail("optim.warmup_steps", config.optim.warmup_steps, "must be >= 0")
+        if config.optim.layerwise_lr_decay < 0 or config.optim.layerwise_lr_decay > 1:
+            _fail("optim.layerwise_lr_decay", config.optim.layerwise_lr_decay, "must be in [0, 1] (0 = off)")
+    if "data" in config and "max_seq_length" in config.data:
+        seq = config.data.max_seq_length
+        if not isinstance(seq, int) or seq < 8:
+            _fail("data.max_seq_length", seq, "must be an integer >= 8")
+        if seq > config.model.max_position_embeddings:
+            _fail("data.max_seq_length", seq,
+                  f"exceeds model.max_position_embeddings = {config.model.max_position_embeddings}")
+        if "objective" in config:
+            n = config.objective.max_predictions_per_seq or max_predictions_per_seq(
+                config.objective.mask_prob, seq)
+            config.objective.max_predictions_per_seq = max(1, min(n, seq))
+    if "train" in config:
+        for field in ("steps", "batch_size"):
+            if field in config.train and (not isinstance(config.train[field], int) or config.train[field] <= 0):
+                _fail(f"train.{field}", config.train[field], "must be a positive integer")
+    if "mesh" in config:
+        for axis, size in config.mesh.items():
+            if not isinstance(size, int) or (size <= 0 and size != -1):
+                _fail(f"mesh.{axis}", size, "must be a positive integer or -1 (fill with the remaining devices)")
+        if sum(1 for size in config.mesh.values() if size == -1) > 1:
+            _fail("mesh", dict(config.mesh), "at most one axis may be -1")
+    if "sharding" in config:
+        _check_choice(config, "sharding", "rules", SHARDING_RULES)
+    return config
+
+
+def _resolve(path: str) -> Path:
+    candidate = Path(path)
+    if candidate.exists():
+        return candidate
+    in_repo = REPO_ROOT / path
+    if in_repo.exists():
+        return in_repo
+    raise ConfigError(f"config file {path!r} not found (looked in {os.getcwd()} and {REPO_ROOT})")
+
+
+def load(spec: str, overrides: dict[str, Any] | None = None) -> ml_collections.ConfigDict:
+    """Loads `path/to/config.py[:arg]`, applies dotted overrides, then validates and derives.
+
+    >>> config = load("configs/pretrain.py:tiny", {"train.steps": 10})
+    """
+    path, _, arg = spec.partition(":")
+    file = _resolve(path)
+    module_spec = importlib.util.spec_from_file_location(f"_electra_config_{file.stem}", file)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    config = module.get_config(arg) if arg else module.get_config()
+    for dotted, value in (overrides or {}).items():
+        node = config
+        *parents, leaf = dotted.split(".")
+        for name in parents:
+            if name not in node:
+                raise ConfigError(f"unknown config field {dotted!r} (no section {name!r})")
+            node = node[name]
+        if leaf not in node:
+            raise ConfigError(f"unknown config field {dotted!r}; known fields here: {sorted(node.keys())}")
+        node[leaf] = value
+    return finalize(config)

@@ -1,0 +1,22 @@
+"""Data for electra_jax: tokenizers, the pre-training example builder and input pipelines.
+
+Modules:
+  tokenization     WordPiece (BERT/ELECTRA FullTokenizer-identical) and SentencePiece tokenizers behind
+                   one interface; `tokenizer(vocab_path, lower_case=True)` picks by file type.
+  example_builder  the original ELECTRA ExampleBuilder packing rules and TFRecord serialization.
+  pipeline         `PretrainInput` (tf.data streaming of pre-training records with exact save/restore),
+                   `synthetic_batches` (random tokens, no TensorFlow) and `to_global_batch`.
+  tasks            fine-tuning task readers (GLUE, SQuAD, tagging); written separately.
+
+Importing this package does not import TensorFlow: only functions that read or write TFRecords import it,
+inside the function, so the model and benchmark run on machines without TensorFlow.
+"""
+
+from electra_jax.data.tokenization import (
+    SPECIAL_TOKENS,
+    SentencePieceTokenizer,
+    WordPieceTokenizer,
+    tokenizer,
+)
+
+__all__ = ["SPECIAL_TOKENS", "SentencePieceTokenizer", "WordPieceTokenizer", "tokenizer"]

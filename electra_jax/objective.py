@@ -1,0 +1,205 @@
+"""Replaced-token detection: masking, replacement sampling, losses and metrics, as plain functions.
+
+Matches google-research/electra `pretrain/pretrain_helpers.py` and `run_pretraining.py`
+(ELECTRA_REFERENCE.md section 3), including its quirks:
+  * positions are drawn with replacement, so an example can select one position twice;
+  * writes go through `scatter_update`, which ignores position 0 and, when two slots hit one
+    position, writes the floor of the mean of their values (so two different sampled ids at one
+    position produce their integer mean);
+  * a sampled token equal to the original is labelled real.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+AUC_BINS = 1000
+
+
+class MaskedInputs(NamedTuple):
+    input_ids: jax.Array  # [B, S] the generator's input (with [MASK]s)
+    positions: jax.Array  # [B, N] selected positions; padding slots point at 0
+    target_ids: jax.Array  # [B, N] original ids there (0 in padding slots)
+    weights: jax.Array  # [B, N] float32, 1 for the first k slots of each example
+
+
+def scatter_update(sequence, updates, positions):
+    """The original `scatter_update` for int sequences: returns (updated [B, S], written mask [B, S]).
+
+    Updates aimed at position 0 are dropped; a position hit by several slots receives the floor of
+    the mean of their updates.
+    """
+    batch, seq_len = sequence.shape
+    rows = jnp.arange(batch)[:, None]
+    sums = jnp.zeros((batch, seq_len), jnp.int32).at[rows, positions].add(updates.astype(jnp.int32))
+    counts = jnp.zeros((batch, seq_len), jnp.int32).at[rows, positions].add(1)
+    counts = counts.at[:, 0].set(0)
+    written = counts > 0
+    merged = sums // jnp.maximum(counts, 1)
+    return jnp.where(written, merged, sequence).astype(sequence.dtype), written.astype(jnp.int32)
+
+
+def candidates_mask(input_ids, input_mask, special_ids) -> jax.Array:
+    """Positions that may be masked: real tokens other than [CLS], [SEP] and [MASK]."""
+    allowed = input_mask.astype(bool)
+    for token in special_ids:
+        allowed &= input_ids != token
+    return allowed
+
+
+def mask_inputs(rng: jax.Array, input_ids, input_mask, *, mask_prob: float, max_predictions: int,
+                mask_id: int, cls_id: int, sep_id: int, mask_token_prob: float = 0.85,
+                random_token_prob: float = 0.0, vocab_size: int | None = None) -> MaskedInputs:
+    """Dynamic masking as the original `pretrain_helpers.mask`.
+
+    k = max(1, min(N, round(n_real * mask_prob))) slots per example, positions drawn uniformly over
+    the candidates with replacement; each selected position becomes [MASK] with probability
+    `mask_token_prob`, a uniformly random token with `random_token_prob` (0 for ELECTRA; BERT's 0.1),
+    and stays unchanged otherwise.
+    """
+    batch, seq_len = input_ids.shape
+    pos_key, mask_key, random_key = jax.random.split(rng, 3)
+    num_tokens = jnp.sum(input_mask, axis=-1).astype(jnp.float32)
+    # jnp.round rounds half to even, as tf.round does.
+    num_to_predict = jnp.clip(jnp.round(num_tokens * mask_prob).astype(jnp.int32), 1, max_predictions)
+    weights = (jnp.arange(max_predictions)[None, :] < num_to_predict[:, None]).astype(jnp.float32)
+
+    allowed = candidates_mask(input_ids, input_mask, (cls_id, sep_id, mask_id))
+    logits = jnp.where(allowed, 0.0, -jnp.inf)
+    positions = jax.random.categorical(pos_key, logits[:, None, :], axis=-1,
+                                       shape=(batch, max_predictions))
+    positions = jnp.where(weights > 0, positions, 0).astype(jnp.int32)
+    target_ids = jnp.take_along_axis(input_ids, positions, axis=1) * weights.astype(input_ids.dtype)
+
+    draw = jax.random.uniform(mask_key, (batch, max_predictions))
+    to_mask = draw < mask_token_prob
+    to_random = (draw >= mask_token_prob) & (draw < mask_token_prob + random_token_prob)
+    new_values = jnp.full((batch, max_predictions), mask_id, input_ids.dtype)
+    if random_token_prob > 0.0:
+        if vocab_size is None:
+            raise ValueError("random_token_prob > 0 needs vocab_size")
+        random_ids = jax.random.randint(random_key, (batch, max_predictions), 0, vocab_size, input_ids.dtype)
+        new_values = jnp.where(to_random, random_ids, new_values)
+    change = (to_mask | to_random) & (weights > 0)
+    # Slots that keep their token are pointed at position 0, which scatter_update ignores.
+    masked_ids, _ = scatter_update(input_ids, new_values, jnp.where(change, positions, 0))
+    return MaskedInputs(masked_ids, positions, target_ids, weights)
+
+
+def sample_replacements(rng: jax.Array, logits, *, temperature: float = 1.0, target_ids=None,
+                        disallow_correct: bool = False) -> jax.Array:
+    """Gumbel-max sampling from the generator (stop-gradient), as `sample_from_softmax`."""
+    logits = jax.lax.stop_gradient(logits.astype(jnp.float32)) / temperature
+    if disallow_correct:
+        logits = logits - 1000.0 * jax.nn.one_hot(target_ids, logits.shape[-1], dtype=logits.dtype)
+    uniform = jax.random.uniform(rng, logits.shape)
+    gumbel = -jnp.log(-jnp.log(uniform + 1e-9) + 1e-9)
+    return jnp.argmax(logits + gumbel, axis=-1).astype(jnp.int32)
+
+
+def replace_tokens(input_ids, positions, sampled_ids):
+    """Writes samples into the uncorrupted ids; label = written and different from the original."""
+    updated, written = scatter_update(input_ids, sampled_ids, positions)
+    labels = written * (updated != input_ids).astype(jnp.int32)
+    return updated, labels
+
+
+def mlm_loss(logits, target_ids, weights):
+    """Σ w·CE / (Σ w + 1e-6), duplicates counted per slot (float32)."""
+    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    nll = -jnp.take_along_axis(log_probs, target_ids[..., None].astype(jnp.int32), axis=-1)[..., 0]
+    return jnp.sum(weights * nll) / (jnp.sum(weights) + 1e-6), nll
+
+
+def disc_loss(logits, labels, input_mask):
+    """Sigmoid cross-entropy averaged over every non-pad token of the batch."""
+    logits = logits.astype(jnp.float32)
+    labels = labels.astype(jnp.float32)
+    weights = input_mask.astype(jnp.float32)
+    losses = (jnp.maximum(logits, 0) - logits * labels + jnp.log1p(jnp.exp(-jnp.abs(logits)))) * weights
+    loss = jnp.sum(losses) / (1e-6 + jnp.sum(weights))
+    per_example = jnp.sum(losses, axis=-1) / (1e-6 + jnp.sum(weights, axis=-1))
+    return loss, per_example
+
+
+def auc_histograms(probs, labels, num_bins: int = AUC_BINS):
+    """Per-bin counts of positives and negatives; summing them over batches and hosts is exact."""
+    bins = jnp.clip((probs * num_bins).astype(jnp.int32), 0, num_bins - 1).reshape(-1)
+    labels = labels.reshape(-1).astype(jnp.float32)
+    pos = jnp.zeros((num_bins,), jnp.float32).at[bins].add(labels)
+    neg = jnp.zeros((num_bins,), jnp.float32).at[bins].add(1.0 - labels)
+    return pos, neg
+
+
+def auc_from_histograms(pos, neg):
+    """ROC AUC from binned scores: P(score_pos > score_neg) + 0.5 P(same bin)."""
+    neg_below = jnp.cumsum(neg) - neg
+    wins = jnp.sum(pos * (neg_below + 0.5 * neg))
+    return wins / jnp.maximum(jnp.sum(pos) * jnp.sum(neg), 1.0)
+
+
+def _special_ids(config) -> dict[str, int]:
+    d = config.data
+    return dict(mask_id=d.mask_id, cls_id=d.cls_id, sep_id=d.sep_id)
+
+
+def pretrain_loss(params, batch: dict[str, Any], rng: jax.Array, *, model, config, train: bool = True):
+    """The full ELECTRA (or masked-LM baseline) objective for one batch.
+
+    Returns (loss, metrics): metrics hold scalar sums/means and the AUC histograms of this batch.
+    """
+    o = config.objective
+    deterministic = not train
+    mask_rng, sample_rng, gen_dropout, disc_dropout = jax.random.split(rng, 4)
+    input_ids = batch["input_ids"].astype(jnp.int32)
+    input_mask = batch["input_mask"].astype(jnp.int32)
+    segment_ids = batch["segment_ids"].astype(jnp.int32)
+    mlm = o.kind == "mlm"
+    masked = mask_inputs(
+        mask_rng, input_ids, input_mask, mask_prob=o.mask_prob, max_predictions=o.max_predictions_per_seq,
+        mask_token_prob=o.mlm_mask_token_prob if mlm else o.mask_token_prob,
+        random_token_prob=o.mlm_random_token_prob if mlm else o.random_token_prob,
+        vocab_size=config.model.vocab_size, **_special_ids(config))
+    variables = {"params": params}
+    gen_logits = model.apply(variables, masked.input_ids, segment_ids, input_mask, masked.positions,
+                             deterministic, method=type(model).generator_logits_at,
+                             rngs={"dropout": gen_dropout})
+    gen_loss, _ = mlm_loss(gen_logits, masked.target_ids, masked.weights)
+    weight_sum = jnp.sum(masked.weights)
+    mlm_correct = jnp.sum(masked.weights * (jnp.argmax(gen_logits, -1) == masked.target_ids))
+    metrics = {"mlm_loss": gen_loss, "mlm_accuracy": mlm_correct / jnp.maximum(weight_sum, 1.0)}
+    if mlm:
+        metrics["loss"] = gen_loss
+        return gen_loss, metrics
+
+    sampled = sample_replacements(sample_rng, gen_logits, temperature=o.temperature,
+                                  target_ids=masked.target_ids, disallow_correct=o.disallow_correct)
+    fake_ids, labels = replace_tokens(input_ids, masked.positions, sampled)
+    disc_logits = model.apply(variables, fake_ids, segment_ids, input_mask, deterministic,
+                              method=type(model).discriminator_logits, rngs={"dropout": disc_dropout})
+    d_loss, _ = disc_loss(disc_logits, labels, input_mask)
+    loss = o.gen_weight * gen_loss + o.disc_weight * d_loss
+
+    mask_f = input_mask.astype(jnp.float32)
+    preds = (disc_logits > 0).astype(jnp.int32)
+    correct = (preds == labels).astype(jnp.float32)
+    probs = jax.nn.sigmoid(disc_logits)
+    # As tf.metrics.auc(labels * mask, probs * mask): padding enters as a negative with probability 0.
+    pos_hist, neg_hist = auc_histograms(probs * mask_f, labels * input_mask)
+    metrics.update({
+        "loss": loss,
+        "disc_loss": d_loss,
+        "disc_accuracy": jnp.sum(correct * mask_f) / jnp.maximum(jnp.sum(mask_f), 1.0),
+        "disc_precision": jnp.sum(correct * preds * mask_f) / jnp.maximum(jnp.sum(preds * mask_f), 1.0),
+        "disc_recall": jnp.sum(correct * labels * mask_f) / jnp.maximum(jnp.sum(labels * mask_f), 1.0),
+        "disc_auc": auc_from_histograms(pos_hist, neg_hist),
+        "sampled_mlm_accuracy": jnp.sum(masked.weights * (sampled == masked.target_ids))
+        / jnp.maximum(weight_sum, 1.0),
+        "replaced_fraction": jnp.sum(labels * mask_f) / jnp.maximum(jnp.sum(mask_f), 1.0),
+        "auc_pos_hist": pos_hist,
+        "auc_neg_hist": neg_hist,
+    })
+    return loss, metrics
