@@ -73,7 +73,7 @@ class ModelConfig:
     mlm_only: bool = False  # plain masked-LM baseline: the generator head on the discriminator encoder
 
     @classmethod
-    def from_config(cls, config: Any, mlm_only: bool | None = None) -> "ModelConfig":
+    def from_config(cls, config: Any, mlm_only: bool | None = None) -> ModelConfig:
         """Accepts a full config (with `.model`) or its model section; validates and derives first."""
         if isinstance(config, ModelConfig):
             return config

@@ -1,0 +1,249 @@
+"""The training state, its shardings, and the jitted pre-training and evaluation steps.
+
+`TrainState` holds params, opt_state, step and the run's base PRNG key. The train step is a pure function
+`step(state, batch, rng) -> (state, metrics)`; `rng` is the base key (the loop passes `state.rng`) and the
+step's key is `fold_in(rng, state.step)`, so a resumed run draws exactly the masks and samples an
+uninterrupted one would. Both steps are compiled once, ahead of time, with explicit in/out shardings and the
+state donated (`Trainer.compile`).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from electra_jax import modeling, objective, optim
+from electra_jax import sharding as sharding_lib
+
+BATCH_KEYS = ("input_ids", "input_mask", "segment_ids")
+# Train metrics that leave the device every step (histograms stay behind: only eval sums them).
+TRAIN_METRICS = ("loss", "mlm_loss", "mlm_accuracy", "disc_loss", "disc_accuracy", "disc_precision",
+                 "disc_recall", "disc_auc", "sampled_mlm_accuracy", "replaced_fraction")
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array  # int32 scalar: completed updates
+    params: Any
+    opt_state: Any
+    rng: jax.Array  # uint32[2] raw key (raw, not typed, so checkpoints store plain integers)
+
+    def to_dict(self) -> dict:
+        return {"step": self.step, "params": self.params, "opt_state": self.opt_state, "rng": self.rng}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainState:
+        return cls(step=d["step"], params=d["params"], opt_state=d["opt_state"], rng=d["rng"])
+
+
+class Compiled(NamedTuple):
+    train_step: Any
+    eval_step: Any
+
+
+def _scalar(x) -> jax.Array:
+    return jnp.asarray(x, jnp.float32)
+
+
+def train_step(state: TrainState, batch: dict, rng: jax.Array, *, model, config, tx, schedule):
+    """One ELECTRA update: value_and_grad of objective.pretrain_loss, then the optax update."""
+    step_rng = jax.random.fold_in(rng, state.step)
+
+    def loss_fn(params):
+        return objective.pretrain_loss(params, batch, step_rng, model=model, config=config, train=True)
+
+    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    out = {k: _scalar(metrics[k]) for k in TRAIN_METRICS if k in metrics}
+    out["loss"] = _scalar(loss)
+    out["grad_norm"] = optax.global_norm(grads)
+    out["learning_rate"] = _scalar(schedule(state.step))
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), out
+
+
+def eval_step(params, batch: dict, rng: jax.Array, *, model, config):
+    """Deterministic (no dropout) objective metrics of one batch, histograms included for exact AUC."""
+    _, metrics = objective.pretrain_loss(params, batch, rng, model=model, config=config, train=False)
+    return {k: v.astype(jnp.float32) for k, v in metrics.items()}
+
+
+def accumulate_eval(per_batch: list[dict]) -> dict[str, float]:
+    """Mean of per-batch scalars; AUC recomputed from the summed histograms (not a mean of AUCs)."""
+    out: dict[str, float] = {}
+    if not per_batch:
+        return out
+    host = [jax.tree_util.tree_map(np.asarray, m) for m in per_batch]
+    for key in host[0]:
+        if key.startswith("auc_"):
+            continue
+        out[key] = float(np.mean([m[key] for m in host]))
+    if "auc_pos_hist" in host[0]:
+        pos = np.sum([m["auc_pos_hist"] for m in host], axis=0)
+        neg = np.sum([m["auc_neg_hist"] for m in host], axis=0)
+        out["disc_auc"] = float(objective.auc_from_histograms(jnp.asarray(pos), jnp.asarray(neg)))
+    return out
+
+
+class Trainer:
+    """Owns the mesh, model, optimizer and shardings of one run; builds states and compiled steps.
+
+    >>> trainer = Trainer(config, mesh)
+    >>> state = trainer.init_state(jax.random.key(0))
+    >>> compiled = trainer.compile()
+    >>> state, metrics = compiled.train_step(state, global_batch, state.rng)
+    """
+
+    def __init__(self, config: ml_collections.ConfigDict, mesh: Mesh):
+        self.config = config
+        self.mesh = mesh
+        self.model = modeling.build_model(config)
+        self.tx, self.schedule = optim.make_optimizer(config.optim, total_steps=config.train.steps)
+        self.param_shapes = modeling.param_shapes(config)
+        self.param_specs = sharding_lib.param_specs(modeling.logical_axes(config), self.param_shapes,
+                                                    config.sharding.rules, mesh)
+        opt_shapes = jax.eval_shape(self.tx.init, self.param_shapes)
+        self.opt_specs = sharding_lib.state_specs_like(opt_shapes, self.param_specs, self.param_shapes)
+        rep = PartitionSpec()
+        self.state_specs = TrainState(step=rep, params=self.param_specs, opt_state=self.opt_specs, rng=rep)
+        self.state_shardings = sharding_lib.named(mesh, self.state_specs)
+        self.batch_sharding = sharding_lib.batch_sharding(mesh)
+        self.replicated = sharding_lib.replicated(mesh)
+        self._abstract_state = jax.eval_shape(lambda: TrainState(
+            step=jnp.zeros([], jnp.int32), params=self.param_shapes, opt_state=opt_shapes,
+            rng=jax.random.PRNGKey(0)))
+
+    # -- states -------------------------------------------------------------------------------------------
+
+    def abstract_state(self) -> TrainState:
+        """ShapeDtypeStructs with this mesh's shardings: the restore target for checkpoints."""
+        return jax.tree_util.tree_map(
+            lambda shape, sharding: jax.ShapeDtypeStruct(shape.shape, shape.dtype, sharding=sharding),
+            self._abstract_state, self.state_shardings)
+
+    def init_state(self, seed: int) -> TrainState:
+        """A fresh state created directly in its shardings (no parameter is ever whole on one device)."""
+        config = self.config
+
+        def init(key):
+            param_key, train_key = jax.random.split(key)
+            params = modeling.init_params(config, param_key)
+            return TrainState(step=jnp.zeros([], jnp.int32), params=params, opt_state=self.tx.init(params),
+                              rng=train_key)
+
+        with self.mesh:
+            return jax.jit(init, out_shardings=self.state_shardings)(jax.random.PRNGKey(seed))
+
+    def state_from_params(self, params: dict, seed: int) -> TrainState:
+        """A fresh state (step 0, new optimizer state) around given host params (continued pre-training)."""
+        expected = self.param_shapes
+        if self.config.model.scan_layers:
+            params = modeling.stack_layers(params)
+        check_params_match(params, expected)
+        params = jax.tree_util.tree_map(
+            lambda x, shape, sharding: jax.make_array_from_callback(
+                shape.shape, sharding, lambda index, x=x: np.asarray(x, np.float32)[index]),
+            params, expected, self.state_shardings.params)
+
+        def fresh(params, key):
+            return TrainState(step=jnp.zeros([], jnp.int32), params=params, opt_state=self.tx.init(params),
+                              rng=jax.random.split(key)[1])
+
+        with self.mesh:
+            return jax.jit(fresh, in_shardings=(self.state_shardings.params, self.replicated),
+                           out_shardings=self.state_shardings)(params, jax.random.PRNGKey(seed))
+
+    # -- steps --------------------------------------------------------------------------------------------
+
+    def abstract_batch(self, global_batch_size: int) -> dict:
+        seq = self.config.data.max_seq_length
+        return {k: jax.ShapeDtypeStruct((global_batch_size, seq), jnp.int32, sharding=self.batch_sharding)
+                for k in BATCH_KEYS}
+
+    def compile(self, global_batch_size: int | None = None, log_memory: bool = True) -> Compiled:
+        """AOT-compiles the train and eval steps for this mesh and batch size (once per run)."""
+        batch_size = global_batch_size or self.config.train.batch_size
+        sharding_lib.check_batch_size(batch_size, self.mesh)
+        batch = self.abstract_batch(batch_size)
+        batch_shardings = {k: self.batch_sharding for k in BATCH_KEYS}
+        rng = jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=self.replicated)
+        step_fn = functools.partial(train_step, model=self.model, config=self.config, tx=self.tx,
+                                    schedule=self.schedule)
+        eval_fn = functools.partial(eval_step, model=self.model, config=self.config)
+        with self.mesh:
+            train = jax.jit(step_fn, in_shardings=(self.state_shardings, batch_shardings, self.replicated),
+                            out_shardings=(self.state_shardings, self.replicated), donate_argnums=(0,))
+            compiled_train = train.lower(self.abstract_state(), batch, rng).compile()
+            evaluate = jax.jit(eval_fn, in_shardings=(self.state_shardings.params, batch_shardings, self.replicated),
+                               out_shardings=self.replicated)
+            compiled_eval = evaluate.lower(self.abstract_state().params, batch, rng).compile()
+        if log_memory:
+            log_memory_analysis(compiled_train, "train step")
+        return Compiled(compiled_train, compiled_eval)
+
+
+def memory_summary(compiled) -> dict[str, float] | None:
+    """Per-device bytes XLA plans for a compiled step (None where the backend does not report them)."""
+    try:
+        stats = compiled.memory_analysis()
+    except Exception:  # some backends raise instead of returning None
+        return None
+    if stats is None:
+        return None
+    fields = ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes",
+              "generated_code_size_in_bytes", "alias_size_in_bytes")
+    return {f: float(getattr(stats, f, 0) or 0) for f in fields}
+
+
+def log_memory_analysis(compiled, name: str) -> dict[str, float] | None:
+    summary = memory_summary(compiled)
+    if summary is None:
+        logging.info("%s: the backend gives no memory analysis", name)
+        return None
+    total = (summary["argument_size_in_bytes"] + summary["output_size_in_bytes"] + summary["temp_size_in_bytes"]
+             - summary["alias_size_in_bytes"])
+    logging.info("%s compiled: per device %.1f MiB arguments, %.1f MiB outputs (%.1f MiB aliased/donated), "
+                 "%.1f MiB temporaries; about %.1f MiB in all", name, summary["argument_size_in_bytes"] / 2**20,
+                 summary["output_size_in_bytes"] / 2**20, summary["alias_size_in_bytes"] / 2**20,
+                 summary["temp_size_in_bytes"] / 2**20, total / 2**20)
+    return summary
+
+
+def check_params_match(params: dict, expected: dict) -> None:
+    """Raises ValueError naming missing, extra or mis-shaped parameters (e.g. a discriminator-only import)."""
+    flat = {"/".join(map(str, _keys(p))): v for p, v in jax.tree_util.tree_flatten_with_path(params)[0]}
+    want = {"/".join(map(str, _keys(p))): v for p, v in jax.tree_util.tree_flatten_with_path(expected)[0]}
+    missing = sorted(set(want) - set(flat))
+    if missing:
+        gen = [m for m in missing if m.startswith(("generator", "generator_predictions"))]
+        hint = (" The checkpoint has no generator (e.g. a discriminator-only HF import): pre-training needs "
+                "both networks; import the generator too (convert from_hf with the generator folder)."
+                if gen and len(gen) == len(missing) else
+                " Check that config.model matches the checkpoint's model sizes.")
+        raise ValueError(f"checkpoint.init parameters lack {len(missing)} entries the model needs, e.g. "
+                         f"{missing[:4]}.{hint}")
+    extra = sorted(set(flat) - set(want))
+    if extra:
+        raise ValueError(f"checkpoint.init parameters hold {len(extra)} entries this model does not have, e.g. "
+                         f"{extra[:4]}; check config.model (sizes, untied_generator_embeddings, objective.kind)")
+    for name, value in flat.items():
+        if tuple(np.shape(value)) != tuple(want[name].shape):
+            raise ValueError(f"checkpoint.init parameter {name} has shape {tuple(np.shape(value))} but the model "
+                             f"expects {tuple(want[name].shape)}; check config.model against the checkpoint")
+
+
+def _keys(path) -> tuple:
+    return tuple(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k))) for k in path)
+
+
+def replicated_sharding(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, PartitionSpec())

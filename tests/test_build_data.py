@@ -1,0 +1,309 @@
+"""build_data: exact agreement with the original ExampleBuilder, record format, statistics, inputs, errors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from electra_jax.build_data import build_pretraining_data
+from electra_jax.data import tokenization
+from electra_jax.data.example_builder import read_text_file, unit_seed
+
+tf = pytest.importorskip("tensorflow")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+VOCAB = SHARED / "bert_vocab" / "uncased" / "vocab.txt"
+S = 128
+SEED = 7
+NUM_SHARDS = 4
+
+pytestmark = pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared data not found at {SHARED}")
+
+
+class OriginalExampleBuilder:
+    """google-research/electra build_pretraining_dataset.ExampleBuilder, kept line for line (module-level
+    `random`, tokenize + convert_tokens_to_ids), except that it returns the three padded lists instead of a
+    tf.train.Example."""
+
+    def __init__(self, tokenizer, max_length):
+        self._tokenizer = tokenizer
+        self._current_sentences = []
+        self._current_length = 0
+        self._max_length = max_length
+        self._target_length = max_length
+
+    def add_line(self, line):
+        line = line.strip().replace("\n", " ")
+        if (not line) and self._current_length != 0:  # empty lines separate docs
+            return self._create_example()
+        bert_tokens = self._tokenizer.tokenize(line)
+        bert_tokids = self._tokenizer.convert_tokens_to_ids(bert_tokens)
+        self._current_sentences.append(bert_tokids)
+        self._current_length += len(bert_tokids)
+        if self._current_length >= self._target_length:
+            return self._create_example()
+        return None
+
+    def _create_example(self):
+        if random.random() < 0.1:
+            first_segment_target_length = 100000
+        else:
+            first_segment_target_length = (self._target_length - 3) // 2
+        first_segment = []
+        second_segment = []
+        for sentence in self._current_sentences:
+            if (len(first_segment) == 0 or
+                    len(first_segment) + len(sentence) < first_segment_target_length or
+                    (len(second_segment) == 0 and
+                     len(first_segment) < first_segment_target_length and
+                     random.random() < 0.5)):
+                first_segment += sentence
+            else:
+                second_segment += sentence
+        first_segment = first_segment[:self._max_length - 2]
+        second_segment = second_segment[:max(0, self._max_length - len(first_segment) - 3)]
+        self._current_sentences = []
+        self._current_length = 0
+        if random.random() < 0.05:
+            self._target_length = random.randint(5, self._max_length)
+        else:
+            self._target_length = self._max_length
+        return self._make_example(first_segment, second_segment)
+
+    def _make_example(self, first_segment, second_segment):
+        vocab = self._tokenizer.vocab
+        input_ids = [vocab["[CLS]"]] + first_segment + [vocab["[SEP]"]]
+        segment_ids = [0] * len(input_ids)
+        if second_segment:
+            input_ids += second_segment + [vocab["[SEP]"]]
+            segment_ids += [1] * (len(second_segment) + 1)
+        input_mask = [1] * len(input_ids)
+        input_ids += [0] * (self._max_length - len(input_ids))
+        input_mask += [0] * (self._max_length - len(input_mask))
+        segment_ids += [0] * (self._max_length - len(segment_ids))
+        return input_ids, input_mask, segment_ids
+
+
+def original_file_examples(path: str, tokenizer, max_length: int, builder_seed: int, blanks_separate_docs=True):
+    """The original ExampleWriter.write_examples loop over one file, with random seeded like build_data."""
+    random.seed(builder_seed)
+    builder = OriginalExampleBuilder(tokenizer, max_length)
+    out = []
+    for line in read_text_file(path).split("\n"):
+        line = line.strip()
+        if line or blanks_separate_docs:
+            example = builder.add_line(line)
+            if example:
+                out.append(example)
+    example = builder.add_line("")
+    if example:
+        out.append(example)
+    return out
+
+
+def read_records(out_dir: Path, seq_len: int, shard: str | None = None) -> dict[str, np.ndarray]:
+    """Parses records with the original feature spec: FixedLenFeature([S], tf.int64) for the three names."""
+    spec = {n: tf.io.FixedLenFeature([seq_len], tf.int64) for n in ("input_ids", "input_mask", "segment_ids")}
+    files = [str(out_dir / shard)] if shard else sorted(str(p) for p in out_dir.glob("pretrain_data.tfrecord-*"))
+    batches = [tf.io.parse_example(b, spec) for b in tf.data.TFRecordDataset(files).batch(4096)]
+    return {k: np.concatenate([b[k].numpy() for b in batches]) for k in spec}
+
+
+def text_files() -> list[str]:
+    return sorted(str(p) for p in (SHARED / "text").rglob("*") if p.is_file())
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    out = tmp_path_factory.mktemp("built")
+    meta = build_pretraining_data(vocab=str(VOCAB), output_dir=str(out), max_seq_length=S,
+                                  input=str(SHARED / "text" / "**" / "*"), num_shards=NUM_SHARDS,
+                                  num_processes=2, seed=SEED, progress=False)
+    return out, meta
+
+
+def test_metadata(built):
+    out, meta = built
+    on_disk = json.loads((out / "metadata.json").read_text())
+    assert on_disk == meta
+    assert meta["vocab_sha256"] == hashlib.sha256(VOCAB.read_bytes()).hexdigest()
+    assert meta["vocab_size"] == 30522 and meta["max_seq_length"] == S and meta["seed"] == SEED
+    assert meta["special_ids"] == {"pad_id": 0, "unk_id": 100, "cls_id": 101, "sep_id": 102, "mask_id": 103}
+    assert [s["file"] for s in meta["shards"]] == [f"pretrain_data.tfrecord-{i}-of-{NUM_SHARDS}"
+                                                   for i in range(NUM_SHARDS)]
+    assert sum(s["num_examples"] for s in meta["shards"]) == meta["num_examples"] > 10000
+    assert sorted(meta["sources"]) == text_files()
+
+
+def test_records_equal_the_original_example_builder(built):
+    """Every shard equals the original ExampleBuilder run file by file (module-level random seeded as
+    build_data seeds each file), files in build_data's seeded order, examples dealt round-robin."""
+    out, meta = built
+    tok = tokenization.tokenizer(VOCAB)
+    files = text_files()
+    order = list(range(len(files)))
+    random.Random(SEED).shuffle(order)
+    expected = []
+    for i in order:
+        expected += original_file_examples(files[i], tok, S, unit_seed(SEED, i))
+    assert len(expected) == meta["num_examples"]
+    for shard in range(NUM_SHARDS):
+        got = read_records(out, S, f"pretrain_data.tfrecord-{shard}-of-{NUM_SHARDS}")
+        want = expected[shard::NUM_SHARDS]
+        assert len(got["input_ids"]) == len(want)
+        for name, col in zip(("input_ids", "input_mask", "segment_ids"), range(3)):
+            np.testing.assert_array_equal(got[name], np.array([w[col] for w in want]), err_msg=name)
+
+
+def test_every_record_is_well_formed(built):
+    out, meta = built
+    r = read_records(out, S)
+    ids, mask, seg = r["input_ids"], r["input_mask"], r["segment_ids"]
+    n = len(ids)
+    assert n == meta["num_examples"] and int(mask.sum()) == meta["num_tokens"]
+    lengths = mask.sum(1)
+    pos = np.arange(S)[None, :]
+    assert (ids[:, 0] == 101).all()
+    assert (mask == (pos < lengths[:, None])).all()  # contiguous ones, then zeros
+    assert (ids[mask == 0] == 0).all() and (seg[mask == 0] == 0).all()
+    assert (ids[np.arange(n), lengths - 1] == 102).all()  # last real token is [SEP]
+    sep_count = (ids == 102).sum(1)
+    assert set(np.unique(sep_count)) <= {1, 2}
+    has_b = seg.sum(1) > 0
+    assert ((sep_count == 2) == has_b).all()
+    # segment ids: 0 on [CLS] A [SEP], then 1 up to the end of the real tokens
+    first_b = np.where(has_b, np.argmax(seg == 1, axis=1), lengths)
+    assert (seg == ((pos >= first_b[:, None]) & (mask == 1))).all()
+    assert (ids[has_b, first_b[has_b] - 1] == 102).all()  # A's [SEP] right before B
+    assert not ((ids == 102) & (pos > 0) & (pos < first_b[:, None] - 1)).any()
+    assert lengths.min() >= 2 and lengths.max() == S
+
+
+def test_statistics_follow_the_original_rules(built):
+    _, meta = built
+    n = meta["num_examples"]
+    single = meta["num_single_segment_draws"] / n
+    short = meta["num_short_target_draws"] / n
+    # binomial standard errors are about 0.0025 and 0.0018 for ~14k examples: allow 4 of them
+    assert abs(single - 0.10) < 4 * (0.1 * 0.9 / n) ** 0.5, single
+    assert abs(short - 0.05) < 4 * (0.05 * 0.95 / n) ** 0.5, short
+    # Observable in the records: every single-segment draw yields an example without B.
+    assert meta["num_without_segment_b"] >= meta["num_single_segment_draws"]
+
+
+def test_output_is_deterministic_and_independent_of_process_count(tmp_path):
+    inputs = [str(p) for p in sorted((SHARED / "text" / "state_union").glob("195*.txt"))]
+    digests = []
+    for procs, seed in ((1, 3), (2, 3), (2, 4)):
+        out = tmp_path / f"p{procs}s{seed}"
+        build_pretraining_data(vocab=str(VOCAB), output_dir=str(out), max_seq_length=64, input=inputs,
+                               num_shards=3, num_processes=procs, seed=seed, progress=False)
+        digests.append([hashlib.sha256(p.read_bytes()).hexdigest()
+                        for p in sorted(out.glob("pretrain_data.tfrecord-*"))])
+    assert digests[0] == digests[1]
+    assert digests[0] != digests[2]
+
+
+def test_binary_input_file_is_named(tmp_path):
+    good = tmp_path / "good.txt"
+    good.write_text("A sentence.\nAnother one.\n")
+    binary = tmp_path / "image.bin"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
+    for procs in (1, 2):
+        with pytest.raises(ValueError) as err:
+            build_pretraining_data(vocab=str(VOCAB), output_dir=str(tmp_path / f"out{procs}"), max_seq_length=32,
+                                   input=str(tmp_path / "*"), num_shards=1, num_processes=procs, progress=False)
+        assert "image.bin" in str(err.value) and "binary" in str(err.value)
+
+
+def test_latin1_input_falls_back(tmp_path):
+    (tmp_path / "latin1.txt").write_bytes("Caf\xe9 cr\xe8me br\xfbl\xe9e.\n".encode("latin-1"))
+    out = tmp_path / "out"
+    build_pretraining_data(vocab=str(VOCAB), output_dir=str(out), max_seq_length=16,
+                           input=str(tmp_path / "*.txt"), num_shards=1, num_processes=1, progress=False)
+    r = read_records(out, 16)
+    tok = tokenization.tokenizer(VOCAB)
+    want = [101] + tok.encode("café crème brûlée.") + [102]
+    assert list(r["input_ids"][0][:len(want)]) == want
+
+
+def test_missing_vocab_specials_fail_before_any_work(tmp_path):
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("[PAD]\n[UNK]\nthe\n")
+    (tmp_path / "a.txt").write_text("the\n")
+    with pytest.raises(ValueError, match=r"vocab\.txt is missing the special token\(s\) \[CLS\], \[SEP\], \[MASK\]"):
+        build_pretraining_data(vocab=str(vocab), output_dir=str(tmp_path / "o"), input=str(tmp_path / "a.txt"),
+                               progress=False)
+
+
+def _make_tiny_tfds(data_dir: Path, docs: list[str]) -> str:
+    tfds = pytest.importorskip("tensorflow_datasets")
+
+    class ElectraJaxTinyText(tfds.core.GeneratorBasedBuilder):
+        VERSION = tfds.core.Version("1.0.0")
+
+        def _info(self):
+            return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict(
+                {"text": tfds.features.Text()}))
+
+        def _split_generators(self, dl_manager):
+            return {"train": self._generate_examples()}
+
+        def _generate_examples(self):
+            for i, doc in enumerate(docs):
+                yield i, {"text": doc}
+
+    builder = ElectraJaxTinyText(data_dir=str(data_dir))
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+    return builder.name
+
+
+def test_tfds_input_matches_the_same_text_as_a_file(tmp_path):
+    lines = read_text_file(str(SHARED / "text" / "state_union" / "1961-Kennedy.txt")).split("\n")
+    docs = ["\n".join(lines[i:i + 20]) for i in range(0, 100, 20)]
+    name = _make_tiny_tfds(tmp_path / "tfds", docs)
+    # TFDS stores examples in a hashed order: write the text file in that order.
+    tfds = pytest.importorskip("tensorflow_datasets")
+    stored = [ex["text"].decode() for ex in tfds.builder(name, data_dir=str(tmp_path / "tfds")).as_dataset(
+        split="train", shuffle_files=False).as_numpy_iterator()]
+    assert sorted(stored) == sorted(docs)
+    (tmp_path / "same.txt").write_text("\n\n".join(stored) + "\n", encoding="utf-8")
+    results = []
+    for kind, kw in (("tfds", dict(tfds=f"{name}:train", tfds_data_dir=str(tmp_path / "tfds"), tfds_num_splits=1)),
+                     ("text", dict(input=str(tmp_path / "same.txt")))):
+        out = tmp_path / kind
+        meta = build_pretraining_data(vocab=str(VOCAB), output_dir=str(out), max_seq_length=64, num_shards=2,
+                                      num_processes=1, seed=1, progress=False, **kw)
+        results.append((meta["num_examples"], read_records(out, 64)))
+    (n_tfds, r_tfds), (n_text, r_text) = results
+    assert n_tfds == n_text > 10
+    for k in r_text:
+        np.testing.assert_array_equal(r_tfds[k], r_text[k])
+    # Several slices in spawned workers, where the test's builder class is not registered: TFDS reads the
+    # prepared dataset from its files in data_dir.
+    meta = build_pretraining_data(vocab=str(VOCAB), output_dir=str(tmp_path / "par"), max_seq_length=64,
+                                  num_shards=2, num_processes=2, seed=1, progress=False, tfds=name,
+                                  tfds_data_dir=str(tmp_path / "tfds"), tfds_num_splits=3)
+    assert abs(meta["num_tokens"] - int(r_text["input_mask"].sum())) < 0.1 * meta["num_tokens"]
+
+
+def test_command_line(tmp_path):
+    out = tmp_path / "cli"
+    proc = subprocess.run(
+        [sys.executable, "-m", "electra_jax.build_data",
+         f"--input={SHARED / 'text' / 'state_union' / '196*.txt'}", f"--vocab={VOCAB}", f"--output_dir={out}",
+         "--max_seq_length=64", "--num_shards=2", "--num_processes=2", "--seed=5"],
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["num_examples"] == json.loads(proc.stdout.strip().splitlines()[-1])["num_examples"] > 0
+    assert sorted(p.name for p in out.glob("pretrain_data.tfrecord-*")) == [
+        "pretrain_data.tfrecord-0-of-2", "pretrain_data.tfrecord-1-of-2"]
