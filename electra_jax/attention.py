@@ -32,6 +32,10 @@ def xla_attention(q, k, v, input_mask, *, dropout_rate: float = 0.0, dropout_rng
 def cudnn_attention(q, k, v, input_mask, **unused):
     """cuDNN fused attention (GPU). Assumes right padding (true of every record and task input here)."""
     del unused
+    if jax.default_backend() != "gpu":
+        # Off GPU jax fails deep inside its cuDNN lowering ("cuDNN is not detected"); say what to change.
+        raise ValueError(f"config.model.attention = 'cudnn' needs an NVIDIA GPU, but the JAX backend is "
+                         f"{jax.default_backend()!r}; use model.attention='xla' (or 'splash' on TPU)")
     lengths = jnp.sum(input_mask.astype(jnp.int32), axis=-1)
     return jax.nn.dot_product_attention(q, k, v, key_value_seq_lengths=lengths, implementation="cudnn")
 

@@ -35,7 +35,8 @@ flags.DEFINE_string("tfds", None, "TFDS dataset NAME[:SPLIT] (default split trai
                     "without downloading; each example's text is one document.")
 flags.DEFINE_string("tfds_data_dir", None, "Local TFDS data_dir holding the prepared dataset.")
 flags.DEFINE_string("tfds_text_key", "text", "TFDS feature holding the document text.")
-flags.DEFINE_integer("tfds_num_splits", 16, "TFDS: the split is read as this many even slices (parallel units).")
+flags.DEFINE_integer("tfds_num_splits", 16,
+                     "TFDS: the split is read as this many even slices (the parallel work units).")
 flags.DEFINE_string("vocab", None, "WordPiece vocab.txt or SentencePiece .model.")
 flags.DEFINE_string("output_dir", None, "Where to write the TFRecords and metadata.json.")
 flags.DEFINE_integer("max_seq_length", 128, "Tokens per example (S).")

@@ -167,7 +167,8 @@ def check_batch_size(global_batch_size: int, mesh: Mesh, field: str = "train.bat
     if global_batch_size % shards:
         raise ShardingError(
             f"config.{field} = {global_batch_size} does not divide over the data axes of the mesh "
-            f"(data * fsdp = {shards}); use a multiple of {shards}, e.g. {shards * max(1, global_batch_size // shards)}")
+            f"(data * fsdp = {shards}); use a multiple of {shards}, "
+            f"e.g. {shards * max(1, global_batch_size // shards)}")
     if global_batch_size % jax.process_count():
         raise ShardingError(
             f"config.{field} = {global_batch_size} does not divide over {jax.process_count()} hosts; "

@@ -42,7 +42,11 @@ def _kernel(num_heads: int, seq_len: int, interpret: bool):
         block_q_dkv=block, block_kv_dkv=block, block_kv_dkv_compute=block,
         block_q_dq=block, block_kv_dq=block)
     mask = splash.MultiHeadMask([splash.FullMask((seq_len, seq_len)) for _ in range(num_heads)])
-    return splash.make_splash_mha(mask, block_sizes=block_sizes, head_shards=1, q_seq_shards=1, interpret=interpret)
+    # The kernel holds the mask tables as arrays; make them concrete constants even when first built inside
+    # a jit trace, or the cached kernel would keep (and later leak) that trace's tracers.
+    with jax.ensure_compile_time_eval():
+        return splash.make_splash_mha(mask, block_sizes=block_sizes, head_shards=1, q_seq_shards=1,
+                                      interpret=interpret)
 
 
 def attention(q: jax.Array, k: jax.Array, v: jax.Array, input_mask: jax.Array,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import subprocess
 import sys
@@ -19,7 +20,9 @@ from electra_jax.data.example_builder import read_text_file, unit_seed
 tf = pytest.importorskip("tensorflow")
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+# ../shared beside the repo, or $ELECTRA_SHARED_DIR (as in tests/conftest.py)
+_DEFAULT_SHARED = Path(__file__).resolve().parents[2] / "shared"
+SHARED = Path(os.environ.get("ELECTRA_SHARED_DIR", _DEFAULT_SHARED)) / "data"
 VOCAB = SHARED / "bert_vocab" / "uncased" / "vocab.txt"
 S = 128
 SEED = 7
@@ -92,7 +95,8 @@ class OriginalExampleBuilder:
         return input_ids, input_mask, segment_ids
 
 
-def original_file_examples(path: str, tokenizer, max_length: int, builder_seed: int, blanks_separate_docs=True):
+def original_file_examples(path: str, tokenizer, max_length: int, builder_seed: int,
+                           blanks_separate_docs: bool = True):
     """The original ExampleWriter.write_examples loop over one file, with random seeded like build_data."""
     random.seed(builder_seed)
     builder = OriginalExampleBuilder(tokenizer, max_length)
@@ -112,7 +116,8 @@ def original_file_examples(path: str, tokenizer, max_length: int, builder_seed: 
 def read_records(out_dir: Path, seq_len: int, shard: str | None = None) -> dict[str, np.ndarray]:
     """Parses records with the original feature spec: FixedLenFeature([S], tf.int64) for the three names."""
     spec = {n: tf.io.FixedLenFeature([seq_len], tf.int64) for n in ("input_ids", "input_mask", "segment_ids")}
-    files = [str(out_dir / shard)] if shard else sorted(str(p) for p in out_dir.glob("pretrain_data.tfrecord-*"))
+    files = ([str(out_dir / shard)] if shard
+             else sorted(str(p) for p in out_dir.glob("pretrain_data.tfrecord-*")))
     batches = [tf.io.parse_example(b, spec) for b in tf.data.TFRecordDataset(files).batch(4096)]
     return {k: np.concatenate([b[k].numpy() for b in batches]) for k in spec}
 
@@ -219,8 +224,9 @@ def test_binary_input_file_is_named(tmp_path):
     binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
     for procs in (1, 2):
         with pytest.raises(ValueError) as err:
-            build_pretraining_data(vocab=str(VOCAB), output_dir=str(tmp_path / f"out{procs}"), max_seq_length=32,
-                                   input=str(tmp_path / "*"), num_shards=1, num_processes=procs, progress=False)
+            build_pretraining_data(vocab=str(VOCAB), output_dir=str(tmp_path / f"out{procs}"),
+                                   max_seq_length=32, input=str(tmp_path / "*"), num_shards=1,
+                                   num_processes=procs, progress=False)
         assert "image.bin" in str(err.value) and "binary" in str(err.value)
 
 
@@ -239,9 +245,10 @@ def test_missing_vocab_specials_fail_before_any_work(tmp_path):
     vocab = tmp_path / "vocab.txt"
     vocab.write_text("[PAD]\n[UNK]\nthe\n")
     (tmp_path / "a.txt").write_text("the\n")
-    with pytest.raises(ValueError, match=r"vocab\.txt is missing the special token\(s\) \[CLS\], \[SEP\], \[MASK\]"):
-        build_pretraining_data(vocab=str(vocab), output_dir=str(tmp_path / "o"), input=str(tmp_path / "a.txt"),
-                               progress=False)
+    expected = r"vocab\.txt is missing the special token\(s\) \[CLS\], \[SEP\], \[MASK\]"
+    with pytest.raises(ValueError, match=expected):
+        build_pretraining_data(vocab=str(vocab), output_dir=str(tmp_path / "o"),
+                               input=str(tmp_path / "a.txt"), progress=False)
 
 
 def _make_tiny_tfds(data_dir: Path, docs: list[str]) -> str:
@@ -277,8 +284,8 @@ def test_tfds_input_matches_the_same_text_as_a_file(tmp_path):
     assert sorted(stored) == sorted(docs)
     (tmp_path / "same.txt").write_text("\n\n".join(stored) + "\n", encoding="utf-8")
     results = []
-    for kind, kw in (("tfds", dict(tfds=f"{name}:train", tfds_data_dir=str(tmp_path / "tfds"), tfds_num_splits=1)),
-                     ("text", dict(input=str(tmp_path / "same.txt")))):
+    tfds_kw = dict(tfds=f"{name}:train", tfds_data_dir=str(tmp_path / "tfds"), tfds_num_splits=1)
+    for kind, kw in (("tfds", tfds_kw), ("text", dict(input=str(tmp_path / "same.txt")))):
         out = tmp_path / kind
         meta = build_pretraining_data(vocab=str(VOCAB), output_dir=str(out), max_seq_length=64, num_shards=2,
                                       num_processes=1, seed=1, progress=False, **kw)
@@ -287,12 +294,23 @@ def test_tfds_input_matches_the_same_text_as_a_file(tmp_path):
     assert n_tfds == n_text > 10
     for k in r_text:
         np.testing.assert_array_equal(r_tfds[k], r_text[k])
-    # Several slices in spawned workers, where the test's builder class is not registered: TFDS reads the
-    # prepared dataset from its files in data_dir.
+
+
+@pytest.mark.slow
+def test_tfds_slices_in_worker_processes(tmp_path):
+    """Several slices in spawned workers, where the test's builder class is not registered: TFDS reads the
+    prepared dataset from its files in data_dir (about 15 s: each worker imports TensorFlow)."""
+    docs = [f"Document {i} sentence one.\nDocument {i} sentence two is a little longer." for i in range(30)]
+    name = _make_tiny_tfds(tmp_path / "tfds", docs)
     meta = build_pretraining_data(vocab=str(VOCAB), output_dir=str(tmp_path / "par"), max_seq_length=64,
                                   num_shards=2, num_processes=2, seed=1, progress=False, tfds=name,
                                   tfds_data_dir=str(tmp_path / "tfds"), tfds_num_splits=3)
-    assert abs(meta["num_tokens"] - int(r_text["input_mask"].sum())) < 0.1 * meta["num_tokens"]
+    assert meta["num_examples"] == 30  # one example per document
+    r = read_records(tmp_path / "par", 64)
+    tok = tokenization.tokenizer(VOCAB)
+    got = sorted(tuple(int(t) for t in ids if t not in (0, 101, 102)) for ids in r["input_ids"])
+    want = sorted(tuple(tok.encode(d.replace("\n", " "))) for d in docs)
+    assert got == want
 
 
 def test_command_line(tmp_path):
@@ -300,7 +318,7 @@ def test_command_line(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "electra_jax.build_data",
          f"--input={SHARED / 'text' / 'state_union' / '196*.txt'}", f"--vocab={VOCAB}", f"--output_dir={out}",
-         "--max_seq_length=64", "--num_shards=2", "--num_processes=2", "--seed=5"],
+         "--max_seq_length=64", "--num_shards=2", "--num_processes=1", "--seed=5"],
         cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     meta = json.loads((out / "metadata.json").read_text())

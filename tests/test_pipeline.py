@@ -133,7 +133,8 @@ def test_stop_and_restore_gives_the_uninterrupted_stream(record_dir, stop_at):
     for i in range(stop_at, total):
         got = next(resumed)
         for k in got:
-            np.testing.assert_array_equal(got[k], reference[i][k], err_msg=f"batch {i} after stop at {stop_at}")
+            np.testing.assert_array_equal(got[k], reference[i][k],
+                                          err_msg=f"batch {i} after stop at {stop_at}")
     assert resumed.get_state()["batches"] == total
 
 
@@ -206,7 +207,8 @@ def test_no_files_is_a_clear_error(tmp_path):
 
 def test_synthetic_batches_are_well_formed():
     specials = {"pad_id": 0, "unk_id": 100, "cls_id": 101, "sep_id": 102, "mask_id": 103}
-    gen = synthetic_batches(per_host_batch_size=64, seq_len=32, vocab_size=30522, seed=0, special_ids=specials)
+    gen = synthetic_batches(per_host_batch_size=64, seq_len=32, vocab_size=30522, seed=0,
+                            special_ids=specials)
     b1, b2 = next(gen), next(gen)
     again = next(synthetic_batches(per_host_batch_size=64, seq_len=32, vocab_size=30522, seed=0,
                                    special_ids=specials))
@@ -246,8 +248,9 @@ def test_synthetic_and_global_batch_need_no_tensorflow():
 def test_to_global_batch_matches_local_batch():
     import jax
 
+    specials = {"pad_id": 0, "cls_id": 1, "sep_id": 2, "mask_id": 3, "unk_id": 4}
     local = next(synthetic_batches(per_host_batch_size=8, seq_len=16, vocab_size=100, seed=0,
-                                   special_ids={"pad_id": 0, "cls_id": 1, "sep_id": 2, "mask_id": 3, "unk_id": 4}))
+                                   special_ids=specials))
     mesh = jax.sharding.Mesh(np.array(jax.devices()), ("data",))
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
     out = to_global_batch(local, sharding)

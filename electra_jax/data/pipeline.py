@@ -78,7 +78,7 @@ def _read_first_record(path: str) -> bytes | None:
 
 
 def check_record_file(path: str, seq_len: int) -> None:
-    """Raises ValueError naming `path` if its first record lacks a feature or has a length other than seq_len."""
+    """Raises ValueError naming `path` if its first record lacks a feature or its length is not seq_len."""
     tf = _tf()
     data = _read_first_record(path)
     if data is None:
@@ -86,7 +86,8 @@ def check_record_file(path: str, seq_len: int) -> None:
     try:
         example = tf.train.Example.FromString(data)
     except Exception as e:  # protobuf DecodeError
-        raise ValueError(f"Corrupt TFRecord file {path}: its first record is not a tf.train.Example ({e}).") from e
+        raise ValueError(
+            f"Corrupt TFRecord file {path}: its first record is not a tf.train.Example ({e}).") from e
     feats = example.features.feature
     missing = [n for n in FEATURES if n not in feats]
     if missing:
@@ -100,6 +101,30 @@ def check_record_file(path: str, seq_len: int) -> None:
                 f"with --max_seq_length={seq_len}, or set the sequence length to {length}.")
 
 
+def find_bad_record(path: str, seq_len: int) -> str | None:
+    """Reads a whole file; returns a message naming it and the first corrupt or wrong-length record."""
+    tf = _tf()
+    spec = {name: tf.io.FixedLenFeature([seq_len], tf.int64) for name in FEATURES}
+    count = 0
+    try:
+        for records in tf.data.TFRecordDataset(path).batch(256):
+            try:
+                tf.io.parse_example(records, spec)
+            except tf.errors.InvalidArgumentError as e:
+                for i, record in enumerate(records.numpy()):
+                    feats = tf.train.Example.FromString(record).features.feature
+                    lengths = {n: len(feats[n].int64_list.value) if n in feats else None for n in FEATURES}
+                    if any(v != seq_len for v in lengths.values()):
+                        return (f"Record {count + i} of {path} has feature lengths {lengths} but seq_len is "
+                                f"{seq_len}. Use data built with --max_seq_length={seq_len}.")
+                return f"A record in {path} (records {count}..{count + 255}) failed to parse: {e.message}"
+            count += int(records.shape[0])
+    except tf.errors.DataLossError as e:
+        return (f"Corrupt TFRecord file {path} (data loss after about {count} good records: {e.message}). "
+                "Rebuild or remove this file.")
+    return None
+
+
 def _seed_pair(seed: int, salt: int) -> list[int]:
     digest = hashlib.sha256(f"electra_jax.pipeline/{seed}/{salt}".encode()).digest()
     return [int.from_bytes(digest[:4], "little") >> 1, int.from_bytes(digest[4:8], "little") >> 1]
@@ -108,8 +133,8 @@ def _seed_pair(seed: int, salt: int) -> list[int]:
 class PretrainInput:
     """Per-host batches of pre-training records, deterministic for a seed and exactly resumable."""
 
-    def __init__(self, file_pattern: str | list[str], *, per_host_batch_size: int, seq_len: int, seed: int = 0,
-                 shuffle: bool = True, repeat: bool = True, process_index: int | None = None,
+    def __init__(self, file_pattern: str | list[str], *, per_host_batch_size: int, seq_len: int,
+                 seed: int = 0, shuffle: bool = True, repeat: bool = True, process_index: int | None = None,
                  process_count: int | None = None, shuffle_buffer: int = 10000, cycle_length: int = 4,
                  check_files: bool = True):
         if per_host_batch_size < 1 or seq_len < 1:
@@ -220,28 +245,10 @@ class PretrainInput:
 
     def _diagnose(self, error: Exception) -> ValueError:
         """Finds the file behind a tf.data error (a corrupt record or a record of the wrong length)."""
-        tf = _tf()
-        spec = {name: tf.io.FixedLenFeature([self.seq_len], tf.int64) for name in FEATURES}
         for path in self.host_files:
-            count = 0
-            try:
-                for record in tf.data.TFRecordDataset(path).batch(256):
-                    try:
-                        tf.io.parse_example(record, spec)
-                    except tf.errors.InvalidArgumentError:
-                        for i, r in enumerate(record.numpy()):
-                            feats = tf.train.Example.FromString(r).features.feature
-                            lengths = {n: len(feats[n].int64_list.value) if n in feats else None
-                                       for n in FEATURES}
-                            if any(v != self.seq_len for v in lengths.values()):
-                                return ValueError(
-                                    f"Record {count + i} of {path} has feature lengths {lengths} but seq_len is "
-                                    f"{self.seq_len}. Use data built with --max_seq_length={self.seq_len}.")
-                        return ValueError(f"Record in {path} (near record {count}) failed to parse: {error}")
-                    count += int(record.shape[0])
-            except tf.errors.DataLossError as e:
-                return ValueError(f"Corrupt TFRecord file {path} (data loss after about {count} good records: "
-                                  f"{e.message}). Rebuild or remove this file.")
+            problem = find_bad_record(path, self.seq_len)
+            if problem:
+                return ValueError(problem)
         return ValueError(f"Reading pre-training records failed ({type(error).__name__}: {error}) in one of "
                           f"{len(self.host_files)} files starting with {self.host_files[:3]}.")
 
@@ -256,9 +263,11 @@ class PretrainInput:
 
     def set_state(self, state: Mapping[str, Any]) -> None:
         if state.get("version") != _STATE_VERSION:
-            raise ValueError(f"Unknown input state version {state.get('version')!r} (expected {_STATE_VERSION}).")
-        for key, mine in (("seed", self.seed), ("shuffle", self.shuffle), ("process_index", self.process_index),
-                          ("process_count", self.process_count), ("files_digest", self._files_digest)):
+            raise ValueError(
+                f"Unknown input state version {state.get('version')!r} (expected {_STATE_VERSION}).")
+        for key, mine in (("seed", self.seed), ("shuffle", self.shuffle),
+                          ("process_index", self.process_index), ("process_count", self.process_count),
+                          ("files_digest", self._files_digest)):
             if state[key] != mine:
                 raise ValueError(
                     f"Input state was saved with {key}={state[key]!r} but this pipeline has {key}={mine!r}: "
@@ -296,7 +305,8 @@ def synthetic_batches(*, per_host_batch_size: int, seq_len: int, vocab_size: int
         lengths = rng.integers(2, s + 1, size=b)
         ids = rng.integers(low, vocab_size, size=(b, s), dtype=np.int32)
         # Two segments in about half the rows: a middle [SEP] at split-1, segment 1 from split on.
-        split = np.where((rng.random(b) < 0.5) & (lengths >= 4), rng.integers(2, np.maximum(lengths - 1, 3)), 0)
+        two = (rng.random(b) < 0.5) & (lengths >= 4)
+        split = np.where(two, rng.integers(2, np.maximum(lengths - 1, 3)), 0)
         mask = pos < lengths[:, None]
         segment = (split[:, None] > 0) & (pos >= split[:, None]) & mask
         ids[:, 0] = cls

@@ -336,7 +336,8 @@ def squad_examples_from_paragraphs(paragraphs, split: str, v2: bool, source: str
 def read_squad_file(path: str, split: str, v2: bool) -> list[QAExample]:
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path} not found: config.data.dir should hold the SQuAD json files "
-                                "(train-v1.1.json/dev-v1.1.json, train-v2.0.json/dev-v2.0.json, or train.json/dev.json)")
+                                "(train-v1.1.json/dev-v1.1.json, train-v2.0.json/dev-v2.0.json, "
+                                "or train.json/dev.json)")
     with open(path, encoding="utf-8") as f:
         try:
             data = json.load(f)

@@ -20,7 +20,8 @@ from collections.abc import Iterable, Sequence
 
 # Ids 0..4 in this order for vocabularies built by electra_jax.build_vocab.
 SPECIAL_TOKENS: tuple[str, ...] = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-_ATTR_NAMES = {"[PAD]": "pad_id", "[UNK]": "unk_id", "[CLS]": "cls_id", "[SEP]": "sep_id", "[MASK]": "mask_id"}
+_ATTR_NAMES = {"[PAD]": "pad_id", "[UNK]": "unk_id", "[CLS]": "cls_id", "[SEP]": "sep_id",
+               "[MASK]": "mask_id"}
 
 # The original BasicTokenizer allows words of up to 200 characters; HF's default is 100.
 MAX_INPUT_CHARS_PER_WORD = 200
@@ -87,7 +88,8 @@ def load_wordpiece_vocab(path: str) -> list[str]:
     with open(path, "rb") as f:
         data = f.read()
     if b"\x00" in data:
-        raise ValueError(f"Vocabulary {path} contains NUL bytes: it is not a text vocab.txt (one token a line).")
+        raise ValueError(
+            f"Vocabulary {path} contains NUL bytes: it is not a text vocab.txt (one token a line).")
     # The original decodes with errors="ignore"; a vocab file is expected to be valid UTF-8.
     text = data.decode("utf-8", errors="ignore")
     lines = text.split("\n")
@@ -172,7 +174,9 @@ class WordPieceTokenizer(_TokenizerBase):
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         texts = [self._prepare(t) for t in texts]
-        return [e.ids for e in self._tok.encode_batch(texts, add_special_tokens=False)]
+        # encode_batch_fast (tokenizers >= 0.20) skips computing character offsets we do not use.
+        encode = getattr(self._tok, "encode_batch_fast", self._tok.encode_batch)
+        return [e.ids for e in encode(texts, add_special_tokens=False)]
 
     def decode(self, ids: Iterable[int]) -> str:
         return self._tok.decode([int(i) for i in ids], skip_special_tokens=False)

@@ -1,0 +1,237 @@
+"""Times the real jitted ELECTRA pre-training step on synthetic data and reports throughput and MFU.
+
+    python -m electra_jax.benchmark --config=configs/pretrain.py:base --batch_size=64 --seq_len=512 --steps=30 \
+        --dtype=bfloat16 --attention=cudnn
+
+The step is `train_state.train_step` (the one `pretrain` runs) with `train_state.Trainer`'s shardings: dynamic
+masking, generator, Gumbel sampling, discriminator, clipping and the optimizer update, compiled ahead of time
+with the state donated. Timing
+starts after warm-up steps; steps are dispatched back to back (no host sync inside a window) and each window
+ends with `block_until_ready`; step_ms is the median over windows of window time / window steps.
+
+MFU = model FLOPs per step (`electra_jax.flops.model_flops_per_step`) / step time / a matmul peak measured in
+this process (a chain of large jnp.dot calls in the step's compute dtype), so it is comparable across runs
+on one card without trusting a datasheet. Prints one JSON line. Imports no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from electra_jax import config as config_lib
+from electra_jax import flops as flops_lib
+
+
+def synthetic_batch(batch_size: int, seq_len: int, vocab_size: int, config: Any, seed: int = 0) -> dict:
+    """Full-length two-segment examples of random word pieces: [CLS] a [SEP] b [SEP], no padding.
+
+    Pre-training examples are packed to the full length, so no padding is the representative case.
+    """
+    rng = np.random.default_rng(seed)
+    d = config.data
+    first_word = max(d.pad_id, d.unk_id, d.cls_id, d.sep_id, d.mask_id) + 1
+    ids = rng.integers(first_word, vocab_size, size=(batch_size, seq_len), dtype=np.int32)
+    middle = seq_len // 2
+    ids[:, 0] = d.cls_id
+    ids[:, middle] = d.sep_id
+    ids[:, -1] = d.sep_id
+    segments = np.zeros((batch_size, seq_len), np.int32)
+    segments[:, middle + 1:] = 1
+    return {"input_ids": ids, "input_mask": np.ones((batch_size, seq_len), np.int32), "segment_ids": segments}
+
+
+def measure_matmul_peak(dtype: str, size: int | None = None, repeats: int = 3) -> float:
+    """Achievable dense-matmul FLOP/s of device 0 in `dtype`: a jitted chain of [n, n] x [n, n] products.
+
+    The chain (x <- x @ w) keeps XLA from removing repeated products; w is scaled by 1/sqrt(n) so values
+    stay finite. The best of a few timed runs is the peak.
+    """
+    backend = jax.default_backend()
+    n = size or (8192 if backend in ("gpu", "tpu") else 512)
+    chain = 32 if backend in ("gpu", "tpu") else 4
+    compute = jnp.bfloat16 if dtype == "bfloat16" else jnp.float32
+    key_x, key_w = jax.random.split(jax.random.key(0))
+    x = jax.random.normal(key_x, (n, n), compute)
+    w = (jax.random.normal(key_w, (n, n), jnp.float32) / np.sqrt(n)).astype(compute)
+
+    @jax.jit
+    def run(x, w):
+        return jax.lax.fori_loop(0, chain, lambda _, acc: jnp.dot(acc, w), x)
+
+    run(x, w).block_until_ready()  # compile + warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run(x, w).block_until_ready()
+        best = min(best, time.perf_counter() - start)
+    return 2.0 * n**3 * chain / best
+
+
+def peak_memory_gib(device: jax.Device) -> float | None:
+    """Peak bytes the allocator had in use on `device`, in GiB; None where the backend does not track it."""
+    try:
+        stats = device.memory_stats()
+    except Exception:  # CPU backends may raise instead of returning None
+        return None
+    if not stats or "peak_bytes_in_use" not in stats:
+        return None
+    return stats["peak_bytes_in_use"] / 2**30
+
+
+def apply_switches(config: Any, batch_size: int, seq_len: int, dtype: str | None = None,
+                   attention: str | None = None, scan_layers: bool | None = None, remat: str | None = None) -> Any:
+    """Sets the benchmark's shape and model switches on an unfinalized config, then validates it."""
+    config.train.batch_size = batch_size
+    config.data.max_seq_length = seq_len
+    config.data.synthetic = True
+    config.objective.max_predictions_per_seq = 0  # re-derived for seq_len by finalize
+    if dtype is not None:
+        config.model.dtype = dtype
+    if attention is not None:
+        config.model.attention = attention
+    if scan_layers is not None:
+        config.model.scan_layers = scan_layers
+    if remat is not None:
+        config.model.remat = remat
+    return config_lib.finalize(config)
+
+
+def compile_train_step(trainer: Any, batch_size: int):
+    """AOT-compiles `train_state.train_step` exactly as `Trainer.compile` does, without the eval step."""
+    import functools
+
+    from electra_jax import sharding as sharding_lib
+    from electra_jax import train_state
+
+    sharding_lib.check_batch_size(batch_size, trainer.mesh)
+    batch = trainer.abstract_batch(batch_size)
+    batch_shardings = {k: trainer.batch_sharding for k in train_state.BATCH_KEYS}
+    rng = jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=trainer.replicated)
+    step_fn = functools.partial(train_state.train_step, model=trainer.model, config=trainer.config, tx=trainer.tx,
+                                schedule=trainer.schedule)
+    with trainer.mesh:
+        jitted = jax.jit(step_fn, in_shardings=(trainer.state_shardings, batch_shardings, trainer.replicated),
+                         out_shardings=(trainer.state_shardings, trainer.replicated), donate_argnums=(0,))
+        return jitted.lower(trainer.abstract_state(), batch, rng).compile()
+
+
+def run_benchmark(config: Any, steps: int = 20, warmup: int = 3, window: int = 5, measure_peak: bool = True,
+                  peak_flops: float | None = None) -> dict[str, Any]:
+    """Compiles and times the pre-training step for a finalized config; returns the JSON row as a dict."""
+    from electra_jax import sharding as sharding_lib
+    from electra_jax import train_state
+
+    batch_size, seq_len = config.train.batch_size, config.data.max_seq_length
+    device = jax.devices()[0]
+    mesh = sharding_lib.make_mesh(config.mesh)
+    trainer = train_state.Trainer(config, mesh)
+    state = trainer.init_state(config.train.seed)
+    start = time.perf_counter()
+    step = compile_train_step(trainer, batch_size)
+    compile_s = time.perf_counter() - start
+    host_batch = synthetic_batch(batch_size, seq_len, config.model.vocab_size, config, config.train.seed)
+    batch = {k: jax.device_put(v, trainer.batch_sharding) for k, v in host_batch.items()}
+    # A copy of the base key: the state (and with it state.rng) is donated to every step.
+    rng = jax.device_put(np.asarray(jax.device_get(state.rng)), trainer.replicated)
+
+    metrics = None
+    for _ in range(warmup):
+        state, metrics = step(state, batch, rng)
+    jax.block_until_ready((state, metrics))
+    window = max(1, min(window, steps))
+    per_step = []
+    done = 0
+    while done < steps:
+        count = min(window, steps - done)
+        start = time.perf_counter()
+        for _ in range(count):
+            state, metrics = step(state, batch, rng)
+        jax.block_until_ready((state, metrics))
+        per_step.append((time.perf_counter() - start) / count)
+        done += count
+    loss = float(jax.device_get(metrics["loss"]))
+    memory = peak_memory_gib(device)
+    del state, batch
+
+    step_s = statistics.median(per_step)
+    model_flops = flops_lib.model_flops_per_step(config, batch_size, seq_len)
+    if peak_flops is None and measure_peak:
+        peak_flops = measure_matmul_peak(config.model.dtype)
+    m = config.model
+    return {
+        "impl": "electra_jax",
+        "size": config.size,
+        "batch_size": batch_size,
+        "seq_len": seq_len,
+        "step_ms": step_s * 1e3,
+        "step_ms_min": min(per_step) * 1e3,
+        "tokens_per_sec": batch_size * seq_len / step_s,
+        "model_tflops_per_step": model_flops / 1e12,
+        "mfu": model_flops / step_s / peak_flops if peak_flops else None,
+        "peak_tflops_measured": peak_flops / 1e12 if peak_flops else None,
+        "device": f"{device.platform}:{device.device_kind}",
+        "num_devices": jax.device_count(),
+        "peak_memory_gb": memory,
+        "dtype": m.dtype,
+        "attention": m.attention,
+        "scan_layers": bool(m.scan_layers),
+        "remat": m.remat,
+        "objective": config.objective.kind,
+        "steps": steps,
+        "warmup": warmup,
+        "compile_s": compile_s,
+        "final_loss": loss,
+        "jax_version": jax.__version__,
+    }
+
+
+def main(argv) -> None:
+    del argv
+    from absl import flags
+
+    flag = flags.FLAGS
+    config = apply_switches(_CONFIG.value, flag.batch_size or _CONFIG.value.train.batch_size,
+                            flag.seq_len or _CONFIG.value.data.max_seq_length, flag.dtype, flag.attention,
+                            flag.scan_layers, flag.remat)
+    row = run_benchmark(config, steps=flag.steps, warmup=flag.warmup, window=flag.window,
+                        measure_peak=flag.measure_peak,
+                        peak_flops=flag.peak_tflops * 1e12 if flag.peak_tflops else None)
+    if flag.variant:
+        row["variant"] = flag.variant
+    print(json.dumps(row), flush=True)
+
+
+def _define_flags():
+    from absl import flags
+    from ml_collections import config_flags
+
+    config = config_flags.DEFINE_config_file("config", None, "configs/pretrain.py:SIZE (with --config.x=y overrides)",
+                                             lock_config=False)
+    flags.mark_flags_as_required(["config"])
+    flags.DEFINE_integer("batch_size", None, "global batch size (default: the config's train.batch_size)")
+    flags.DEFINE_integer("seq_len", None, "sequence length (default: the config's data.max_seq_length)")
+    flags.DEFINE_integer("steps", 20, "timed steps")
+    flags.DEFINE_integer("warmup", 3, "untimed steps after compilation")
+    flags.DEFINE_integer("window", 5, "steps dispatched back to back per timed window")
+    flags.DEFINE_enum("dtype", None, list(config_lib.DTYPES), "compute dtype (parameters stay float32)")
+    flags.DEFINE_enum("attention", None, list(config_lib.ATTENTION_IMPLS), "attention implementation")
+    flags.DEFINE_bool("scan_layers", None, "scan over layers (one compiled layer per network)")
+    flags.DEFINE_enum("remat", None, list(config_lib.REMAT_POLICIES), "rematerialization policy")
+    flags.DEFINE_bool("measure_peak", True, "measure the matmul peak for MFU (else mfu is null)")
+    flags.DEFINE_float("peak_tflops", None, "use this peak (TFLOP/s) instead of measuring one")
+    flags.DEFINE_string("variant", "", "a free-form label copied into the JSON row")
+    return config
+
+
+if __name__ == "__main__":
+    from absl import app
+
+    _CONFIG = _define_flags()
+    app.run(main)

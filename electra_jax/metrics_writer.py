@@ -1,0 +1,144 @@
+"""Metrics output of a training run: DIR/metrics.jsonl, TensorBoard events, and a progress display.
+
+Only process 0 writes (every host computes the same global metrics). `metrics.jsonl` holds one JSON object
+per logged step; eval lines carry "split": "eval" and keys prefixed with "eval_". The progress display is a
+tqdm bar on terminals and notebooks and plain log lines otherwise (config.train.progress: auto|bar|log).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from typing import Any
+
+from absl import logging
+
+# bf16 dense matmul peaks per chip (vendor figures); MFU is null on devices not listed here (e.g. CPUs).
+PEAK_FLOPS_BY_DEVICE_KIND = {
+    "tpu v4": 275e12,
+    "tpu v5 lite": 197e12,
+    "tpu v5e": 197e12,
+    "tpu v5p": 459e12,
+    "tpu v5": 459e12,
+    "tpu v6 lite": 918e12,
+    "tpu v6e": 918e12,
+    "nvidia h100": 989e12,
+    "nvidia h200": 989e12,
+    "nvidia a100": 312e12,
+    "nvidia l4": 121e12,
+}
+
+
+def peak_flops_per_device(device_kind: str) -> float | None:
+    """The table's peak for a `jax.Device.device_kind` (longest matching prefix), or None when unknown."""
+    kind = device_kind.lower()
+    matches = [k for k in PEAK_FLOPS_BY_DEVICE_KIND if kind.startswith(k)]
+    return PEAK_FLOPS_BY_DEVICE_KIND[max(matches, key=len)] if matches else None
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe floats (NaN/inf become strings JSON can hold)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+class MetricsWriter:
+    """metrics.jsonl + TensorBoard under `workdir`, on process 0 only (a no-op elsewhere)."""
+
+    def __init__(self, workdir: str, enabled: bool = True):
+        self.enabled = enabled
+        self._jsonl = None
+        self._tb = None
+        if not enabled:
+            return
+        os.makedirs(workdir, exist_ok=True)
+        self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", buffering=1)
+        try:
+            from tensorboardX import SummaryWriter
+
+            self._tb = SummaryWriter(logdir=workdir, flush_secs=30)
+        except ImportError:  # TensorBoard events are optional; metrics.jsonl is always written
+            logging.warning("tensorboardX is not installed: no TensorBoard events (metrics.jsonl is still written)")
+
+    def write(self, step: int, metrics: dict[str, float], split: str = "train") -> None:
+        if not self.enabled:
+            return
+        prefix = "" if split == "train" else f"{split}_"
+        record = {"step": int(step), "split": split}
+        record.update({f"{prefix}{k}": _clean(float(v)) if v is not None else None for k, v in metrics.items()})
+        self._jsonl.write(json.dumps(record) + "\n")
+        if self._tb is not None:
+            for key, value in metrics.items():
+                if value is not None and math.isfinite(float(value)):
+                    self._tb.add_scalar(f"{split}/{key}", float(value), int(step))
+
+    def flush(self) -> None:
+        if self._tb is not None:
+            self._tb.flush()
+
+    def close(self) -> None:
+        if self._jsonl is not None:
+            self._jsonl.close()
+            self._jsonl = None
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+
+
+def _is_interactive() -> bool:
+    if "ipykernel" in sys.modules:
+        return True
+    return sys.stderr.isatty()
+
+
+class Progress:
+    """steps/s, tokens/s, MFU and ETA: a tqdm bar (terminals, notebooks) or periodic log lines."""
+
+    def __init__(self, mode: str, start_step: int, total_steps: int, log_every: int, enabled: bool = True):
+        if mode not in ("auto", "bar", "log"):
+            raise ValueError(f"config.train.progress = {mode!r}; choose auto, bar or log")
+        self.enabled = enabled
+        self.total = total_steps
+        self.log_every = max(1, log_every)
+        self.use_bar = enabled and (mode == "bar" or (mode == "auto" and _is_interactive()))
+        self._bar = None
+        if self.use_bar:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True)
+        self._last_step = start_step
+
+    def update(self, step: int, rates: dict[str, float | None], loss: float | None) -> None:
+        if not self.enabled:
+            return
+        steps_per_sec = rates.get("steps_per_sec") or 0.0
+        eta = (self.total - step) / steps_per_sec if steps_per_sec > 0 else float("nan")
+        mfu = rates.get("mfu")
+        if self._bar is not None:
+            self._bar.update(step - self._last_step)
+            postfix = {"loss": f"{loss:.3f}" if loss is not None else "-",
+                       "tok/s": f"{rates.get('tokens_per_sec', 0.0):.0f}"}
+            if mfu is not None:
+                postfix["mfu"] = f"{100 * mfu:.1f}%"
+            self._bar.set_postfix(postfix, refresh=False)
+        elif step % self.log_every == 0 or step == self.total:
+            logging.info("step %d/%d  loss %s  %.2f steps/s  %.0f tokens/s  MFU %s  ETA %s", step, self.total,
+                         f"{loss:.4f}" if loss is not None else "-", steps_per_sec,
+                         rates.get("tokens_per_sec", 0.0), f"{100 * mfu:.1f}%" if mfu is not None else "n/a",
+                         _format_eta(eta))
+        self._last_step = step
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def _format_eta(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    return time.strftime("%H:%M:%S", time.gmtime(seconds)) if seconds < 86400 else f"{seconds / 86400:.1f}d"

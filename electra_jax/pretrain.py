@@ -1,0 +1,406 @@
+r"""ELECTRA pre-training: the absl main and `train_and_evaluate(config, workdir)`.
+
+  python -m electra_jax.pretrain --config=configs/pretrain.py:small --workdir=/tmp/electra_small \
+      --config.data.train_files='data/pretrain_128/*.tfrecord*' --config.data.eval_files='data/eval_128/*'
+
+The main only parses flags and calls `train_and_evaluate`, which notebooks can call too. Rerunning the same
+command resumes from the latest checkpoint in WORKDIR/checkpoints (params, optimizer state, step, PRNG key and
+every host's input position), so a resumed run continues exactly where the stopped one was.
+
+Multi-host: pass --multihost (the launch scripts do), or set JAX_COORDINATOR_ADDRESS (with JAX_NUM_PROCESSES
+and JAX_PROCESS_ID); either makes the main call `jax.distributed.initialize()` before anything touches JAX.
+Without them the run is single-process and unchanged. On TPU pods and under Slurm, --multihost alone is
+enough (JAX detects the cluster); on CPU the gloo collectives are selected.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from absl import app, flags, logging
+
+from electra_jax import checkpoints as checkpoints_lib
+from electra_jax import config as config_lib
+from electra_jax import sharding as sharding_lib
+from electra_jax import train_state as train_state_lib
+from electra_jax.metrics_writer import MetricsWriter, Progress, peak_flops_per_device
+
+SPECIAL_FIELDS = ("pad_id", "unk_id", "cls_id", "sep_id", "mask_id")
+EVAL_SEED_OFFSET = 1_000_003  # eval data and masks use a seed apart from training's
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or inf; the message names the step and the last good checkpoint."""
+
+
+# -------------------------------------------------------------------------------------------------------
+# Multi-host start-up
+
+
+def initialize_distributed(multihost: bool | None = None) -> bool:
+    """Calls jax.distributed.initialize() for multi-process runs; returns whether it did.
+
+    multihost=None decides from the environment: JAX_COORDINATOR_ADDRESS set means multi-process. The
+    explicit JAX_* variables are passed through; without them JAX auto-detects TPU pods and Slurm.
+    """
+    address = os.environ.get("JAX_COORDINATOR_ADDRESS")
+    if multihost is None:
+        multihost = bool(address)
+    if not multihost:
+        return False
+    # CPU processes need a collectives backend for cross-process all-reduces (no effect on GPU/TPU).
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    kwargs: dict[str, Any] = {}
+    if address:
+        kwargs["coordinator_address"] = address
+        for env, key in (("JAX_NUM_PROCESSES", "num_processes"), ("JAX_PROCESS_ID", "process_id")):
+            if os.environ.get(env):
+                kwargs[key] = int(os.environ[env])
+    jax.distributed.initialize(**kwargs)
+    logging.info("jax.distributed: process %d of %d, %d local / %d global devices", jax.process_index(),
+                 jax.process_count(), jax.local_device_count(), jax.device_count())
+    return True
+
+
+# -------------------------------------------------------------------------------------------------------
+# Data
+
+
+def _glob(pattern: str) -> list[str]:
+    patterns = [p for p in pattern.split(",") if p]
+    if any("://" in p for p in patterns):
+        import tensorflow as tf  # remote file systems (gs://) need TensorFlow's gfile
+
+        return sorted({f for p in patterns for f in tf.io.gfile.glob(p)})
+    return sorted({f for p in patterns for f in glob.glob(os.path.expanduser(p))})
+
+
+def _read_text(path: str) -> str:
+    if "://" in path:
+        import tensorflow as tf
+
+        with tf.io.gfile.GFile(path) as f:
+            return f.read()
+    with open(path) as f:
+        return f.read()
+
+
+def records_metadata(file_pattern: str) -> tuple[str, dict] | None:
+    """(path, contents) of the metadata.json beside the first record file matching the pattern, if any."""
+    files = _glob(file_pattern)
+    if not files:
+        return None
+    path = os.path.join(os.path.dirname(files[0]), "metadata.json")
+    if "://" not in path and not os.path.exists(path):
+        return None
+    try:
+        return path, json.loads(_read_text(path))
+    except (OSError, ValueError) as e:
+        logging.warning("could not read %s (%s); using the config's special ids and vocab_size", path, e)
+        return None
+
+
+def apply_records_metadata(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Takes special ids, vocab size and vocab path from the records' metadata.json; checks the length.
+
+    Raises ValueError naming both values when the records were built for another max_seq_length.
+    """
+    if config.data.synthetic or not config.data.train_files:
+        return config
+    found = records_metadata(config.data.train_files)
+    if found is None:
+        return config
+    path, meta = found
+    seq = meta.get("max_seq_length")
+    if seq is not None and int(seq) != config.data.max_seq_length:
+        raise ValueError(
+            f"the records' {path} says max_seq_length = {seq} but config.data.max_seq_length = "
+            f"{config.data.max_seq_length}; pass --config.data.max_seq_length={seq} or rebuild the records with "
+            f"build_data --max_seq_length={config.data.max_seq_length}")
+    for name, value in (meta.get("special_ids") or {}).items():
+        if name in SPECIAL_FIELDS and config.data[name] != int(value):
+            logging.info("data.%s = %d from %s (config had %d)", name, int(value), path, config.data[name])
+            config.data[name] = int(value)
+    vocab_size = meta.get("vocab_size")
+    if vocab_size and int(vocab_size) != config.model.vocab_size:
+        logging.info("model.vocab_size = %d from %s (config had %d)", int(vocab_size), path,
+                     config.model.vocab_size)
+        config.model.vocab_size = int(vocab_size)
+    if meta.get("vocab") and not config.data.vocab:
+        config.data.vocab = meta["vocab"]
+    return config_lib.finalize(config)
+
+
+def _special_ids(config) -> dict[str, int]:
+    return {name: int(config.data[name]) for name in SPECIAL_FIELDS}
+
+
+class SyntheticInput:
+    """Random-token batches without TensorFlow, a pure function of (seed, batch index).
+
+    Every host builds the same global batch and keeps its own rows, so the global batch does not depend on
+    the number of hosts, and the position is one integer (restoring costs nothing).
+    """
+
+    def __init__(self, *, config, per_host_batch_size: int, seed: int, process_index: int, process_count: int):
+        from electra_jax.data.pipeline import synthetic_batches
+
+        self._make = synthetic_batches
+        self.config = config
+        self.per_host_batch_size = per_host_batch_size
+        self.global_batch_size = per_host_batch_size * process_count
+        self.seed = seed
+        self.process_index = process_index
+        self.batches = 0
+
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        return self
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        digest = hashlib.sha256(f"synthetic/{self.seed}/{self.batches}".encode()).digest()
+        batch = next(self._make(per_host_batch_size=self.global_batch_size, seq_len=self.config.data.max_seq_length,
+                                vocab_size=self.config.model.vocab_size, seed=int.from_bytes(digest[:8], "little"),
+                                special_ids=_special_ids(self.config)))
+        self.batches += 1
+        rows = slice(self.process_index * self.per_host_batch_size, (self.process_index + 1) * self.per_host_batch_size)
+        return {k: v[rows] for k, v in batch.items()}
+
+    def get_state(self) -> dict:
+        return {"kind": "synthetic", "seed": self.seed, "batches": self.batches}
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        if state.get("kind") != "synthetic":
+            raise ValueError(f"the checkpoint's input position {dict(state)} is not from synthetic data")
+        self.batches = int(state["batches"])
+
+
+def make_input(config, *, split: str, per_host_batch_size: int):
+    """The train or eval input of this host (synthetic, or TFRecords through PretrainInput); None if no eval."""
+    seed = config.train.seed + (EVAL_SEED_OFFSET if split == "eval" else 0)
+    if config.data.synthetic:
+        return SyntheticInput(config=config, per_host_batch_size=per_host_batch_size, seed=seed,
+                              process_index=jax.process_index(), process_count=jax.process_count())
+    pattern = config.data.train_files if split == "train" else config.data.eval_files
+    if not pattern:
+        if split == "train":
+            raise ValueError("config.data.train_files is empty: pass a glob of records built by "
+                             "`python -m electra_jax.build_data`, or set config.data.synthetic=True")
+        return None
+    from electra_jax.data.pipeline import PretrainInput
+
+    return PretrainInput(pattern, per_host_batch_size=per_host_batch_size, seq_len=config.data.max_seq_length,
+                         seed=seed, shuffle=split == "train", repeat=True, process_index=jax.process_index(),
+                         process_count=jax.process_count(), shuffle_buffer=config.data.shuffle_buffer)
+
+
+# -------------------------------------------------------------------------------------------------------
+# The loop
+
+
+def _flops_per_step(config) -> float | None:
+    try:
+        from electra_jax.flops import model_flops_per_step
+
+        return float(model_flops_per_step(config, config.train.batch_size, config.data.max_seq_length))
+    except Exception as e:  # MFU is informative only; never stop training over it
+        logging.warning("no model FLOP count (%s): mfu is reported as null", e)
+        return None
+
+
+def _peak_flops(config) -> float | None:
+    peak = float(config.train.get("peak_tflops_per_device", 0) or 0) * 1e12
+    if not peak:
+        peak = peak_flops_per_device(jax.devices()[0].device_kind) or 0.0
+    return peak * jax.device_count() if peak else None
+
+
+def evaluate(trainer, compiled, params, config, per_host_batch_size: int) -> dict[str, float]:
+    """config.train.eval_steps batches from the start of the eval input, same masks every time."""
+    eval_input = make_input(config, split="eval", per_host_batch_size=per_host_batch_size)
+    if eval_input is None:
+        return {}
+    from electra_jax.data.pipeline import to_global_batch
+
+    base = jax.random.PRNGKey(config.train.seed + EVAL_SEED_OFFSET)
+    per_batch = []
+    for i in range(config.train.eval_steps):
+        batch = to_global_batch(next(eval_input), trainer.batch_sharding)
+        rng = jax.device_put(np.asarray(jax.random.fold_in(base, i)), trainer.replicated)
+        per_batch.append(compiled.eval_step(params, batch, rng))
+    return train_state_lib.accumulate_eval(per_batch)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+    """Pre-trains per `config`, writing checkpoints, metrics.jsonl and TensorBoard events under `workdir`.
+
+    Returns a summary: the final step, the last train metrics, the last eval metrics and whether the run
+    stopped early on a preemption signal.
+    """
+    from electra_jax.data.pipeline import to_global_batch
+
+    config = config_lib.finalize(config)
+    config = apply_records_metadata(config)
+    workdir = os.path.abspath(os.path.expanduser(workdir))
+    is_main = jax.process_index() == 0
+    if is_main:
+        os.makedirs(workdir, exist_ok=True)
+
+    mesh = sharding_lib.make_mesh(config.mesh)
+    sharding_lib.check_batch_size(config.train.batch_size, mesh)
+    per_host_batch_size = config.train.batch_size // jax.process_count()
+    logging.info("mesh %s over %d devices (%d processes); sharding rules %s; global batch %d (%d per host)",
+                 dict(mesh.shape), mesh.size, jax.process_count(), config.sharding.rules, config.train.batch_size,
+                 per_host_batch_size)
+    trainer = train_state_lib.Trainer(config, mesh)
+    checkpointer = checkpoints_lib.Checkpointer(os.path.join(workdir, checkpoints_lib.CHECKPOINTS_SUBDIR),
+                                                keep=config.checkpoint.keep, async_save=config.checkpoint.async_save)
+    train_input = make_input(config, split="train", per_host_batch_size=per_host_batch_size)
+
+    latest = checkpointer.latest_step()
+    if latest is not None:
+        state, data_states, _ = checkpointer.restore(latest, trainer.abstract_state())
+        position = data_states.get(jax.process_index())
+        try:
+            if position is None:
+                raise ValueError(f"no input position for process {jax.process_index()}")
+            train_input.set_state(position)
+        except ValueError as e:
+            logging.warning("the input position could not be restored (%s); the data stream restarts", e)
+        logging.info("resumed from step %d of %s", latest, checkpointer.directory)
+    elif config.checkpoint.init:
+        params, _ = checkpoints_lib.restore_params(config.checkpoint.init)
+        state = trainer.state_from_params(params, config.train.seed)
+        logging.info("continued pre-training from %s (fresh optimizer state, step 0)", config.checkpoint.init)
+    else:
+        state = trainer.init_state(config.train.seed)
+    start_step = int(jax.device_get(state.step))
+    total_steps = config.train.steps
+
+    compiled = trainer.compile()
+    # The step's key argument is a separate copy of state.rng: the state is donated, so passing its own
+    # buffer as a second argument would alias a donated buffer.
+    rng = jax.device_put(np.asarray(jax.device_get(state.rng)), trainer.replicated)
+    writer = MetricsWriter(workdir, enabled=is_main)
+    progress = Progress(config.train.progress, start_step, total_steps, config.train.log_every, enabled=is_main)
+    watcher = checkpoints_lib.PreemptionWatcher(checkpointer)
+    flops_per_step = _flops_per_step(config)
+    peak = _peak_flops(config)
+    tokens_per_step = config.train.batch_size * config.data.max_seq_length
+    every = max(1, config.checkpoint.every_steps)
+    last_saved = latest
+    last_good = latest
+    summary: dict[str, Any] = {"preempted": False, "train": {}, "eval": {}}
+    window = {"time": time.time(), "step": start_step}
+    last_rates: dict[str, float | None] = {"steps_per_sec": 0.0, "tokens_per_sec": 0.0, "mfu": None}
+
+    def check_and_log(step: int, metrics) -> None:
+        host = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        if not math.isfinite(host["loss"]):
+            checkpointer.wait_until_finished()  # pending saves hold earlier, checked states
+            where = (f"the last good checkpoint is step {last_good} in {checkpointer.directory}; rerunning the "
+                     "command resumes from it" if last_good is not None else "no checkpoint was saved")
+            raise NonFiniteLossError(
+                f"the training loss is {host['loss']} at step {step} (mlm_loss {host.get('mlm_loss')}, disc_loss "
+                f"{host.get('disc_loss')}); stopping without saving this state: {where}. Lower "
+                f"config.optim.learning_rate (now {config.optim.learning_rate}) or check the input data.")
+        summary["train"] = host
+        if step % config.train.log_every == 0 or step == total_steps:
+            now = time.time()
+            steps = step - window["step"]
+            if steps > 0:
+                rate = steps / max(now - window["time"], 1e-9)
+                last_rates.update(steps_per_sec=rate, tokens_per_sec=rate * tokens_per_step,
+                                  mfu=flops_per_step * rate / peak if flops_per_step and peak else None)
+            window.update(time=now, step=step)
+            writer.write(step, {**host, **last_rates})
+        progress.update(step, last_rates, host["loss"])
+
+    def run_eval(step: int) -> None:
+        metrics = evaluate(trainer, compiled, state.params, config, per_host_batch_size)
+        if metrics:
+            summary["eval"] = metrics
+            writer.write(step, metrics, split="eval")
+            logging.info("eval at step %d: %s", step, ", ".join(
+                f"{k} {metrics[k]:.4f}" for k in ("loss", "mlm_accuracy", "disc_auc", "disc_accuracy") if k in metrics))
+        window["time"] = time.time()  # eval time does not count against training throughput
+
+    if start_step == 0 and config.train.eval_every > 0 and start_step < total_steps:
+        run_eval(0)  # the initial values make learning visible in the metrics
+    pending = None
+    step = start_step
+    try:
+        while step < total_steps:
+            batch = to_global_batch(next(train_input), trainer.batch_sharding)
+            state, metrics = compiled.train_step(state, batch, rng)
+            step += 1
+            if pending is not None:  # one step late: the host waits on step-1 while step runs
+                check_and_log(*pending)
+            pending = (step, metrics)
+            preempted = watcher.requested(step)
+            if step % every == 0 or step == total_steps or preempted:
+                check_and_log(*pending)  # never save a state whose loss was not checked
+                pending = None
+                data_states = checkpoints_lib.gather_host_json(train_input.get_state())
+                checkpointer.save(step, state, data_states=data_states, config=config)
+                last_saved = last_good = step
+            if config.train.eval_every > 0 and (step % config.train.eval_every == 0 or step == total_steps):
+                if pending is not None:
+                    check_and_log(*pending)
+                    pending = None
+                run_eval(step)
+            if preempted:
+                summary["preempted"] = True
+                logging.warning("stopping at step %d after a preemption signal; checkpoint saved in %s; rerun the "
+                                "same command to resume", step, checkpointer.directory)
+                break
+        if pending is not None:
+            check_and_log(*pending)
+        if last_saved != step and step > start_step:
+            checkpointer.save(step, state, data_states=checkpoints_lib.gather_host_json(train_input.get_state()),
+                              config=config)
+    finally:
+        checkpointer.close()
+        watcher.restore_handlers()
+        progress.close()
+        writer.close()
+    summary["step"] = step
+    return summary
+
+
+# -------------------------------------------------------------------------------------------------------
+# absl main
+
+
+def _define_flags() -> None:
+    from ml_collections import config_flags
+
+    config_flags.DEFINE_config_file("config", None, "pre-training config file, e.g. configs/pretrain.py:small",
+                                    lock_config=False)
+    flags.DEFINE_string("workdir", None, "output folder: checkpoints/, metrics.jsonl, TensorBoard events; "
+                        "a run resumes from the latest checkpoint here")
+    flags.DEFINE_bool("multihost", None, "call jax.distributed.initialize() (multi-process runs: TPU pods, Slurm, "
+                      "several GPU hosts). Default: only when JAX_COORDINATOR_ADDRESS is set")
+    flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    initialize_distributed(flags.FLAGS.multihost)
+    summary = train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
+    logging.info("finished at step %d%s", summary["step"], " (preempted)" if summary["preempted"] else "")
+
+
+if __name__ == "__main__":
+    _define_flags()
+    app.run(main)

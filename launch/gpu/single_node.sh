@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# Pre-train ELECTRA on the GPUs of one machine.
+#
+# Default: ONE process that drives every visible GPU. JAX sees all local GPUs and shards the batch over
+# them through the config's mesh; no jax.distributed setup is needed. This is the simplest and usually
+# the fastest choice on one machine.
+# --per_gpu: one process per GPU (JAX_PROCESS_ID i drives GPU i through JAX_LOCAL_DEVICE_IDS), joined by
+# jax.distributed over a local coordinator, exactly as the processes of a multi-node job are. Use it to
+# rehearse a multi-node run on one machine.
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd "${SCRIPT_DIR}/../.." && pwd)
+
+usage() {
+  cat <<'EOF'
+Usage: launch/gpu/single_node.sh [flags] [-- extra pretrain flags]
+  --size SIZE        configs/pretrain.py size: tiny, small, small_plus, base, large   (default: small)
+  --workdir DIR      checkpoints and metrics.jsonl; a run resumes from it             (default: workdirs/SIZE)
+  --data GLOB        training records (build_data output)                             (default: the config's)
+  --eval_data GLOB   evaluation records                                               (default: none)
+  --gpus N           use GPUs 0..N-1                                                  (default: all, from nvidia-smi)
+  --per_gpu          one process per GPU with jax.distributed (default: one process for all GPUs)
+  --port PORT        --per_gpu: coordinator port on this machine                      (default: 12355)
+  --python PATH      the Python of the electra_jax virtualenv                         (default: python3)
+  --dry_run          print the commands, one per line, and run nothing
+  -h, --help         this text
+Everything after `--` is appended to the pretrain command, e.g. `-- --config.train.batch_size=256`.
+EOF
+}
+
+die() {
+  echo "single_node.sh: $*" >&2
+  exit 2
+}
+
+SIZE="small"
+WORKDIR=""
+DATA=""
+EVAL_DATA=""
+GPUS=""
+PER_GPU=0
+PORT=12355
+PYTHON="python3"
+DRY_RUN=0
+EXTRA_ARGS=()
+
+while (($#)); do
+  arg=$1
+  shift
+  value=""
+  case $arg in
+    --*=*) value=${arg#*=}; arg=${arg%%=*} ;;
+  esac
+  case $arg in
+    -h | --help) usage; exit 0 ;;
+    --dry_run) DRY_RUN=1 ;;
+    --per_gpu) PER_GPU=1 ;;
+    --) EXTRA_ARGS=("$@"); break ;;
+    --size | --workdir | --data | --eval_data | --gpus | --port | --python)
+      if [[ -z $value ]]; then
+        (($# > 0)) || die "$arg needs a value"
+        value=$1
+        shift
+      fi
+      case $arg in
+        --size) SIZE=$value ;;
+        --workdir) WORKDIR=$value ;;
+        --data) DATA=$value ;;
+        --eval_data) EVAL_DATA=$value ;;
+        --gpus) GPUS=$value ;;
+        --port) PORT=$value ;;
+        --python) PYTHON=$value ;;
+      esac
+      ;;
+    *) die "unknown argument $arg (see --help)" ;;
+  esac
+done
+
+case $SIZE in
+  tiny | small | small_plus | base | large) ;;
+  *) die "--size=$SIZE is not one of tiny, small, small_plus, base, large" ;;
+esac
+WORKDIR=${WORKDIR:-workdirs/${SIZE}}
+if [[ -z $GPUS ]]; then
+  if command -v nvidia-smi >/dev/null 2>&1; then
+    GPUS=$(nvidia-smi --list-gpus | wc -l)
+  elif ((DRY_RUN)); then
+    GPUS=1
+  else
+    die "nvidia-smi not found; pass --gpus=N"
+  fi
+fi
+[[ $GPUS =~ ^[1-9][0-9]*$ ]] || die "--gpus=$GPUS must be a positive whole number"
+
+quote_all() {
+  local out="" word
+  for word in "$@"; do
+    # Quote only words that need it, so the printed line pastes back into a shell.
+    if [[ $word =~ ^[A-Za-z0-9_./:=,@%+-]+$ ]]; then out+="$word "; else out+="'${word//\'/\'\\\'\'}' "; fi
+  done
+  printf '%s' "${out% }"
+}
+
+PRETRAIN=("$PYTHON" -m electra_jax.pretrain --config="configs/pretrain.py:${SIZE}" --workdir="$WORKDIR")
+[[ -z $DATA ]] || PRETRAIN+=(--config.data.train_files="$DATA")
+[[ -z $EVAL_DATA ]] || PRETRAIN+=(--config.data.eval_files="$EVAL_DATA")
+
+visible=$(seq -s, 0 $((GPUS - 1)))
+cd "$REPO_ROOT"
+
+if ((!PER_GPU)); then
+  cmd=(env CUDA_VISIBLE_DEVICES="$visible" "${PRETRAIN[@]}" "${EXTRA_ARGS[@]}")
+  if ((DRY_RUN)); then
+    quote_all "${cmd[@]}"
+    echo
+    exit 0
+  fi
+  echo "+ $(quote_all "${cmd[@]}")" >&2
+  exec "${cmd[@]}"
+fi
+
+# One process per GPU. Process 0 hosts the coordinator; every process must start for any to proceed.
+pids=()
+# shellcheck disable=SC2329  # (run by the EXIT trap below)
+cleanup() {
+  # Stop only the processes this script started, so that one failed process does not leave the
+  # others waiting for it at the next collective forever.
+  local pid
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+}
+trap 'cleanup' EXIT
+for ((i = 0; i < GPUS; i++)); do
+  cmd=(env CUDA_VISIBLE_DEVICES="$visible" JAX_COORDINATOR_ADDRESS="127.0.0.1:${PORT}" JAX_NUM_PROCESSES="$GPUS"
+    JAX_PROCESS_ID="$i" JAX_LOCAL_DEVICE_IDS="$i" "${PRETRAIN[@]}" --multihost "${EXTRA_ARGS[@]}")
+  if ((DRY_RUN)); then
+    quote_all "${cmd[@]}"
+    echo
+    continue
+  fi
+  echo "+ $(quote_all "${cmd[@]}") &" >&2
+  "${cmd[@]}" &
+  pids+=($!)
+done
+((DRY_RUN)) && { echo "# the ${GPUS} processes run in the background; the script waits for all of them"; exit 0; }
+status=0
+for ((i = 0; i < GPUS; i++)); do
+  wait -n || { status=$?; echo "single_node.sh: a process exited with status $status; stopping the rest" >&2; break; }
+done
+exit "$status"

@@ -1,0 +1,201 @@
+#!/usr/bin/env bash
+#SBATCH --job-name=electra
+#SBATCH --nodes=2
+#SBATCH --ntasks-per-node=1
+#SBATCH --exclusive
+#SBATCH --output=electra-%j.out
+# Pre-train ELECTRA on several GPU nodes with Slurm.
+#
+# Run it on the login node: it submits itself with sbatch (or run `sbatch launch/gpu/slurm.sh [flags]`
+# from the repository root). Inside the job it starts the processes with srun:
+#   default    one process per node, driving all of that node's GPUs;
+#   --per_gpu  one process per GPU (JAX_LOCAL_DEVICE_IDS=$SLURM_LOCALID picks its GPU).
+# Every process gets JAX_COORDINATOR_ADDRESS (the first node of the job, --port), JAX_NUM_PROCESSES and
+# JAX_PROCESS_ID (= $SLURM_PROCID), and pretrain's --multihost flag makes it call
+# jax.distributed.initialize() with them. With --requeue a preempted job is requeued and resumes from
+# the last checkpoint in --workdir.
+set -euo pipefail
+
+usage() {
+  cat <<'EOF'
+Usage: launch/gpu/slurm.sh [flags] [-- extra pretrain flags]
+  --nodes N           nodes                                                  (default: 2)
+  --gpus_per_node G   GPUs per node                                          (default: 8)
+  --per_gpu           one process per GPU instead of one per node
+  --partition P       Slurm partition                                        (default: the cluster's)
+  --account A         Slurm account                                          (default: yours)
+  --time T            time limit, e.g. 2-00:00:00                            (default: the partition's)
+  --requeue           let Slurm requeue the job after preemption or node failure
+  --job_name NAME     job name                                               (default: electra-SIZE)
+  --size SIZE         configs/pretrain.py size: tiny, small, small_plus, base, large   (default: base)
+  --workdir DIR       on a filesystem all nodes share, or gs://             (default: REPO/workdirs/SIZE)
+  --data GLOB         training records                                       (default: the config's)
+  --eval_data GLOB    evaluation records                                     (default: none)
+  --port PORT         coordinator port on the first node                    (default: 12345)
+  --python PATH       the Python of the electra_jax virtualenv on the nodes  (default: python3)
+  --repo DIR          the electra_jax checkout on the shared filesystem     (default: this script's, or the submit dir)
+  --dry_run           print the commands, one per line, and run nothing
+  -h, --help          this text
+Everything after `--` is appended to the pretrain command.
+EOF
+}
+
+die() {
+  echo "slurm.sh: $*" >&2
+  exit 2
+}
+
+ORIGINAL_ARGS=("$@")
+NODES=2
+GPUS_PER_NODE=8
+PER_GPU=0
+PARTITION=""
+ACCOUNT=""
+TIME_LIMIT=""
+REQUEUE=0
+JOB_NAME=""
+SIZE="base"
+WORKDIR=""
+DATA=""
+EVAL_DATA=""
+PORT=12345
+PYTHON="python3"
+REPO=""
+DRY_RUN=0
+EXTRA_ARGS=()
+
+while (($#)); do
+  arg=$1
+  shift
+  value=""
+  case $arg in
+    --*=*) value=${arg#*=}; arg=${arg%%=*} ;;
+  esac
+  case $arg in
+    -h | --help) usage; exit 0 ;;
+    --dry_run) DRY_RUN=1 ;;
+    --per_gpu) PER_GPU=1 ;;
+    --requeue) REQUEUE=1 ;;
+    --) EXTRA_ARGS=("$@"); break ;;
+    --nodes | --gpus_per_node | --partition | --account | --time | --job_name | --size | --workdir | --data | \
+      --eval_data | --port | --python | --repo)
+      if [[ -z $value ]]; then
+        (($# > 0)) || die "$arg needs a value"
+        value=$1
+        shift
+      fi
+      case $arg in
+        --nodes) NODES=$value ;;
+        --gpus_per_node) GPUS_PER_NODE=$value ;;
+        --partition) PARTITION=$value ;;
+        --account) ACCOUNT=$value ;;
+        --time) TIME_LIMIT=$value ;;
+        --job_name) JOB_NAME=$value ;;
+        --size) SIZE=$value ;;
+        --workdir) WORKDIR=$value ;;
+        --data) DATA=$value ;;
+        --eval_data) EVAL_DATA=$value ;;
+        --port) PORT=$value ;;
+        --python) PYTHON=$value ;;
+        --repo) REPO=$value ;;
+      esac
+      ;;
+    *) die "unknown argument $arg (see --help)" ;;
+  esac
+done
+
+case $SIZE in
+  tiny | small | small_plus | base | large) ;;
+  *) die "--size=$SIZE is not one of tiny, small, small_plus, base, large" ;;
+esac
+[[ $NODES =~ ^[1-9][0-9]*$ ]] || die "--nodes=$NODES must be a positive whole number"
+[[ $GPUS_PER_NODE =~ ^[1-9][0-9]*$ ]] || die "--gpus_per_node=$GPUS_PER_NODE must be a positive whole number"
+JOB_NAME=${JOB_NAME:-electra-${SIZE}}
+
+if [[ -z $REPO ]]; then
+  # sbatch runs a copy of this script from its spool folder, so inside a job the checkout is found
+  # through the submit folder unless --repo names it (the self-submission below always does).
+  candidate=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+  if [[ -f "${candidate}/setup.py" ]]; then REPO=$candidate; else REPO=${SLURM_SUBMIT_DIR:-$PWD}; fi
+fi
+WORKDIR=${WORKDIR:-${REPO}/workdirs/${SIZE}}
+
+quote_all() {
+  local out="" word
+  for word in "$@"; do
+    # Quote only words that need it, so the printed line pastes back into a shell.
+    if [[ $word =~ ^[A-Za-z0-9_./:=,@%+-]+$ ]]; then out+="$word "; else out+="'${word//\'/\'\\\'\'}' "; fi
+  done
+  printf '%s' "${out% }"
+}
+
+run() {
+  if ((DRY_RUN)); then
+    quote_all "$@"
+    echo
+  else
+    echo "+ $(quote_all "$@")" >&2
+    "$@"
+  fi
+}
+
+# The first host of a Slurm node list ("gpu[03-05,09],big7" -> "gpu03"). scontrol knows every syntax;
+# the fallback covers the common ones for dry runs away from the cluster.
+first_node() {
+  local nodelist=$1
+  if command -v scontrol >/dev/null 2>&1; then
+    scontrol show hostnames "$nodelist" | head -n 1
+  elif [[ $nodelist =~ ^([^,\[]+)\[([^],-]+) ]]; then
+    echo "${BASH_REMATCH[1]}${BASH_REMATCH[2]}"
+  else
+    echo "${nodelist%%,*}"
+  fi
+}
+
+tasks_per_node=1
+((PER_GPU)) && tasks_per_node=$GPUS_PER_NODE
+
+if [[ -z ${SLURM_JOB_ID:-} ]]; then
+  # On the login node: submit this script, passing every flag through (plus --repo for the spool copy).
+  sbatch_cmd=(sbatch --job-name="$JOB_NAME" --nodes="$NODES" --ntasks-per-node="$tasks_per_node"
+    --gpus-per-node="$GPUS_PER_NODE" --exclusive --output="${REPO}/logs/%x-%j.out")
+  [[ -z $PARTITION ]] || sbatch_cmd+=(--partition="$PARTITION")
+  [[ -z $ACCOUNT ]] || sbatch_cmd+=(--account="$ACCOUNT")
+  [[ -z $TIME_LIMIT ]] || sbatch_cmd+=(--time="$TIME_LIMIT")
+  ((REQUEUE)) && sbatch_cmd+=(--requeue)
+  script_path="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
+  passthrough=()
+  for a in "${ORIGINAL_ARGS[@]}"; do [[ $a == --dry_run ]] || passthrough+=("$a"); done
+  ((DRY_RUN)) || mkdir -p "${REPO}/logs"
+  run "${sbatch_cmd[@]}" "$script_path" --repo="$REPO" "${passthrough[@]}"
+  if ((DRY_RUN)); then
+    echo "# inside the job, on the first node (shown for a job on nodes node[01-$(printf '%02d' "$NODES")]):"
+    SLURM_JOB_NODELIST="node[01-$(printf '%02d' "$NODES")]"
+    SLURM_JOB_NUM_NODES=$NODES
+  else
+    exit 0
+  fi
+fi
+
+nodes=${SLURM_JOB_NUM_NODES:-${SLURM_NNODES:-$NODES}}
+num_processes=$((nodes * tasks_per_node))
+coordinator="$(first_node "${SLURM_JOB_NODELIST:?not inside a Slurm job}"):${PORT}"
+
+pretrain=("$PYTHON" -m electra_jax.pretrain --config="configs/pretrain.py:${SIZE}" --workdir="$WORKDIR" --multihost)
+[[ -z $DATA ]] || pretrain+=(--config.data.train_files="$DATA")
+[[ -z $EVAL_DATA ]] || pretrain+=(--config.data.eval_files="$EVAL_DATA")
+pretrain+=("${EXTRA_ARGS[@]}")
+
+# Per-task values ($SLURM_PROCID, $SLURM_LOCALID) exist only inside each task, so they are read by the
+# task's own shell; the single quotes keep this script from expanding them.
+# shellcheck disable=SC2016
+task_env='export JAX_PROCESS_ID=$SLURM_PROCID;'
+if ((PER_GPU)); then
+  # shellcheck disable=SC2016
+  task_env+=' export JAX_LOCAL_DEVICE_IDS=$SLURM_LOCALID;'
+fi
+srun_cmd=(srun --nodes="$nodes" --ntasks-per-node="$tasks_per_node" --kill-on-bad-exit=1
+  --export="ALL,JAX_COORDINATOR_ADDRESS=${coordinator},JAX_NUM_PROCESSES=${num_processes}")
+# Every task must see all of its node's GPUs for JAX_LOCAL_DEVICE_IDS to index them.
+((PER_GPU)) && srun_cmd+=(--gpu-bind=none)
+run "${srun_cmd[@]}" bash -c "${task_env} cd $(quote_all "$REPO") && exec $(quote_all "${pretrain[@]}")"

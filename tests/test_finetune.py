@@ -1,0 +1,194 @@
+"""Fine-tuning end to end: layer-wise learning rates, GLUE / SQuAD / tagging runs, seeds, init from checkpoints."""
+
+import json
+import os
+import sys
+import types
+
+import flax.linen as nn
+import jax
+import numpy as np
+import pytest
+
+from electra_jax import config as config_lib
+from electra_jax import finetune, modeling, optim
+from electra_jax.finetune_models import FinetuneModel
+
+from test_finetune_tasks import CONTEXT, _squad_json
+
+
+def _config(task, vocab, **overrides):
+    base = {"data.vocab": str(vocab), "data.max_seq_length": 32, "train.batch_size": 8, "train.eval_batch_size": 16,
+            "train.epochs": 1, "train.progress": "log", "train.log_every": 5, "checkpoint.save_final": False}
+    base.update(overrides)
+    return config_lib.load(f"configs/finetune.py:{task},tiny", base)
+
+
+def _flat(tree):
+    return {optim.path_name(p): v for p, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def test_base_layerwise_learning_rates_match_the_original_table():
+    """d = 0.8, L = 12: embeddings d^14, layer_i d^(13 - i) (top layer d^2, the kept quirk), heads 1."""
+    config = config_lib.load("configs/finetune.py:sst2,base")
+    assert config.optim.layerwise_lr_decay == 0.8 and config.optim.learning_rate == 1e-4
+    cfg = modeling.ModelConfig.from_config(config.model)
+    model = FinetuneModel(cfg, "classification", 2)
+    batch = {k: np.zeros((1, 8), np.int32) for k in ("input_ids", "segment_ids", "input_mask")}
+    shapes = nn.unbox(jax.eval_shape(lambda: model.init({"params": jax.random.key(0)}, batch, True)["params"]))
+    multipliers = _flat(optim.layerwise_lr_multipliers(shapes, cfg.num_layers, config.optim.layerwise_lr_decay))
+    assert set(name.split("/")[0] for name in multipliers) == {"embeddings", "discriminator", "task_specific"}
+    expected_by_prefix = {"embeddings/": 0.8 ** 14, "task_specific/": 1.0}
+    expected_by_prefix.update({f"discriminator/layer_{i}/": 0.8 ** (13 - i) for i in range(12)})
+    for name, value in multipliers.items():
+        prefix = next(p for p in expected_by_prefix if name.startswith(p))
+        assert float(value) == pytest.approx(expected_by_prefix[prefix], rel=1e-6), name
+    # The rounded values of ELECTRA_REFERENCE.md section 4.
+    assert round(float(multipliers["embeddings/word_embeddings"]), 3) == 0.044
+    assert round(float(multipliers["discriminator/layer_0/query/kernel"]), 3) == 0.055
+    assert round(float(multipliers["discriminator/layer_11/output/kernel"]), 2) == 0.64
+    assert float(multipliers["task_specific/output/kernel"]) == 1.0
+    large = config_lib.load("configs/finetune.py:sst2,large")
+    assert large.optim.layerwise_lr_decay == 0.9 and large.optim.learning_rate == 5e-5
+
+
+def test_small_model_projection_is_depth_zero():
+    config = config_lib.load("configs/finetune.py:sst2,small")
+    cfg = modeling.ModelConfig.from_config(config.model)
+    batch = {k: np.zeros((1, 8), np.int32) for k in ("input_ids", "segment_ids", "input_mask")}
+    shapes = nn.unbox(jax.eval_shape(lambda: FinetuneModel(cfg, "classification", 2).init(
+        {"params": jax.random.key(0)}, batch, True)["params"]))
+    multipliers = _flat(optim.layerwise_lr_multipliers(shapes, 12, 0.8))
+    assert float(multipliers["discriminator/embeddings_project/kernel"]) == pytest.approx(0.8 ** 14)
+
+
+def _check_results(workdir, task, metrics):
+    with open(os.path.join(workdir, "results.json")) as f:
+        results = json.load(f)
+    assert results["task"] == task and results["metrics"] == metrics
+    assert [e["epoch"] for e in results["epochs"]] == list(range(1, len(results["epochs"]) + 1))
+    assert set(metrics) <= set(results["best"]) and set(metrics) <= set(results["epochs"][-1]["dev"])
+    assert any(name.startswith("events.out.tfevents") for name in os.listdir(workdir))
+    return results
+
+
+@pytest.mark.parametrize("task,metrics", [("cola", ["mcc", "accuracy"]), ("stsb", ["pearson", "spearman"])])
+def test_glue_runs_end_to_end(tmp_path, shared_dir, uncased_vocab, task, metrics):
+    config = _config(task, uncased_vocab, **{"data.dir": str(shared_dir / "data" / "glue"),
+                                             "train.max_train_examples": 64, "train.max_eval_examples": 40})
+    results = finetune.train_and_evaluate(config, str(tmp_path))
+    results = _check_results(tmp_path, task, metrics)
+    assert results["train_examples"] == 64
+    for value in results["best"].values():
+        assert np.isfinite(value)
+
+
+def test_several_seeds_report_the_median(tmp_path, shared_dir, uncased_vocab):
+    config = _config("rte", uncased_vocab, **{"data.dir": str(shared_dir / "data" / "glue" / "RTE"),
+                                              "train.max_train_examples": 32, "train.max_eval_examples": 24,
+                                              "train.seeds": "0,1,2"})
+    results = finetune.train_and_evaluate(config, str(tmp_path))
+    assert [s["seed"] for s in results["seeds"]] == [0, 1, 2]
+    accuracies = [s["best"]["accuracy"] for s in results["seeds"]]
+    assert results["best"]["accuracy"] == sorted(accuracies)[1]
+    # Each accuracy is k / 24 for the 24 dev examples.
+    assert all(abs(a * 24 - round(a * 24)) < 1e-6 for a in accuracies)
+    _check_results(tmp_path, "rte", ["accuracy"])
+
+
+@pytest.mark.parametrize("task", ["squad_v1", "squad_v2"])
+def test_squad_runs_end_to_end(tmp_path, uncased_vocab, task):
+    v2 = task == "squad_v2"
+    data = tmp_path / "data"
+    data.mkdir()
+    _squad_json(data / "train.json", v2=v2)
+    _squad_json(data / "dev.json", v2=v2)
+    config = _config(task, uncased_vocab, **{"data.dir": str(data), "data.max_seq_length": 48, "data.doc_stride": 16,
+                                             "train.batch_size": 4, "train.epochs": 2, "qa.beam_size": 5})
+    workdir = tmp_path / "run"
+    results = finetune.train_and_evaluate(config, str(workdir))
+    metrics = ["exact", "f1", "best_exact", "best_f1"] if v2 else ["exact", "f1"]
+    _check_results(workdir, task, metrics)
+    with open(workdir / "predictions.json") as f:
+        predictions = json.load(f)
+    assert set(predictions) == ({"q1", "q2", "q3"} if v2 else {"q1", "q2"})
+    # Every prediction is a span of the context (or the original's nonce "empty").
+    assert all(p in CONTEXT or p == "empty" for p in predictions.values())
+    assert 0.0 <= results["best"]["f1"] <= 100.0
+    if v2:
+        assert (workdir / "null_odds.json").exists()
+
+
+def test_tagging_runs_end_to_end(tmp_path, uncased_vocab):
+    sentence = ("Peter NNP B-NP\nBlackburn NNP I-NP\nlives VBZ B-VP\nin IN B-PP\nthe DT B-NP\nbig JJ I-NP\n"
+                "city NN I-NP\n. . O\n\n")
+    (tmp_path / "train.txt").write_text(sentence * 24)
+    (tmp_path / "dev.txt").write_text(sentence * 3)
+    config = _config("chunk", uncased_vocab, **{"data.dir": str(tmp_path), "train.epochs": 3})
+    results = finetune.train_and_evaluate(config, str(tmp_path / "run"))
+    _check_results(tmp_path / "run", "chunk", ["f1", "precision", "recall"])
+    # 24 copies of one sentence over 3 epochs at LR 1e-3 fit it: the 4 chunks of each dev sentence.
+    assert results["best"]["f1"] > 0.5
+
+
+def _pretrained(uncased_vocab):
+    config = config_lib.load("configs/pretrain.py:tiny", {"data.vocab": str(uncased_vocab)})
+    return modeling.init_params(config, jax.random.key(3)), config
+
+
+def test_init_from_hf_folder_loads_the_discriminator(tmp_path, shared_dir, uncased_vocab):
+    pytest.importorskip("safetensors")
+    from electra_jax import convert
+
+    params, config = _pretrained(uncased_vocab)
+    convert.save_hf(params, config, str(tmp_path / "hf"), vocab_path=str(uncased_vocab))
+    hf_folder = str(tmp_path / "hf" / "discriminator")
+    loaded, ckpt_config, vocab, _ = finetune.load_init(hf_folder)
+    assert vocab and os.path.basename(vocab) == "vocab.txt"
+    model_cfg = modeling.ModelConfig.from_config(ckpt_config)
+    fresh = FinetuneModel(model_cfg, "classification", 2).init(
+        {"params": jax.random.key(0)}, {k: np.zeros((1, 8), np.int32) for k in ("input_ids", "segment_ids",
+                                                                                  "input_mask")}, True)["params"]
+    merged = _flat(finetune.merge_pretrained(fresh, loaded))
+    original = _flat(params)
+    for name, value in merged.items():
+        if name.startswith("task_specific"):
+            continue
+        want = original[name]
+        if name.endswith("word_embeddings"):
+            value, want = value[:30522], want[:30522]
+        np.testing.assert_allclose(value, want, rtol=1e-6, atol=1e-7, err_msg=name)
+    run_config = _config("sst2", uncased_vocab, **{"data.vocab": "", "data.dir": str(shared_dir / "data" / "glue"),
+                                                   "train.max_train_examples": 32, "train.max_eval_examples": 16})
+    results = finetune.train_and_evaluate(run_config, str(tmp_path / "run"), init=hf_folder)
+    assert results["init"] == hf_folder and 0.0 <= results["best"]["accuracy"] <= 1.0
+
+
+def test_init_from_electra_jax_checkpoint(tmp_path, shared_dir, uncased_vocab, monkeypatch):
+    params, config = _pretrained(uncased_vocab)
+    try:
+        from electra_jax import checkpoints
+    except ImportError:  # not written yet: a shim with the agreed interface
+        store = {}
+        checkpoints = types.ModuleType("electra_jax.checkpoints")
+        checkpoints.save_params = lambda path, p, c: store.__setitem__(str(path), (p, c))
+        checkpoints.restore_params = lambda path: store[str(path)]
+        monkeypatch.setitem(sys.modules, "electra_jax.checkpoints", checkpoints)
+    path = tmp_path / "export"
+    checkpoints.save_params(str(path), params, config)
+    if not path.exists():
+        path.mkdir()  # the shim keeps it in memory
+    run_config = _config("sst2", "", **{"data.dir": str(shared_dir / "data" / "glue" / "SST-2"),
+                                        "train.max_train_examples": 32, "train.max_eval_examples": 16})
+    results = finetune.train_and_evaluate(run_config, str(tmp_path / "run"), init=str(path))
+    # The vocabulary came from the checkpoint's config.data.vocab.
+    assert run_config.data.vocab == str(uncased_vocab)
+    assert results["best"]["accuracy"] >= 0.0
+
+
+def test_missing_vocab_and_bad_init_messages(tmp_path, shared_dir):
+    config = _config("sst2", "", **{"data.dir": str(shared_dir / "data" / "glue")})
+    with pytest.raises(ValueError, match=r"no vocabulary: pass --config.data.vocab=PATH"):
+        finetune.train_and_evaluate(config, str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=r"--init=.*does not exist"):
+        finetune.train_and_evaluate(config, str(tmp_path), init=str(tmp_path / "nothing"))

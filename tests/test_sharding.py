@@ -1,0 +1,121 @@
+"""Sharding: mesh construction, rule presets, and a sharded step equal to the one-device step.
+
+The 8-device checks run in a subprocess with XLA_FLAGS=--xla_force_host_platform_device_count=8 so the rest
+of the suite keeps its single CPU device.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import types
+
+import pytest
+
+from electra_jax import sharding
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# A model small enough to compile quickly on 2 cores, with dims that divide by 2 and 8.
+SMALL_OVERRIDES = {
+    "model.vocab_size": 512, "model.num_layers": 1, "model.hidden_size": 64, "model.embedding_size": 32,
+    "model.num_heads": 2, "model.intermediate_size": 128, "data.max_seq_length": 16, "train.batch_size": 8,
+    "optim.warmup_steps": 0, "optim.learning_rate": 1e-3,
+}
+
+
+def _fake_mesh(**shape):
+    return types.SimpleNamespace(shape=shape)
+
+
+def test_mesh_size_mismatch_is_one_clear_error():
+    with pytest.raises(sharding.ShardingError, match=r"has 4 devices but 8 are available.*data \* fsdp \* tensor = 8"):
+        sharding.mesh_shape({"data": 2, "fsdp": 2, "tensor": 1}, 8)
+    with pytest.raises(sharding.ShardingError, match="does not divide the 8 devices"):
+        sharding.mesh_shape({"data": -1, "fsdp": 3, "tensor": 1}, 8)
+    assert sharding.mesh_shape({"data": -1, "fsdp": 2, "tensor": 2}, 8) == {"data": 2, "fsdp": 2, "tensor": 2}
+
+
+def test_rules_map_logical_axes_and_skip_non_dividing_dims():
+    mesh = _fake_mesh(data=1, fsdp=4, tensor=2)
+    rules = sharding.rules_for("fsdp_tp")
+    # word table: vocab over tensor, the embedding width over fsdp.
+    assert sharding.logical_to_spec(("vocab", "embed_table"), (1024, 64), rules, mesh) == sharding.PartitionSpec(
+        "tensor", "fsdp")
+    # one head cannot split over tensor=2: that dimension stays whole.
+    assert sharding.logical_to_spec(("embed", "heads", "kv"), (64, 1, 64), rules, mesh) == sharding.PartitionSpec(
+        "fsdp", None, None)
+    # dp replicates every weight.
+    assert sharding.logical_to_spec(("embed", "mlp"), (64, 128), sharding.rules_for("dp"), mesh) == \
+        sharding.PartitionSpec(None, None)
+    with pytest.raises(sharding.ShardingError, match="config.sharding.rules"):
+        sharding.rules_for("zero3")
+
+
+WORKER = textwrap.dedent(r"""
+    import json, os, sys
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    import jax, numpy as np
+    from electra_jax import config as config_lib, sharding, train_state
+    from electra_jax.pretrain import SyntheticInput
+    from electra_jax.data.pipeline import to_global_batch
+
+    overrides = json.loads(sys.argv[1])
+    assert jax.device_count() == 8
+
+    def one_step(rules, mesh_shape, devices):
+        config = config_lib.load("configs/pretrain.py:tiny", dict(overrides, **{"sharding.rules": rules}))
+        config.mesh.update(dict(zip(("data", "fsdp", "tensor"), mesh_shape)))
+        mesh = sharding.make_mesh(config.mesh, devices)
+        trainer = train_state.Trainer(config, mesh)
+        state = trainer.init_state(config.train.seed)
+        param_bytes = sharding.bytes_per_device(state.params)
+        compiled = trainer.compile(log_memory=False)
+        data = SyntheticInput(config=config, per_host_batch_size=config.train.batch_size, seed=0,
+                              process_index=0, process_count=1)
+        rng = jax.device_put(np.asarray(state.rng), trainer.replicated)
+        losses = []
+        for _ in range(2):  # two steps: the second sees updated params and Adam moments
+            state, metrics = compiled.train_step(state, to_global_batch(next(data), trainer.batch_sharding), rng)
+            losses.append(float(metrics["loss"]))
+        params = jax.tree_util.tree_map(np.asarray, jax.device_get(state.params))
+        total = sum(x.nbytes for x in jax.tree_util.tree_leaves(params))
+        return losses, params, param_bytes, total, trainer
+
+    ref_losses, ref_params, _, _, _ = one_step("dp", (1, 1, 1), jax.devices()[:1])
+    out = {"reference": ref_losses}
+    for rules, shape in (("dp", (8, 1, 1)), ("fsdp", (1, 8, 1)), ("fsdp_tp", (2, 2, 2))):
+        losses, params, per_device, total, trainer = one_step(rules, shape, jax.devices())
+        diffs = jax.tree_util.tree_leaves(jax.tree_util.tree_map(
+            lambda a, b: float(np.max(np.abs(a - b))), params, ref_params))
+        out[rules] = {"losses": losses, "max_param_diff": max(diffs),
+                      "max_device_fraction": max(per_device.values()) / total, "devices": len(per_device)}
+    # A global batch that does not divide over data * fsdp.
+    try:
+        sharding.check_batch_size(12, trainer.mesh)
+    except sharding.ShardingError as e:
+        out["batch_error"] = str(e)
+    print("RESULT " + json.dumps(out))
+""")
+
+
+def test_sharded_steps_match_one_device():
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-c", WORKER, json.dumps(SMALL_OVERRIDES)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=900)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stderr[-4000:]
+    out = json.loads(lines[-1][len("RESULT "):])
+    ref = out["reference"]
+    for rules in ("dp", "fsdp", "fsdp_tp"):
+        got = out[rules]
+        assert got["losses"] == pytest.approx(ref, rel=2e-5, abs=1e-5), (rules, got, ref)
+        assert got["max_param_diff"] < 2e-5, (rules, got)
+    # dp keeps a whole copy per device; fsdp splits every weight: about an eighth each.
+    assert out["dp"]["max_device_fraction"] == pytest.approx(1.0)
+    assert out["fsdp"]["devices"] == 8
+    assert 0.124 < out["fsdp"]["max_device_fraction"] < 0.135, out["fsdp"]
+    assert out["fsdp_tp"]["max_device_fraction"] < 0.3, out["fsdp_tp"]
+    assert "config.train.batch_size = 12 does not divide over the data axes" in out["batch_error"]
+    assert "data * fsdp = 8" in out["batch_error"]
