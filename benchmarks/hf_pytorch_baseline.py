@@ -46,8 +46,9 @@ def build_models(config: Any, device: torch.device):
     from transformers import ElectraConfig, ElectraForMaskedLM, ElectraForPreTraining
 
     m = config.model
-    common = dict(vocab_size=m.vocab_size, embedding_size=m.embedding_size, max_position_embeddings=m.max_position_embeddings,
-                  type_vocab_size=m.type_vocab_size, hidden_dropout_prob=m.hidden_dropout,
+    common = dict(vocab_size=m.vocab_size, embedding_size=m.embedding_size,
+                  max_position_embeddings=m.max_position_embeddings, type_vocab_size=m.type_vocab_size,
+                  hidden_dropout_prob=m.hidden_dropout,
                   attention_probs_dropout_prob=m.attention_dropout, layer_norm_eps=m.layer_norm_eps,
                   hidden_act="gelu", attn_implementation="sdpa")
     disc_config = ElectraConfig(hidden_size=m.hidden_size, num_hidden_layers=m.num_layers,

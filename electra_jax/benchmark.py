@@ -104,22 +104,8 @@ def apply_switches(config: Any, batch_size: int, seq_len: int, dtype: str | None
 
 
 def compile_train_step(trainer: Any, batch_size: int):
-    """AOT-compiles `train_state.train_step` exactly as `Trainer.compile` does, without the eval step."""
-    import functools
-
-    from electra_jax import sharding as sharding_lib
-    from electra_jax import train_state
-
-    sharding_lib.check_batch_size(batch_size, trainer.mesh)
-    batch = trainer.abstract_batch(batch_size)
-    batch_shardings = {k: trainer.batch_sharding for k in train_state.BATCH_KEYS}
-    rng = jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=trainer.replicated)
-    step_fn = functools.partial(train_state.train_step, model=trainer.model, config=trainer.config, tx=trainer.tx,
-                                schedule=trainer.schedule)
-    with trainer.mesh:
-        jitted = jax.jit(step_fn, in_shardings=(trainer.state_shardings, batch_shardings, trainer.replicated),
-                         out_shardings=(trainer.state_shardings, trainer.replicated), donate_argnums=(0,))
-        return jitted.lower(trainer.abstract_state(), batch, rng).compile()
+    """The AOT-compiled `train_state.train_step` exactly as `pretrain` compiles it (no eval step)."""
+    return trainer.compile(batch_size, log_memory=False, include_eval=False).train_step
 
 
 def run_benchmark(config: Any, steps: int = 20, warmup: int = 3, window: int = 5, measure_peak: bool = True,

@@ -98,12 +98,15 @@ def main(argv: Sequence[str]) -> None:
     if not FLAGS.input or not FLAGS.output:
         raise app.UsageError("--input and --output are required.")
     files = expand_globs(FLAGS.input)
+    output = FLAGS.output
+    if os.path.isdir(output):  # a folder: use the conventional file name inside it
+        output = os.path.join(output, "vocab.txt" if FLAGS.kind == "wordpiece" else "sp.model")
     logging.info("Training a %s vocabulary of %d on %d files", FLAGS.kind, FLAGS.vocab_size, len(files))
     if FLAGS.kind == "wordpiece":
-        out = train_wordpiece(files, FLAGS.vocab_size, FLAGS.output, FLAGS.lower_case,
+        out = train_wordpiece(files, FLAGS.vocab_size, output, FLAGS.lower_case,
                               FLAGS.limit_alphabet, FLAGS.min_frequency)
     else:
-        out = train_sentencepiece(files, FLAGS.vocab_size, FLAGS.output, FLAGS.lower_case,
+        out = train_sentencepiece(files, FLAGS.vocab_size, output, FLAGS.lower_case,
                                   FLAGS.model_type, FLAGS.character_coverage, FLAGS.input_sentence_size)
     from electra_jax.data.tokenization import tokenizer
 

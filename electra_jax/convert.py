@@ -801,10 +801,12 @@ def _check_batch(cfg: modeling.ModelConfig, batch: int = 2, seq: int = 32, seed:
     return ids * mask, segments * mask, mask
 
 
-def check_parity(params, config, hf_dir: str, tolerance: float | None = None) -> dict[str, float]:
+def check_parity(params, config, hf_dir: str | None, tolerance: float | None = None,
+                 folders: dict[str, str] | None = None) -> dict[str, float]:
     """Largest |logit difference| between electra_jax and HF PyTorch (discriminator and generator) on a fixed
     batch. HF models load in float32; a bfloat16 export is allowed a tolerance relative to the logit scale.
     Returns {"discriminator": diff, "generator": diff} for the folders present; raises above the tolerance.
+    `folders` ({"discriminator": path, "generator": path}) replaces hf_dir's discriminator/ and generator/.
     """
     import torch
     import transformers
@@ -815,8 +817,8 @@ def check_parity(params, config, hf_dir: str, tolerance: float | None = None) ->
     results, failures = {}, []
     for name, cls, ours_fn in (("discriminator", transformers.ElectraForPreTraining, modeling.discriminator_logits),
                                ("generator", transformers.ElectraForMaskedLM, modeling.generator_logits)):
-        folder = os.path.join(hf_dir, name)
-        if not os.path.isdir(folder):
+        folder = folders.get(name) if folders is not None else os.path.join(hf_dir, name)
+        if not folder or not os.path.isdir(folder):
             continue
         model = cls.from_pretrained(folder, dtype=torch.float32, attn_implementation="eager").eval()
         with torch.no_grad():
@@ -833,7 +835,7 @@ def check_parity(params, config, hf_dir: str, tolerance: float | None = None) ->
         if not diff <= tol:
             failures.append(f"{name} differs by {diff:.3g} > {tol:.3g}")
     if not results:
-        raise FileNotFoundError(f"{hf_dir} has neither discriminator/ nor generator/")
+        raise FileNotFoundError(f"{hf_dir or folders} has neither discriminator/ nor generator/")
     if failures:
         raise ValueError("parity check failed: " + "; ".join(failures))
     return results
@@ -849,6 +851,8 @@ COMMANDS = ("to_hf", "from_hf", "from_tf", "check")
 def _save_checkpoint(output_dir: str, params, config, vocab: str | None) -> None:
     from electra_jax import checkpoints
 
+    if hasattr(checkpoints, "quiet_orbax_logs"):  # orbax logs dozens of INFO lines per save
+        checkpoints.quiet_orbax_logs()
     os.makedirs(output_dir, exist_ok=True)
     if vocab:  # keep the vocabulary with the weights, so the checkpoint is self-contained
         copy = os.path.join(os.path.abspath(output_dir), os.path.basename(vocab))
@@ -883,7 +887,9 @@ def run(command: str, flags_values: Any) -> None:
             "masked-LM model" if config.objective.kind == "mlm" else "discriminator only (for fine-tuning)")
         print(f"wrote {what} to {f.output_dir}" + ("" if vocab else " (no vocabulary found in the HF folder)"))
         if f.check:
-            check_parity(params, config, os.path.dirname(os.path.abspath(f.input)), f.tolerance)
+            folders = ({"generator": f.input} if config.objective.kind == "mlm"
+                       else {"discriminator": f.input, "generator": f.generator})
+            check_parity(params, config, None, f.tolerance, folders=folders)
     elif command == "from_tf":
         _require(f, "input", "output_dir")
         params, config, report = from_tf_checkpoint(f.input, f.num_heads, f.generator_num_heads)

@@ -376,6 +376,8 @@ def run_seed(runner: Runner, seed: int, pretrained: dict | None, workdir: str, w
             if step % config.train.log_every == 0 or step == total_steps:
                 mean_loss = float(jnp.mean(jnp.stack(losses[-config.train.log_every:])))
                 bar.set_postfix(loss=f"{mean_loss:.4f}")
+                if config.train.progress == "log":
+                    logging.info("%sstep %d/%d: loss %.4f", tag_prefix, step, total_steps, mean_loss)
                 if writer is not None:
                     writer.add_scalar(f"{tag_prefix}train/loss", mean_loss, step)
                     writer.add_scalar(f"{tag_prefix}train/learning_rate", float(schedule(step)), step)

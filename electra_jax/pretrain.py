@@ -286,7 +286,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     start_step = int(jax.device_get(state.step))
     total_steps = config.train.steps
 
-    compiled = trainer.compile()
+    compiled = trainer.compile(include_eval=config.train.eval_every > 0)
     # The step's key argument is a separate copy of state.rng: the state is donated, so passing its own
     # buffer as a second argument would alias a donated buffer.
     rng = jax.device_put(np.asarray(jax.device_get(state.rng)), trainer.replicated)

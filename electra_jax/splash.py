@@ -10,8 +10,9 @@ Sequences are padded to a multiple of 128 (splash tiles the key axis in 128-lane
 tokens, and the pad is cut off again. Off TPU the kernel runs in Pallas interpret mode, which is slow but
 exact, so tests check this path on CPU. No attention-probability dropout (the kernel has none).
 
-Inside a multi-device jit the Pallas call is not partitioned automatically: the batch must be split with
-shard_map around the model (see docs/SPEED.md, TPU plan).
+XLA cannot partition a Pallas call over devices by itself, so under a multi-device mesh (`with mesh:`, as
+the training step runs) the kernel runs inside `shard_map` over the batch axes ('data', 'fsdp'): attention
+is per example, so each device attends over its own rows with no communication.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ import functools
 import jax
 import jax.numpy as jnp
 from jax.experimental.pallas.ops.tpu import splash_attention as splash
+from jax.sharding import PartitionSpec
 
 LANES = 128  # splash tiles the key axis in blocks that are a multiple of the TPU lane width
+BATCH_AXES = ("data", "fsdp")  # electra_jax.sharding splits batches over these mesh axes
 
 
 def _block_size(seq_len: int) -> int:
@@ -47,6 +50,20 @@ def _kernel(num_heads: int, seq_len: int, interpret: bool):
     with jax.ensure_compile_time_eval():
         return splash.make_splash_mha(mask, block_sizes=block_sizes, head_shards=1, q_seq_shards=1,
                                       interpret=interpret)
+
+
+def _batch_mesh():
+    """The mesh of the enclosing `with mesh:` and its batch axes, or None (one device or no mesh)."""
+    try:
+        from jax._src import mesh as mesh_lib  # the legacy context `with mesh:` has no public getter
+
+        mesh = mesh_lib.thread_resources.env.physical_mesh
+    except (ImportError, AttributeError):
+        return None
+    if mesh.empty or mesh.size == 1:
+        return None
+    axes = tuple(axis for axis in BATCH_AXES if axis in mesh.axis_names and mesh.shape[axis] > 1)
+    return (mesh, axes) if axes else None
 
 
 def attention(q: jax.Array, k: jax.Array, v: jax.Array, input_mask: jax.Array,
@@ -78,5 +95,11 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, input_mask: jax.Array,
         out = kernel(q1.swapaxes(0, 1), k1.swapaxes(0, 1), v1.swapaxes(0, 1), splash.SegmentIds(q=seg1, kv=seg1))
         return out.swapaxes(0, 1)
 
-    out = jax.vmap(one_example)(q, k, v, segments)
+    run = jax.vmap(one_example)
+    sharded = _batch_mesh()
+    if sharded is not None:
+        mesh, axes = sharded
+        spec = PartitionSpec(axes)
+        run = jax.shard_map(run, mesh=mesh, in_specs=(spec, spec, spec, spec), out_specs=spec, check_vma=False)
+    out = run(q, k, v, segments)
     return out[:, :seq_len].astype(q.dtype)

@@ -169,8 +169,12 @@ class Trainer:
         return {k: jax.ShapeDtypeStruct((global_batch_size, seq), jnp.int32, sharding=self.batch_sharding)
                 for k in BATCH_KEYS}
 
-    def compile(self, global_batch_size: int | None = None, log_memory: bool = True) -> Compiled:
-        """AOT-compiles the train and eval steps for this mesh and batch size (once per run)."""
+    def compile(self, global_batch_size: int | None = None, log_memory: bool = True,
+                include_eval: bool = True) -> Compiled:
+        """AOT-compiles the train and eval steps for this mesh and batch size (once per run).
+
+        With include_eval=False the eval step is None (saves a compile where no evaluation runs).
+        """
         batch_size = global_batch_size or self.config.train.batch_size
         sharding_lib.check_batch_size(batch_size, self.mesh)
         batch = self.abstract_batch(batch_size)
@@ -185,7 +189,7 @@ class Trainer:
             compiled_train = train.lower(self.abstract_state(), batch, rng).compile()
             evaluate = jax.jit(eval_fn, in_shardings=(self.state_shardings.params, batch_shardings, self.replicated),
                                out_shardings=self.replicated)
-            compiled_eval = evaluate.lower(self.abstract_state().params, batch, rng).compile()
+            compiled_eval = evaluate.lower(self.abstract_state().params, batch, rng).compile() if include_eval else None
         if log_memory:
             log_memory_analysis(compiled_train, "train step")
         return Compiled(compiled_train, compiled_eval)

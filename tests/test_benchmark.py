@@ -22,7 +22,7 @@ def test_command_prints_one_json_line_with_the_contract_fields():
     # bf16 + scan_layers + remat=dots: the switch set the Large GPU run uses, checked here on CPU.
     cmd = [sys.executable, "-m", "electra_jax.benchmark", "--config=configs/pretrain.py:tiny", "--batch_size=2",
            "--seq_len=32", "--steps=2", "--warmup=1", "--window=1", "--dtype=bfloat16", "--attention=xla",
-           "--scan_layers", "--remat=dots", "--config.model.num_layers=2", "--variant=test"]
+           "--scan_layers", "--remat=dots", "--config.model.num_layers=1", "--variant=test"]
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -34,7 +34,7 @@ def test_command_prints_one_json_line_with_the_contract_fields():
     assert (row["size"], row["batch_size"], row["seq_len"]) == ("tiny", 2, 32)
     assert (row["dtype"], row["scan_layers"], row["remat"], row["variant"]) == ("bfloat16", True, "dots", "test")
     assert row["step_ms"] > 0 and row["tokens_per_sec"] == pytest.approx(2 * 32 / (row["step_ms"] / 1e3))
-    config = config_lib.load("configs/pretrain.py:tiny", {"data.max_seq_length": 32})
+    config = config_lib.load("configs/pretrain.py:tiny", {"data.max_seq_length": 32, "model.num_layers": 1})
     from electra_jax import flops
 
     assert row["model_tflops_per_step"] == pytest.approx(flops.model_flops_per_step(config, 2, 32) / 1e12)
@@ -142,3 +142,79 @@ def test_hf_script_prints_the_benchmark_fields():
         assert field in row
     assert row["impl"] == "hf_pytorch_eager" and row["variant"] == "test" and row["seq_len"] == 32
     assert row["final_loss"] == row["final_loss"] and row["final_loss"] > 0  # finite
+
+
+# ---- benchmarks/run_gpu.sh and benchmarks/make_table.py ----
+
+
+def _load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _row(impl, size, batch, seq, tokens_per_sec, **extra):
+    return {"run": f"{impl}_{size}", "impl": impl, "size": size, "batch_size": batch, "seq_len": seq,
+            "tokens_per_sec": tokens_per_sec, "step_ms": batch * seq / tokens_per_sec * 1e3, "mfu": 0.25,
+            "device": "gpu:NVIDIA H100 80GB HBM3", "peak_memory_gb": 10.0, "variant": "v", **extra}
+
+
+def test_table_gives_ratios_against_hf_eager_of_the_same_shape(tmp_path):
+    make_table = _load_script("make_table")
+    rows = [_row("electra_jax", "small", 128, 128, 500_000.0), _row("hf_pytorch_eager", "small", 128, 128, 400_000.0),
+            _row("hf_pytorch_eager", "base", 64, 512, 200_000.0), _row("electra_jax", "base", 64, 512, 300_000.0),
+            {**_row("electra_jax", "large", 32, 512, 1.0), "error": "timed out", "tokens_per_sec": None}]
+    path = tmp_path / "2026-01-01-h100.json"
+    path.write_text(json.dumps({"date": "2026-01-01", "card": "h100", "rows": rows}))
+    text = make_table.render([str(path)])
+    lines = text.splitlines()
+    assert "**2026-01-01 h100**" in lines[0]
+    small = [line for line in lines if line.startswith("| small")]
+    assert "hf_pytorch_eager" in small[0] and small[0].endswith("| 1.00× |")  # the baseline is listed first
+    assert small[1].endswith("| 1.25× |") and "25.0%" in small[1] and "500,000" in small[1]
+    assert any(line.startswith("| base") and line.endswith("| 1.50× |") for line in lines)
+    assert any(line.startswith("| large") and "failed: timed out" in line for line in lines)
+
+
+def test_collect_merges_meta_rows_and_failures(tmp_path):
+    make_table = _load_script("make_table")
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "hf_small.meta").write_text(json.dumps({"order": 1, "run": "hf_small", "impl": "hf_pytorch_eager",
+                                                   "variant": "bf16", "rc": 0, "wall_s": 30, "limit_s": 90}))
+    (raw / "hf_small.out").write_text("some log line\n" + json.dumps(_row("hf_pytorch_eager", "small", 128, 128, 4e5))
+                                      + "\n")
+    (raw / "jax_small.meta").write_text(json.dumps({"order": 2, "run": "jax_small", "impl": "electra_jax",
+                                                    "variant": "bf16", "rc": 124, "wall_s": 150, "limit_s": 150}))
+    (raw / "jax_small.err").write_text("compiling...\n")
+    (raw / "jax_large.meta").write_text(json.dumps({"order": 3, "run": "jax_large", "impl": "electra_jax",
+                                                    "variant": "bf16", "rc": 125, "skipped": True}))
+    doc = make_table.collect(raw, card="h100", date="2026-01-01")
+    assert [r["run"] for r in doc["rows"]] == ["hf_small", "jax_small", "jax_large"]
+    first, second, third = doc["rows"]
+    assert first["tokens_per_sec"] == 4e5 and "error" not in first and first["wall_s"] == 30
+    assert second["error"] == "timed out" and "compiling" in second["stderr_tail"]
+    assert third["error"].startswith("skipped")
+    for field in make_table.ROW_FIELDS:
+        assert field in second
+
+
+def test_gpu_script_is_valid_bash_and_carries_its_wheel():
+    assert subprocess.run(["bash", "-n", str(REPO / "benchmarks" / "run_gpu.sh")]).returncode == 0
+    assert list((REPO / "benchmarks" / "wheels").glob("ml_collections-*.whl"))
+
+
+@pytest.mark.slow
+def test_gpu_script_smoke_run_on_cpu(tmp_path):
+    """SMOKE=1 runs the Small pair on the tiny model: wheel install, both benchmarks, collect and table."""
+    env = dict(os.environ, OUT=str(tmp_path), SMOKE="1", FORCE_WHEEL="1", PYTHON=sys.executable, JAX_PLATFORMS="cpu")
+    done = subprocess.run(["bash", str(REPO / "benchmarks" / "run_gpu.sh")], env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    results = list(tmp_path.glob("*-nogpu.json"))
+    assert len(results) == 1 and (tmp_path / "run.log").exists()
+    rows = json.loads(results[0].read_text())["rows"]
+    assert [r["impl"] for r in rows] == ["hf_pytorch_eager", "electra_jax"]
+    assert all(r["tokens_per_sec"] and not r.get("error") for r in rows)
+    assert "| tiny (2 × 32) | electra_jax |" in done.stdout

@@ -53,8 +53,8 @@ def _config(emb, hidden, layers, heads, inter, gen_fraction, vocab, gen_heads=0,
 
 
 def _random_params(config, seed=0):
-    """The model's parameter tree with every tensor random (LayerNorms and biases too) so that any mis-mapped tensor shows.
-    The vocabulary padding rows stay zero: they are not part of an exported model."""
+    """The model's parameter tree with every tensor random (LayerNorms and biases too) so that any mis-mapped
+    tensor shows. The vocabulary padding rows stay zero: they are not part of an exported model."""
     params = modeling.param_shapes(config)  # shapes only: eager init is slow on a busy 2-core machine
     leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
     rng = np.random.default_rng(seed)
@@ -69,6 +69,22 @@ def _random_params(config, seed=0):
             value[..., vocab:] = 0
         out.append(value)
     return jax.tree_util.tree_unflatten(treedef, out)
+
+
+def _fresh_params(config, seed=0):
+    """Parameters like a fresh init (normal 0.02 weights, unit LayerNorm scales, zero biases), built in numpy:
+    eager flax init of the 30522-token tiny model takes many seconds on a busy 2-core machine."""
+    rng = np.random.default_rng(seed)
+
+    def init(path, leaf):
+        name = jax.tree_util.keystr(path)
+        if name.endswith("['scale']"):
+            return np.ones(leaf.shape, np.float32)
+        if name.endswith("['bias']") or name.endswith("['output_bias']"):
+            return np.zeros(leaf.shape, np.float32)
+        return rng.normal(0, 0.02, leaf.shape).astype(np.float32)
+
+    return jax.tree_util.tree_map_with_path(init, modeling.param_shapes(config))
 
 
 def _inputs(vocab, batch=3, seq=24, seed=0):
@@ -100,7 +116,7 @@ def _captured_transformers_log():
     logger = logging.getLogger("transformers")
     handler, level = Handler(level=logging.DEBUG), logger.level
     logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    logger.setLevel(logging.WARNING)  # load reports and tie/init notices are warnings
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -363,7 +379,7 @@ def _write_tf_checkpoint(tf_vars: dict, prefix: str, with_slots: bool = True) ->
     return sorted(slots)
 
 
-def test_original_tf_checkpoint_imports_like_the_hf_tf_loader(tmp_path):
+def test_original_tf_checkpoint_imports_like_the_hf_tf_loader(tmp_path, checkpoints_module, capsys):
     vocab, emb, hidden, layers, inter, gen_hidden, gen_inter, pos = 301, 64, 128, 2, 256, 32, 128, 64
     tf_vars = _original_tf_variables(vocab, emb, hidden, layers, inter, gen_hidden, gen_inter, pos,
                                      np.random.default_rng(0))
@@ -393,6 +409,15 @@ def test_original_tf_checkpoint_imports_like_the_hf_tf_loader(tmp_path):
                                _hf_logits(disc, ids, segments, mask)[valid], atol=1e-5, rtol=1e-5)
     np.testing.assert_allclose(np.asarray(modeling.generator_logits(params, config, ids, segments, mask))[valid],
                                _hf_logits(gen, ids, segments, mask)[valid], atol=1e-5, rtol=1e-5)
+
+    # The command prints the report and writes a params-only checkpoint that restore_params reads.
+    convert.run("from_tf", _flags(input=str(tmp_path / "ckpt" / "model.ckpt-1234"), output_dir=str(tmp_path / "o")))
+    out = capsys.readouterr().out
+    assert f"optimizer slots not imported (optimizer state starts fresh): {len(slots)}" in out
+    assert "unknown variables not imported: 1" in out and "global_step: 1234" in out
+    restored, restored_config = checkpoints_module.restore_params(str(tmp_path / "o"))
+    _assert_same_params(restored, params)
+    assert restored_config.model.generator_hidden_size == 32
 
 
 def test_tf_checkpoint_untied_and_discriminator_only(tmp_path):
@@ -574,11 +599,15 @@ def test_exported_discriminator_fine_tunes_in_pytorch(checkpoints_module, shared
     """A tiny pre-training checkpoint -> to_hf -> ElectraForSequenceClassification, a few AdamW steps."""
     config = config_lib.load("configs/pretrain.py:tiny", {"model.num_layers": 1})
     # TODO(training system): once `python -m electra_jax.pretrain` exists, produce this checkpoint with a
-    # few synthetic steps instead; until then it is the initialized model saved by checkpoints.save_params.
-    checkpoints_module.save_params(str(tmp_path / "ckpt"), modeling.init_params(config, jax.random.key(0)), config)
+    # few synthetic steps instead; until then it is a freshly initialized model saved by checkpoints.save_params.
+    checkpoints_module.save_params(str(tmp_path / "ckpt"), _fresh_params(config), config)
     convert.run("to_hf", _flags(checkpoint=str(tmp_path / "ckpt"), output_dir=str(tmp_path / "hf"),
                                 vocab=str(uncased_vocab)))
-    folder = str(tmp_path / "hf" / "discriminator")
+    _fine_tune_a_few_steps(str(tmp_path / "hf" / "discriminator"), shared_dir)
+
+
+def _fine_tune_a_few_steps(folder, shared_dir):
+    """ElectraForSequenceClassification from an exported discriminator: 8 AdamW steps on 16 SST-2 sentences."""
     tok = transformers.AutoTokenizer.from_pretrained(folder)
     model = transformers.ElectraForSequenceClassification.from_pretrained(folder, num_labels=2)
     with open(shared_dir / "data" / "glue" / "SST-2" / "dev.tsv", newline="") as f:
@@ -604,3 +633,23 @@ def test_exported_discriminator_fine_tunes_in_pytorch(checkpoints_module, shared
     after = eval_loss()
     assert all(np.isfinite(losses + [before, after])), losses
     assert after < before, (before, after, losses)  # dropout off: the same batch, fitted a little
+
+
+@pytest.mark.slow
+def test_training_system_checkpoint_exports_and_fine_tunes(shared_dir, uncased_vocab, tmp_path):
+    """The real thing: `pretrain` for 2 synthetic steps, `convert to_hf --check` as a command, then PyTorch."""
+    import os
+    import subprocess
+
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    subprocess.run([sys.executable, "-m", "electra_jax.pretrain", "--config=configs/pretrain.py:tiny",
+                    f"--workdir={tmp_path / 'run'}", "--config.data.synthetic=True", "--config.train.steps=2",
+                    "--config.model.num_layers=1", "--config.train.batch_size=4", "--config.data.max_seq_length=32",
+                    "--config.checkpoint.every_steps=2"], check=True, env=env, cwd=Path(__file__).parents[1],
+                   capture_output=True)
+    result = subprocess.run([sys.executable, "-m", "electra_jax.convert", "to_hf", f"--checkpoint={tmp_path / 'run'}",
+                             f"--output_dir={tmp_path / 'hf'}", f"--vocab={uncased_vocab}", "--check"],
+                            env=env, cwd=Path(__file__).parents[1], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "generator: max |logit difference|" in result.stdout
+    _fine_tune_a_few_steps(str(tmp_path / "hf" / "discriminator"), shared_dir)

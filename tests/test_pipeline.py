@@ -199,6 +199,13 @@ def test_truncated_file_is_named_up_front(tmp_path):
         PretrainInput(str(bad), per_host_batch_size=1, seq_len=S, process_index=0, process_count=1)
 
 
+def test_only_empty_files_is_a_clear_error(tmp_path):
+    (tmp_path / "empty.tfrecord").write_bytes(b"")
+    with pytest.raises(ValueError, match="only empty record files"):
+        PretrainInput(str(tmp_path / "*.tfrecord"), per_host_batch_size=1, seq_len=S, process_index=0,
+                      process_count=1)
+
+
 def test_no_files_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="No TFRecord files match"):
         PretrainInput(str(tmp_path / "none-*"), per_host_batch_size=1, seq_len=S, process_index=0,

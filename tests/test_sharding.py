@@ -71,7 +71,7 @@ WORKER = textwrap.dedent(r"""
         trainer = train_state.Trainer(config, mesh)
         state = trainer.init_state(config.train.seed)
         param_bytes = sharding.bytes_per_device(state.params)
-        compiled = trainer.compile(log_memory=False)
+        compiled = trainer.compile(log_memory=False, include_eval=False)
         data = SyntheticInput(config=config, per_host_batch_size=config.train.batch_size, seed=0,
                               process_index=0, process_count=1)
         rng = jax.device_put(np.asarray(state.rng), trainer.replicated)
@@ -116,6 +116,7 @@ def test_sharded_steps_match_one_device():
     assert out["dp"]["max_device_fraction"] == pytest.approx(1.0)
     assert out["fsdp"]["devices"] == 8
     assert 0.124 < out["fsdp"]["max_device_fraction"] < 0.135, out["fsdp"]
-    assert out["fsdp_tp"]["max_device_fraction"] < 0.3, out["fsdp_tp"]
+    # fsdp_tp on 2 x 2 model-parallel devices: about a quarter, plus weights too small to split.
+    assert out["fsdp_tp"]["max_device_fraction"] < 0.35, out["fsdp_tp"]
     assert "config.train.batch_size = 12 does not divide over the data axes" in out["batch_error"]
     assert "data * fsdp = 8" in out["batch_error"]

@@ -77,12 +77,15 @@ def _read_first_record(path: str) -> bytes | None:
         return data
 
 
-def check_record_file(path: str, seq_len: int) -> None:
-    """Raises ValueError naming `path` if its first record lacks a feature or its length is not seq_len."""
+def check_record_file(path: str, seq_len: int) -> bool:
+    """Raises ValueError naming `path` if its first record lacks a feature or its length is not seq_len.
+
+    Returns False for an empty file.
+    """
     tf = _tf()
     data = _read_first_record(path)
     if data is None:
-        return
+        return False
     try:
         example = tf.train.Example.FromString(data)
     except Exception as e:  # protobuf DecodeError
@@ -99,6 +102,7 @@ def check_record_file(path: str, seq_len: int) -> None:
             raise ValueError(
                 f"Records in {path} have {name} of length {length} but seq_len is {seq_len}. Use data built "
                 f"with --max_seq_length={seq_len}, or set the sequence length to {length}.")
+    return True
 
 
 def find_bad_record(path: str, seq_len: int) -> str | None:
@@ -161,8 +165,11 @@ class PretrainInput:
         self.row_sharding = len(self.files) < process_count
         self.host_files = self.files if self.row_sharding else self.files[process_index::process_count]
         if check_files:
-            for path in self.host_files:
-                check_record_file(path, seq_len)
+            non_empty = [check_record_file(path, seq_len) for path in self.host_files]
+            if not any(non_empty):
+                # With repeat, an endless stream of empty epochs would hang instead of failing.
+                raise ValueError(f"Host {process_index} of {process_count} got only empty record files "
+                                 f"({self.host_files[:3]}...); build more examples or use fewer hosts.")
         self._files_digest = hashlib.sha256("\n".join(self.files).encode()).hexdigest()[:16]
         self._epoch = 0
         self._in_epoch = 0  # records of epoch self._epoch already returned

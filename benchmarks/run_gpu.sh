@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Speed runs on one NVIDIA GPU, all in one session so the ratios mean something: HF transformers PyTorch
+# (eager) and electra_jax on the same shapes, Small (128 x 128), Base (64 x 512) and Large (32 x 512).
+#
+#   bash benchmarks/run_gpu.sh            # results in $OUT (or benchmarks/results/)
+#
+# Needs no network and no TensorFlow: ml-collections comes from benchmarks/wheels/. Every run has its own
+# timeout, and the whole script keeps inside BUDGET_S seconds (default 540, under a 10-minute limit): runs
+# that no longer fit are recorded as skipped. Writes OUT/<date>-<card>.json (one row per run, see
+# benchmarks/make_table.py) and OUT/run.log (every run's stderr), and prints the markdown table last.
+set -u -o pipefail
+export PYTHONUNBUFFERED=1
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+OUT="${OUT:-$REPO/benchmarks/results}"
+PY="${PYTHON:-python3}"
+BUDGET_S="${BUDGET_S:-540}"
+STEPS="${STEPS:-20}"
+WARMUP="${WARMUP:-3}"
+ONLY="${ONLY:-}"  # a regular expression: run only the runs whose names match (e.g. ONLY='small')
+ATTN="${ATTN:-cudnn}"
+# SMOKE=1 checks the plumbing on a machine without a GPU: tiny model, plain attention, the Small pair only.
+if [[ -n "${SMOKE:-}" ]]; then
+    STEPS=2 WARMUP=1 ATTN=xla ONLY="${ONLY:-^(hf|jax)_small$}"
+fi
+mkdir -p "$OUT"
+SCRATCH="$(mktemp -d)"
+LOG="$OUT/run.log"
+: >"$LOG"
+START=$SECONDS
+ORDER=0
+
+# ml-collections is not in the GPU image: install the carried pure-Python wheel into a scratch folder.
+if [[ -n "${FORCE_WHEEL:-}" ]] || ! "$PY" -c "import ml_collections" 2>/dev/null; then
+    "$PY" -m pip install -q --no-deps --no-index --no-compile --no-cache-dir --target "$SCRATCH/site" \
+        "$REPO"/benchmarks/wheels/ml_collections-*.whl || { echo "could not install ml-collections"; exit 1; }
+    export PYTHONPATH="$SCRATCH/site${PYTHONPATH:+:$PYTHONPATH}"
+fi
+export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
+# Reruns on a still-warm machine reuse compiled steps.
+export JAX_COMPILATION_CACHE_DIR="${JAX_COMPILATION_CACHE_DIR:-/tmp/electra_jax_compile_cache}"
+export TF_CPP_MIN_LOG_LEVEL=1
+
+GPU_NAME="$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)"
+case "$GPU_NAME" in
+    *H200*) CARD=h200 ;;
+    *H100*) CARD=h100 ;;
+    "") CARD=nogpu ;;
+    *) CARD="$(echo "$GPU_NAME" | tr 'A-Z' 'a-z' | tr -cs 'a-z0-9' '-' | sed 's/-$//')" ;;
+esac
+DATE="$(date -u +%Y-%m-%d)"
+RESULT="$OUT/$DATE-$CARD.json"
+{
+    echo "card: $GPU_NAME ($CARD), date $DATE, budget ${BUDGET_S}s, $STEPS timed steps"
+    nvidia-smi 2>&1 | head -n 15
+    "$PY" -c "import jax, flax, optax, torch, transformers; print('jax', jax.__version__, 'flax', flax.__version__, \
+'optax', optax.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__)" 2>&1
+} | tee -a "$LOG"
+
+# run NAME IMPL VARIANT LIMIT_S COMMAND...: one benchmark in its own timeout; never stops the script.
+run() {
+    local name=$1 impl=$2 variant=$3 limit=$4
+    shift 4
+    ORDER=$((ORDER + 1))
+    if [[ -n "$ONLY" && ! "$name" =~ $ONLY ]]; then
+        return 0
+    fi
+    local left=$((BUDGET_S - (SECONDS - START)))
+    if ((left < 45)); then
+        echo "=== $name: skipped, ${left}s of the budget left" | tee -a "$LOG"
+        printf '{"order": %d, "run": "%s", "impl": "%s", "variant": "%s", "rc": 125, "skipped": true}\n' \
+            "$ORDER" "$name" "$impl" "$variant" >"$SCRATCH/$name.meta"
+        return 0
+    fi
+    ((limit > left)) && limit=$left
+    echo "=== $name (limit ${limit}s, $((SECONDS - START))s elapsed): $*" | tee -a "$LOG"
+    local begin=$SECONDS
+    timeout -k 15 "$limit" "$@" >"$SCRATCH/$name.out" 2>"$SCRATCH/$name.err"
+    local rc=$?
+    cat "$SCRATCH/$name.err" >>"$LOG"
+    tail -n 1 "$SCRATCH/$name.out" | tee -a "$LOG"
+    ((rc != 0)) && echo "!!! $name failed with exit status $rc" | tee -a "$LOG" && tail -n 5 "$SCRATCH/$name.err"
+    printf '{"order": %d, "run": "%s", "impl": "%s", "variant": "%s", "rc": %d, "wall_s": %d, "limit_s": %d}\n' \
+        "$ORDER" "$name" "$impl" "$variant" "$rc" "$((SECONDS - begin))" "$limit" >"$SCRATCH/$name.meta"
+}
+
+HF=("$PY" "$REPO/benchmarks/hf_pytorch_baseline.py" --steps="$STEPS" --warmup="$WARMUP" --dtype=bfloat16)
+JX=("$PY" -m electra_jax.benchmark --steps="$STEPS" --warmup="$WARMUP" --dtype=bfloat16)
+SMALL=(--config=configs/pretrain.py:small --batch_size=128 --seq_len=128)
+BASE=(--config=configs/pretrain.py:base --batch_size=64 --seq_len=512)
+LARGE=(--config=configs/pretrain.py:large --batch_size=32 --seq_len=512)
+if [[ -n "${SMOKE:-}" ]]; then
+    SMALL=(--config=configs/pretrain.py:tiny --batch_size=2 --seq_len=32)
+    BASE=("${SMALL[@]}") LARGE=("${SMALL[@]}")
+fi
+
+cd "$REPO" || exit 1
+# Most important first: one HF / electra_jax pair per size, then the variants that explain the differences.
+# Base and Large scan their layers: an unrolled 24-layer Large step did not finish compiling in 4 minutes.
+run hf_small hf_pytorch_eager "bf16 autocast, sdpa" 90 "${HF[@]}" "${SMALL[@]}" --variant="bf16 autocast, sdpa"
+run jax_small electra_jax "bf16, cudnn" 150 "${JX[@]}" "${SMALL[@]}" --attention="$ATTN" --variant="bf16, cudnn"
+run hf_base hf_pytorch_eager "bf16 autocast, sdpa" 90 "${HF[@]}" "${BASE[@]}" --variant="bf16 autocast, sdpa"
+run jax_base electra_jax "bf16, cudnn, scan" 150 "${JX[@]}" "${BASE[@]}" --attention="$ATTN" --scan_layers \
+    --variant="bf16, cudnn, scan"
+run hf_large hf_pytorch_eager "bf16 autocast, sdpa" 90 "${HF[@]}" "${LARGE[@]}" --variant="bf16 autocast, sdpa"
+run jax_large electra_jax "bf16, cudnn, scan" 180 "${JX[@]}" "${LARGE[@]}" --attention="$ATTN" --scan_layers \
+    --remat=none --variant="bf16, cudnn, scan"
+# Extras, as the budget allows: what cuDNN attention and unrolling buy at Base.
+run jax_base_xla electra_jax "bf16, xla attention, scan" 120 "${JX[@]}" "${BASE[@]}" --attention=xla --scan_layers \
+    --variant="bf16, xla attention, scan"
+run jax_base_unrolled electra_jax "bf16, cudnn, unrolled" 150 "${JX[@]}" "${BASE[@]}" --attention="$ATTN" \
+    --no-scan_layers --variant="bf16, cudnn, unrolled"
+
+"$PY" "$REPO/benchmarks/make_table.py" collect --raw "$SCRATCH" --out "$RESULT" --card "$CARD" --date "$DATE" \
+    | tee -a "$LOG"
+echo "total ${SECONDS}s"
+"$PY" "$REPO/benchmarks/make_table.py" table "$RESULT"
