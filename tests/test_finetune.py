@@ -198,6 +198,7 @@ def test_init_from_electra_jax_checkpoint(tmp_path, shared_dir, uncased_vocab, m
     assert results["best"]["accuracy"] >= 0.0
 
 
+@pytest.mark.slow  # imports TensorFlow, torch and transformers (through the conversion tests' helpers)
 def test_init_from_original_tf_checkpoint_folder(tmp_path):
     """A folder holding model.ckpt-N.index is detected as a TF checkpoint; its discriminator loads by name."""
     pytest.importorskip("tensorflow")

@@ -119,6 +119,23 @@ def test_glue_from_tfds_mock_data():
         pairs = tasks.read_glue_tfds(tasks.get_task("mrpc"), "train", None, double_unordered=True)
     assert len(examples) == 6 and all(e.label in (0, 1, 2) and e.text_b is not None for e in examples)
     assert len(pairs) == 12
+    with tfds.testing.mock_data(num_examples=4, policy=tfds.testing.MockPolicy.USE_CODE):
+        squad = tasks.read_squad_tfds("squad/v1.1", "dev", None, v2=False)
+    assert len(squad) == 4 and all(e.doc_tokens is not None for e in squad)
+
+
+def test_mnli_and_qqp_headers_located_by_name(tmp_path):
+    mnli_header = ("index promptID pairID genre sentence1_binary_parse sentence2_binary_parse sentence1_parse "
+                   "sentence2_parse sentence1 sentence2 label1 label2 label3 label4 label5 gold_label").split()
+    row = ["0", "1", "1e", "fiction", "(x)", "(y)", "(x)", "(y)", "A man sleeps.", "A person rests.", "entailment",
+           "entailment", "neutral", "entailment", "entailment", "entailment"]
+    (tmp_path / "dev_matched.tsv").write_text("\t".join(mnli_header) + "\n" + "\t".join(row) + "\n")
+    (example,) = tasks.read_glue_file(tasks.get_task("mnli"), str(tmp_path / "dev_matched.tsv"), "dev")
+    assert (example.text_a, example.text_b, example.label) == ("A man sleeps.", "A person rests.", 1)
+    (tmp_path / "train.tsv").write_text("id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n"
+                                        "7\t1\t2\tHow old?\tWhat age?\t1\n")
+    (example,) = tasks.read_glue_file(tasks.get_task("qqp"), str(tmp_path / "train.tsv"), "train")
+    assert (example.text_a, example.text_b, example.label) == ("How old?", "What age?", 1)
 
 
 # --- SQuAD ---------------------------------------------------------------------------------------------------

@@ -218,3 +218,39 @@ def test_metadata_sets_special_ids_and_vocab(tmp_path):
     config = apply_records_metadata(config)
     assert config.model.vocab_size == 8000 and config.model.padded_vocab_size == 8064
     assert {k: config.data[k] for k in specials} == specials
+
+
+@pytest.mark.slow
+def test_real_records_run_learns_and_writes_outputs(tmp_path, shared_dir, uncased_vocab, cache_dir):
+    """Records built from ../shared/data/text by build_data: checkpoints, events, metrics.jsonl, eval improves."""
+    text = shared_dir / "data" / "text"
+    train_text = ",".join(str(p) for p in sorted((text / "state_union").glob("19[4-7]*.txt")))
+    eval_text = str(text / "state_union" / "2006-GWBush.txt")
+    env = _env(cache_dir)
+    for name, source in (("train", train_text), ("eval", eval_text)):
+        proc = subprocess.run([sys.executable, "-m", "electra_jax.build_data", f"--input={source}",
+                               f"--vocab={uncased_vocab}", f"--output_dir={tmp_path / name}",
+                               "--max_seq_length=64", "--num_shards=2", "--num_processes=1"],
+                              cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    workdir = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "electra_jax.pretrain", "--config=configs/pretrain.py:tiny", f"--workdir={workdir}",
+         f"--config.data.train_files={tmp_path / 'train'}/*.tfrecord*",
+         f"--config.data.eval_files={tmp_path / 'eval'}/*.tfrecord*", "--config.data.max_seq_length=64",
+         "--config.train.batch_size=16", "--config.train.steps=80", "--config.optim.learning_rate=2e-3",
+         "--config.optim.warmup_steps=10", "--config.train.eval_every=40", "--config.train.eval_steps=4",
+         "--config.train.log_every=10", "--config.checkpoint.every_steps=40", "--config.train.progress=log"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [json.loads(ln) for ln in (workdir / "metrics.jsonl").read_text().splitlines()]
+    evals = {ln["step"]: ln for ln in lines if ln["split"] == "eval"}
+    assert sorted(evals) == [0, 40, 80]
+    first, last = evals[0], evals[80]
+    assert last["eval_loss"] < first["eval_loss"] - 5.0
+    assert last["eval_mlm_accuracy"] > first["eval_mlm_accuracy"] + 0.03
+    train = [ln for ln in lines if ln["split"] == "train"]
+    assert {"step", "loss", "mlm_loss", "disc_loss", "mlm_accuracy", "disc_accuracy", "disc_auc", "learning_rate",
+            "tokens_per_sec", "mfu"} <= set(train[-1])
+    assert _steps_on_disk(workdir) == [40, 80]
+    assert any(p.name.startswith("events.out.tfevents") for p in workdir.iterdir())

@@ -208,14 +208,12 @@ class PretrainInput:
 
     def _build(self):
         tf = _tf()
-        first = self._epoch_records(self._epoch)
+        last_epoch = 2**62 if self.repeat else 1
+        ds = tf.data.Dataset.range(self._epoch, last_epoch).flat_map(self._epoch_records)
         if self._in_epoch:
-            first = first.skip(self._in_epoch)  # raw records: no parsing while skipping
-        if self.repeat:
-            rest = tf.data.Dataset.range(self._epoch + 1, 2**62).flat_map(self._epoch_records)
-            ds = first.concatenate(rest)
-        else:
-            ds = first
+            # Skipping from the start of epoch self._epoch lands inside it (or at the next epoch's start
+            # when the epoch was used up); raw records, so nothing is parsed while skipping.
+            ds = ds.skip(self._in_epoch)
         ds = ds.batch(self.per_host_batch_size, drop_remainder=True)
         ds = ds.map(self._parse, num_parallel_calls=tf.data.AUTOTUNE)
         options = tf.data.Options()
