@@ -89,7 +89,7 @@ class Budget:
     electra_steps: int  # ELECTRA's steps; the MLM run gets the steps of the same FLOPs
     warmup_steps: int
     num_points: int  # checkpoints at 1/n, 2/n, ..., n/n of the pre-training FLOPs
-    eval_steps: int  # pre-training eval batches at every compute point (held-out records)
+    eval_steps: int  # pre-training eval batches at every compute point (held-out records); 0 = no eval
     # fine-tuning: configs/finetune.py:TASK,finetune_size with these caps
     finetune_size: str
     tasks: tuple[str, ...]
@@ -107,15 +107,18 @@ BUDGETS = {
     "toy": Budget(
         name="toy", corpus_max_chars=120_000, vocab_size=600, pretrain_size="tiny",
         model={"num_layers": 1, "hidden_size": 64, "embedding_size": 32, "intermediate_size": 128, "num_heads": 1},
-        seq_len=32, batch_size=8, electra_steps=4, warmup_steps=1, num_points=2, eval_steps=1,
+        seq_len=32, batch_size=8, electra_steps=4, warmup_steps=1, num_points=2, eval_steps=0,
         finetune_size="tiny", tasks=("rte",), seeds=(0,), max_train_examples=32, max_eval_examples=32, epochs=1,
         finetune_seq_len=32, finetune_batch_size=8),
-    # The real experiment on a 2-core CPU. Per-stage minutes measured/estimated in docs/EVIDENCE.md.
+    # The real experiment on a 2-core CPU: the tiny model (2 layers, hidden 128, generator 1/2) at seq 128. Planned
+    # from measured CPU time per step (ELECTRA ~0.63 s, MLM ~0.39 s of CPU per step) and a measured fine-tuning run:
+    # about 21 + 18 minutes of pre-training and ~23 of fine-tuning (45 jobs of 3 seeds) on an idle 2-core machine
+    # (docs/EVIDENCE.md has the per-stage plan).
     "cpu": Budget(
         name="cpu", corpus_max_chars=0, vocab_size=8192, pretrain_size="tiny", model={},
-        seq_len=128, batch_size=32, electra_steps=2000, warmup_steps=100, num_points=4, eval_steps=10,
+        seq_len=128, batch_size=32, electra_steps=3000, warmup_steps=150, num_points=4, eval_steps=10,
         finetune_size="tiny", tasks=("sst2", "cola", "mrpc", "stsb", "rte"), seeds=(0, 1, 2),
-        max_train_examples=1000, max_eval_examples=1000, epochs=2, finetune_seq_len=64, finetune_batch_size=32,
+        max_train_examples=1200, max_eval_examples=1000, epochs=2, finetune_seq_len=64, finetune_batch_size=32,
         build_processes=2),
     # One accelerator: ELECTRA-Small-sized networks, full fine-tuning sets except SST-2 (capped), task epochs.
     "gpu": Budget(
@@ -350,8 +353,13 @@ def collect_documents(text_dirs: Sequence[str], python_doc_dir: str, max_chars: 
     documents: list[list[str]] = []
     stats: dict[str, dict[str, int]] = {}
     for name, files, reader in sources:
-        chars = count = 0
+        chars = 0
         for path in files:
+            # Label by the first folder under the source (wikitext-2-tokens, state_union, ...); docs as one label.
+            relative = path.relative_to(name).parts
+            label = "python3.11-doc (reST)" if reader is not text_documents else (
+                relative[0] if len(relative) > 1 else path.name)
+            entry = stats.setdefault(label, {"documents": 0, "chars": 0})
             try:
                 found = reader(path)
             except ValueError as e:  # binary files
@@ -359,14 +367,16 @@ def collect_documents(text_dirs: Sequence[str], python_doc_dir: str, max_chars: 
                 continue
             for document in found:
                 documents.append(document)
-                chars += sum(len(s) for s in document)
-                count += 1
+                size = sum(len(s) for s in document)
+                chars += size
+                entry["documents"] += 1
+                entry["chars"] += size
                 if per_source and chars >= per_source:
                     break
             if per_source and chars >= per_source:
                 break
-        stats[name] = {"documents": count, "chars": chars}
-        logging.info("corpus: %s: %d documents, %.2f M characters", name, count, chars / 1e6)
+    for label, entry in stats.items():
+        logging.info("corpus: %s: %d documents, %.2f M characters", label, entry["documents"], entry["chars"] / 1e6)
     return documents, stats
 
 
@@ -452,8 +462,8 @@ def pretrain_overrides(budget: Budget, vocab_size: int, records_dir: Path, objec
         "train.batch_size": budget.batch_size,
         "train.steps": steps,
         "train.log_every": max(1, min(50, every)),
-        "train.eval_every": every,
-        "train.eval_steps": budget.eval_steps,
+        "train.eval_every": every if budget.eval_steps else 0,
+        "train.eval_steps": max(1, budget.eval_steps),
         "train.progress": "log",
         "optim.warmup_steps": budget.warmup_steps,
         "checkpoint.every_steps": every,
@@ -613,7 +623,7 @@ def write_markdown(path: Path, lines: list[dict[str, Any]], tasks: Sequence[str]
     corpus = meta["corpus"]
     out.append(f"- Corpus: {corpus['train_documents']} training documents ({corpus['train_chars'] / 1e6:.1f} M "
                f"characters), {corpus['eval_documents']} held out; " + "; ".join(
-                   f"{Path(k).name}: {v['documents']} docs, {v['chars'] / 1e6:.2f} M chars"
+                   f"{k}: {v['documents']} docs, {v['chars'] / 1e6:.2f} M chars"
                    for k, v in corpus["sources"].items()) + f". Records: {meta['records']['train']} train / "
                f"{meta['records']['eval']} eval examples of {budget['seq_len']} tokens.")
     out.append(f"- Vocabulary: {meta['vocab']['kind']} ({meta['vocab']['size']} WordPieces).")
@@ -693,15 +703,26 @@ def _configure_jax_cache(output_dir: Path) -> None:
         logging.warning("no persistent compilation cache (%s)", e)
 
 
-def _run_tool(module: str, *args: str) -> None:
-    """Runs one of the package's command-line tools (build_vocab and build_data each define absl flags at import,
-    so they run as their own processes, exactly as a user would run them)."""
+def _start_tool(module: str, *args: str) -> subprocess.Popen:
+    """Starts one of the package's command-line tools in its own process (build_vocab and build_data each define
+    absl flags at import, so they run exactly as a user would run them)."""
     cmd = [sys.executable, "-m", module, *args]
     logging.info("running %s", " ".join(cmd))
-    done = subprocess.run(cmd, cwd=str(REPO_ROOT), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if done.returncode:
-        raise RuntimeError(f"{module} failed with exit code {done.returncode}:\n{done.stdout[-4000:]}")
-    logging.info("%s: %s", module, done.stdout.strip().splitlines()[-1] if done.stdout.strip() else "done")
+    proc = subprocess.Popen(cmd, cwd=str(REPO_ROOT), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc.module = module  # type: ignore[attr-defined]
+    return proc
+
+
+def _finish_tool(proc: subprocess.Popen) -> None:
+    output, _ = proc.communicate()
+    module = getattr(proc, "module", proc.args)
+    if proc.returncode:
+        raise RuntimeError(f"{module} failed with exit code {proc.returncode}:\n{output[-4000:]}")
+    logging.info("%s: %s", module, output.strip().splitlines()[-1] if output.strip() else "done")
+
+
+def _run_tool(module: str, *args: str) -> None:
+    _finish_tool(_start_tool(module, *args))
 
 
 def run(output_dir: str, budget: Budget, *, text_dirs: Sequence[str], python_doc_dir: str, glue_dir: str,
@@ -712,7 +733,16 @@ def run(output_dir: str, budget: Budget, *, text_dirs: Sequence[str], python_doc
     _configure_jax_cache(out)
     stages = Stages(out / "stages.json")
     started = time.time()
-    (out / "budget.json").write_text(json.dumps(dataclasses.asdict(budget), indent=2))
+    budget_path = out / "budget.json"
+    if budget_path.exists():  # resuming: the outputs on disk must come from the same scale
+        previous = json.loads(budget_path.read_text())
+        current = json.loads(json.dumps(dataclasses.asdict(budget)))
+        changed = sorted(k for k in current if k not in ("tasks", "seeds") and previous.get(k) != current[k])
+        if changed:
+            raise ValueError(f"{out} holds a run of another budget (fields {changed} differ: "
+                             f"{ {k: previous.get(k) for k in changed} } there vs { {k: current[k] for k in changed} } "
+                             "now); pass a new --output_dir or remove the old one")
+    budget_path.write_text(json.dumps(dataclasses.asdict(budget), indent=2))
 
     # 1. corpus
     corpus_dir = out / "corpus"
@@ -746,15 +776,20 @@ def run(output_dir: str, budget: Budget, *, text_dirs: Sequence[str], python_doc
     # 3. records
     records_dir = out / "records"
     record_counts = {}
+    pending = {}
     for split, inputs, shards in (("train", corpus["train_files"], 8 if budget.corpus_max_chars == 0 else 2),
                                   ("eval", [corpus["eval_file"]], 1)):
-        meta_path = records_dir / split / "metadata.json"
-        if not meta_path.exists():
-            with _Timer(stages, f"records_{split}"):
-                _run_tool("electra_jax.build_data", f"--input={','.join(inputs)}", f"--vocab={vocab_path}",
-                          f"--output_dir={records_dir / split}", f"--max_seq_length={budget.seq_len}",
-                          f"--num_shards={shards}", f"--num_processes={min(budget.build_processes, len(inputs))}")
-        record_counts[split] = json.loads(meta_path.read_text())["num_examples"]
+        if not (records_dir / split / "metadata.json").exists():  # the two splits build side by side
+            pending[split] = (time.time(), _start_tool(
+                "electra_jax.build_data", f"--input={','.join(inputs)}", f"--vocab={vocab_path}",
+                f"--output_dir={records_dir / split}", f"--max_seq_length={budget.seq_len}",
+                f"--num_shards={shards}", f"--num_processes={min(budget.build_processes, len(inputs))}"))
+    for split, (start, proc) in pending.items():
+        _finish_tool(proc)
+        stages.record(f"records_{split}", time.time() - start)
+        logging.info("stage records_%s: done after %.1f s", split, time.time() - start)
+    for split in ("train", "eval"):
+        record_counts[split] = json.loads((records_dir / split / "metadata.json").read_text())["num_examples"]
     logging.info("records: %d train, %d eval examples of %d tokens", record_counts["train"], record_counts["eval"],
                  budget.seq_len)
 
@@ -782,7 +817,10 @@ def run(output_dir: str, budget: Budget, *, text_dirs: Sequence[str], python_doc
             from electra_jax import pretrain
 
             with _Timer(stages, stage, steps=entry["steps"]):
-                pretrain.train_and_evaluate(config, str(workdir))
+                summary = pretrain.train_and_evaluate(config, str(workdir))
+            if summary.get("preempted"):
+                raise SystemExit(f"pre-training {objective} stopped at step {summary.get('step')} on a signal (its "
+                                 "checkpoint is saved); rerun the same command to resume")
             missing = [p["step"] for p in entry["points"] if not _has_checkpoint(workdir, p["step"])]
             if missing:
                 raise RuntimeError(f"pre-training {objective} finished without the checkpoints of steps {missing} in "
