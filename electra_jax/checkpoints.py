@@ -147,16 +147,18 @@ def gather_host_json(obj: Any) -> dict[int, Any]:
 
 
 class PreemptionWatcher:
-    """Turns SIGTERM into a request to save at the next step boundary and stop cleanly.
+    """Turns SIGTERM (and a first SIGINT / Ctrl-C) into a request to save at the next step boundary and stop.
 
     The handler only sets a flag (signal handlers must not touch JAX); the training loop polls `requested()`.
-    With several processes the flags are combined every step with a tiny all-gather, so all hosts stop at
-    the same step even when only some received the signal; orbax's preemption sync point (TPU maintenance
+    With several processes the flags are combined every `multihost_every` steps with a tiny all-gather, so all
+    hosts stop at the same step even when only some received the signal; orbax's preemption sync point (TPU maintenance
     events) is honoured as well.
     """
 
-    def __init__(self, checkpointer: Checkpointer | None = None, signals=(signal.SIGTERM,)):
+    def __init__(self, checkpointer: Checkpointer | None = None, signals=(signal.SIGTERM, signal.SIGINT),
+                 multihost_every: int = 10):
         self.checkpointer = checkpointer
+        self.multihost_every = max(1, multihost_every)
         self._flag = threading.Event()
         self._previous = {}
         if threading.current_thread() is threading.main_thread():
@@ -164,16 +166,23 @@ class PreemptionWatcher:
                 self._previous[sig] = signal.signal(sig, self._handle)
 
     def _handle(self, signum, frame) -> None:
-        del frame
-        logging.warning("received signal %d: saving a checkpoint at the next step boundary, then stopping", signum)
+        if signum == signal.SIGINT and self._flag.is_set():
+            raise KeyboardInterrupt  # a second Ctrl-C stops at once, without the checkpoint
+        logging.warning("received signal %d: saving a checkpoint at the next step boundary, then stopping%s", signum,
+                        " (Ctrl-C again to stop without it)" if signum == signal.SIGINT else "")
         self._flag.set()
 
     def requested(self, step: int) -> bool:
         local = self._flag.is_set()
         if jax.process_count() > 1:
-            from jax.experimental import multihost_utils
+            # The all-gather waits for the device queue, so hosts agree only every `multihost_every` steps
+            # (at the same steps on every host, as collectives require).
+            if step % self.multihost_every:
+                local = False
+            else:
+                from jax.experimental import multihost_utils
 
-            local = bool(np.any(multihost_utils.process_allgather(np.asarray([local], np.int32))))
+                local = bool(np.any(multihost_utils.process_allgather(np.asarray([local], np.int32))))
         if self.checkpointer is not None and self.checkpointer.reached_preemption(step):
             local = True
         return local

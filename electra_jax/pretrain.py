@@ -277,6 +277,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         except ValueError as e:
             logging.warning("the input position could not be restored (%s); the data stream restarts", e)
         logging.info("resumed from step %d of %s", latest, checkpointer.directory)
+        if config.checkpoint.reset_optimizer:
+            state = trainer.reset_optimizer(state)
+            logging.info("checkpoint.reset_optimizer: the optimizer state starts afresh at step %d", latest)
     elif config.checkpoint.init:
         params, _ = checkpoints_lib.restore_params(config.checkpoint.init)
         state = trainer.state_from_params(params, config.train.seed)

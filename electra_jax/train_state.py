@@ -1,8 +1,9 @@
 """The training state, its shardings, and the jitted pre-training and evaluation steps.
 
 `TrainState` holds params, opt_state, step and the run's base PRNG key. The train step is a pure function
-`step(state, batch, rng) -> (state, metrics)`; `rng` is the base key (the loop passes `state.rng`) and the
-step's key is `fold_in(rng, state.step)`, so a resumed run draws exactly the masks and samples an
+`step(state, batch, rng) -> (state, metrics)`; `rng` is the run's base key (the loop passes a copy of
+`state.rng`: the state is donated, so its own buffer cannot be a second argument) and the step's key is
+`fold_in(rng, state.step)`, so a resumed run draws exactly the masks and samples an
 uninterrupted one would. Both steps are compiled once, ahead of time, with explicit in/out shardings and the
 state donated (`Trainer.compile`).
 """
@@ -98,9 +99,10 @@ class Trainer:
     """Owns the mesh, model, optimizer and shardings of one run; builds states and compiled steps.
 
     >>> trainer = Trainer(config, mesh)
-    >>> state = trainer.init_state(jax.random.key(0))
+    >>> state = trainer.init_state(seed=0)
     >>> compiled = trainer.compile()
-    >>> state, metrics = compiled.train_step(state, global_batch, state.rng)
+    >>> rng = jax.device_put(np.asarray(state.rng), trainer.replicated)  # a copy: the state is donated
+    >>> state, metrics = compiled.train_step(state, global_batch, rng)
     """
 
     def __init__(self, config: ml_collections.ConfigDict, mesh: Mesh):
@@ -161,6 +163,13 @@ class Trainer:
         with self.mesh:
             return jax.jit(fresh, in_shardings=(self.state_shardings.params, self.replicated),
                            out_shardings=self.state_shardings)(params, jax.random.PRNGKey(seed))
+
+    def reset_optimizer(self, state: TrainState) -> TrainState:
+        """The same params, step and key with a freshly initialized optimizer state (in its shardings)."""
+        with self.mesh:
+            opt_state = jax.jit(self.tx.init, in_shardings=(self.state_shardings.params,),
+                                out_shardings=self.state_shardings.opt_state)(state.params)
+        return state.replace(opt_state=opt_state)
 
     # -- steps --------------------------------------------------------------------------------------------
 

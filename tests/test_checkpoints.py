@@ -78,3 +78,15 @@ def test_continued_pretraining_needs_the_generator():
     wrong = dict(params, embeddings=dict(params["embeddings"], word_embeddings=np.zeros((640, 32), np.float32)))
     with pytest.raises(ValueError, match=r"word_embeddings has shape \(640, 32\) but the model expects \(512, 32\)"):
         train_state.check_params_match(wrong, shapes)
+
+
+def test_reset_optimizer_keeps_params_and_zeroes_adam_moments():
+    config = _config()
+    trainer = train_state.Trainer(config, sharding.make_mesh(config.mesh))
+    state = trainer.init_state(0)
+    used = state.replace(opt_state=jax.tree_util.tree_map(lambda x: x + 1, state.opt_state))
+    reset = trainer.reset_optimizer(used)
+    for leaf in jax.tree_util.tree_leaves(reset.opt_state):
+        assert not np.any(np.asarray(leaf))  # Adam moments and count start at zero
+    np.testing.assert_array_equal(np.asarray(reset.params["embeddings"]["word_embeddings"]),
+                                  np.asarray(used.params["embeddings"]["word_embeddings"]))

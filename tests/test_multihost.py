@@ -2,7 +2,8 @@
 collectives), four CPU devices each, per-host input rows, a checkpoint written and restored by both hosts.
 
 Checks: the two-process run matches one process with eight devices step for step, and a two-process run
-resumed from the two-process checkpoint ends exactly where the uninterrupted one did.
+resumed from the two-process checkpoint ends exactly where the uninterrupted one did, and one process restores
+that checkpoint onto another mesh (8-way dp instead of 2 x 4 fsdp) and continues with the same losses.
 """
 
 import json
@@ -95,3 +96,16 @@ def test_two_processes_match_one_process_and_resume(tmp_path):
     assert sorted(again) == list(range(4, STEPS + 1))
     for step in again:
         assert again[step] == got[step], step
+
+    # The same two-host checkpoint restored by one process on another mesh and rule preset (8 x dp).
+    other_mesh = tmp_path / "other_mesh"
+    shutil.copytree(multi / "checkpoints", other_mesh / "checkpoints")
+    shutil.rmtree(other_mesh / "checkpoints" / str(STEPS))
+    proc = subprocess.run([sys.executable, "-m", "electra_jax.pretrain", f"--workdir={other_mesh}", *FLAGS,
+                           "--config.mesh.data=8", "--config.mesh.fsdp=1", "--config.sharding.rules=dp"],
+                          cwd=REPO, env=_env(cache, 8), capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    moved = _losses(other_mesh)
+    assert sorted(moved) == list(range(4, STEPS + 1))
+    for step in moved:
+        assert moved[step] == pytest.approx(got[step], rel=1e-5), step
