@@ -29,22 +29,6 @@ from absl import app, flags, logging
 from electra_jax.data.example_builder import BuildConfig, BuilderStats, Unit, process_unit, worker_init
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("input", None, "Glob (or comma-separated globs) of text files: one sentence per line, "
-                    "blank lines between documents.")
-flags.DEFINE_string("tfds", None, "TFDS dataset NAME[:SPLIT] (default split train) read from --tfds_data_dir "
-                    "without downloading; each example's text is one document.")
-flags.DEFINE_string("tfds_data_dir", None, "Local TFDS data_dir holding the prepared dataset.")
-flags.DEFINE_string("tfds_text_key", "text", "TFDS feature holding the document text.")
-flags.DEFINE_integer("tfds_num_splits", 16,
-                     "TFDS: the split is read as this many even slices (the parallel work units).")
-flags.DEFINE_string("vocab", None, "WordPiece vocab.txt or SentencePiece .model.")
-flags.DEFINE_string("output_dir", None, "Where to write the TFRecords and metadata.json.")
-flags.DEFINE_integer("max_seq_length", 128, "Tokens per example (S).")
-flags.DEFINE_integer("num_shards", 128, "Number of output TFRecord files.")
-flags.DEFINE_integer("num_processes", 0, "Worker processes (0 = all cores).")
-flags.DEFINE_integer("seed", 0, "Seed of the packing randomness and the file order.")
-flags.DEFINE_bool("lower_case", True, "Lower-case (and strip accents) when tokenizing.")
-flags.DEFINE_bool("blanks_separate_docs", True, "Blank lines end documents (else they are skipped).")
 
 SHARD_PATTERN = "pretrain_data.tfrecord-{i}-of-{n}"
 
@@ -184,6 +168,26 @@ def build_pretraining_data(
     return metadata
 
 
+def define_flags() -> None:
+    """Defines the command-line flags (only when run as a program, so the tools can be imported together)."""
+    flags.DEFINE_string("input", None, "Glob (or comma-separated globs) of text files: one sentence per line, "
+                        "blank lines between documents.")
+    flags.DEFINE_string("tfds", None, "TFDS dataset NAME[:SPLIT] (default split train) read from --tfds_data_dir "
+                        "without downloading; each example's text is one document.")
+    flags.DEFINE_string("tfds_data_dir", None, "Local TFDS data_dir holding the prepared dataset.")
+    flags.DEFINE_string("tfds_text_key", "text", "TFDS feature holding the document text.")
+    flags.DEFINE_integer("tfds_num_splits", 16,
+                         "TFDS: the split is read as this many even slices (the parallel work units).")
+    flags.DEFINE_string("vocab", None, "WordPiece vocab.txt or SentencePiece .model.")
+    flags.DEFINE_string("output_dir", None, "Where to write the TFRecords and metadata.json.")
+    flags.DEFINE_integer("max_seq_length", 128, "Tokens per example (S).")
+    flags.DEFINE_integer("num_shards", 128, "Number of output TFRecord files.")
+    flags.DEFINE_integer("num_processes", 0, "Worker processes (0 = all cores).")
+    flags.DEFINE_integer("seed", 0, "Seed of the packing randomness and the file order.")
+    flags.DEFINE_bool("lower_case", True, "Lower-case (and strip accents) when tokenizing.")
+    flags.DEFINE_bool("blanks_separate_docs", True, "Blank lines end documents (else they are skipped).")
+
+
 def main(argv: Sequence[str]) -> None:
     del argv
     if not FLAGS.vocab or not FLAGS.output_dir:
@@ -201,4 +205,5 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

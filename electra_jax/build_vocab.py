@@ -22,17 +22,6 @@ from electra_jax.data.example_builder import read_text_file
 from electra_jax.data.tokenization import SPECIAL_TOKENS
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("input", None, "Glob (or comma-separated globs) of text files, one sentence per line.")
-flags.DEFINE_integer("vocab_size", 30522, "Vocabulary size, the five special tokens included.")
-flags.DEFINE_enum("kind", "wordpiece", ["wordpiece", "sentencepiece"], "Kind of vocabulary to train.")
-flags.DEFINE_string("output", None, "vocab.txt path (wordpiece) or .model path (sentencepiece; a .vocab "
-                    "is written beside it).")
-flags.DEFINE_bool("lower_case", True, "Lower-case (and, for wordpiece, strip accents) before training.")
-flags.DEFINE_integer("limit_alphabet", 1000, "WordPiece: most initial characters kept.")
-flags.DEFINE_integer("min_frequency", 2, "WordPiece: minimum pair frequency for a merge.")
-flags.DEFINE_enum("model_type", "unigram", ["unigram", "bpe"], "SentencePiece model type.")
-flags.DEFINE_float("character_coverage", 0.9995, "SentencePiece character coverage.")
-flags.DEFINE_integer("input_sentence_size", 10_000_000, "SentencePiece: most sentences sampled for training.")
 
 
 def expand_globs(patterns: str | Sequence[str]) -> list[str]:
@@ -93,6 +82,21 @@ def train_sentencepiece(files: Sequence[str], vocab_size: int, output: str, lowe
     return prefix + ".model"
 
 
+def define_flags() -> None:
+    """Defines the command-line flags (only when run as a program, so the tools can be imported together)."""
+    flags.DEFINE_string("input", None, "Glob (or comma-separated globs) of text files, one sentence per line.")
+    flags.DEFINE_integer("vocab_size", 30522, "Vocabulary size, the five special tokens included.")
+    flags.DEFINE_enum("kind", "wordpiece", ["wordpiece", "sentencepiece"], "Kind of vocabulary to train.")
+    flags.DEFINE_string("output", None, "vocab.txt path (wordpiece) or .model path (sentencepiece; a .vocab "
+                        "is written beside it).")
+    flags.DEFINE_bool("lower_case", True, "Lower-case (and, for wordpiece, strip accents) before training.")
+    flags.DEFINE_integer("limit_alphabet", 1000, "WordPiece: most initial characters kept.")
+    flags.DEFINE_integer("min_frequency", 2, "WordPiece: minimum pair frequency for a merge.")
+    flags.DEFINE_enum("model_type", "unigram", ["unigram", "bpe"], "SentencePiece model type.")
+    flags.DEFINE_float("character_coverage", 0.9995, "SentencePiece character coverage.")
+    flags.DEFINE_integer("input_sentence_size", 10_000_000, "SentencePiece: most sentences sampled for training.")
+
+
 def main(argv: Sequence[str]) -> None:
     del argv
     if not FLAGS.input or not FLAGS.output:
@@ -115,5 +119,6 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     flags.mark_flags_as_required(["input", "output"])
     app.run(main)

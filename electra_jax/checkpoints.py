@@ -19,7 +19,6 @@ import logging as pylogging
 import os
 import signal
 import threading
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -27,8 +26,20 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
+from etils import epath
+
+Path = epath.Path  # local folders and gs:// (Cloud TPU workdirs) alike
 
 CHECKPOINTS_SUBDIR = "checkpoints"
+
+
+def as_path(path: str | os.PathLike) -> epath.Path:
+    """An absolute local path, or a remote one (gs://...) left as it is."""
+    text = os.fspath(path)
+    if "://" in text:
+        return epath.Path(text)
+    return epath.Path(os.path.abspath(os.path.expanduser(text)))
+
 PARAMS_CONFIG_FILE = "electra_jax_config.json"
 STATE_ITEM, DATA_ITEM, CONFIG_ITEM = "state", "data", "config"
 
@@ -59,7 +70,7 @@ class Checkpointer:
 
     def __init__(self, directory: str | os.PathLike, *, keep: int = 5, async_save: bool = True):
         quiet_orbax_logs()
-        self.directory = Path(directory).absolute()
+        self.directory = as_path(directory)
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep if keep and keep > 0 else None,
             enable_async_checkpointing=async_save,
@@ -212,7 +223,7 @@ def _numeric_children(path: Path) -> list[int]:
 
 def _resolve_params_source(path: str | os.PathLike) -> tuple[str, Path]:
     """('export', folder) or ('step', step folder) for a workdir, checkpoints folder, step folder or export."""
-    root = Path(path).expanduser().absolute()
+    root = as_path(path)
     if not root.exists():
         raise CheckpointError(f"checkpoint path {str(root)!r} does not exist")
     if (root / PARAMS_CONFIG_FILE).is_file():
@@ -286,7 +297,7 @@ def save_params(path: str, params: Any, config: ml_collections.ConfigDict) -> No
     """
     from electra_jax import modeling
 
-    folder = Path(path).expanduser().absolute()
+    folder = as_path(path)
     folder.mkdir(parents=True, exist_ok=True)
     host = jax.tree_util.tree_map(lambda x: np.asarray(jax.device_get(x)), params)
     host = modeling.unstack_layers(_to_plain_dict(host))

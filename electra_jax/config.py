@@ -111,6 +111,7 @@ def base_pretrain_config() -> ml_collections.ConfigDict:
     t.eval_every = 1000
     t.eval_steps = 20
     t.progress = "auto"  # "bar", "log" or "auto" (a bar on terminals and notebooks)
+    t.peak_tflops_per_device = 0.0  # for MFU; 0 = the device kind's bf16 peak from a table (none on CPU)
 
     d = config.data = ml_collections.ConfigDict()
     d.train_files = ""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 import os
 import sys
 import time
@@ -46,21 +47,45 @@ def _clean(value: Any) -> Any:
     return value
 
 
-class MetricsWriter:
-    """metrics.jsonl + TensorBoard under `workdir`, on process 0 only (a no-op elsewhere)."""
+def remote_path(path: str):
+    """An etils epath for gs:// and other remote workdirs (a seam the tests replace)."""
+    from etils import epath
 
-    def __init__(self, workdir: str, enabled: bool = True):
+    return epath.Path(path)
+
+
+class MetricsWriter:
+    """metrics.jsonl + TensorBoard under `workdir`, on process 0 only (a no-op elsewhere).
+
+    A remote workdir (gs://..., a Cloud TPU run) cannot be appended to, so the files are written to a local
+    folder and copied up at most every `upload_every_s` seconds and on close; a resumed run first fetches the
+    metrics.jsonl its predecessor left.
+    """
+
+    def __init__(self, workdir: str, enabled: bool = True, upload_every_s: float = 60.0):
         self.enabled = enabled
         self._jsonl = None
         self._tb = None
+        self._remote = None
+        self._upload_every_s = upload_every_s
+        self._last_upload = time.time()
         if not enabled:
             return
-        os.makedirs(workdir, exist_ok=True)
-        self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", buffering=1)
+        local_dir = workdir
+        if "://" in workdir:
+            self._remote = remote_path(workdir)
+            local_dir = tempfile.mkdtemp(prefix="electra_jax_metrics_")
+            previous = self._remote / "metrics.jsonl"
+            if previous.exists():
+                with open(os.path.join(local_dir, "metrics.jsonl"), "wb") as f:
+                    f.write(previous.read_bytes())
+        os.makedirs(local_dir, exist_ok=True)
+        self._local_dir = local_dir
+        self._jsonl = open(os.path.join(local_dir, "metrics.jsonl"), "a", buffering=1)
         try:
             from tensorboardX import SummaryWriter
 
-            self._tb = SummaryWriter(logdir=workdir, flush_secs=30)
+            self._tb = SummaryWriter(logdir=local_dir, flush_secs=30)
         except ImportError:  # TensorBoard events are optional; metrics.jsonl is always written
             logging.warning("tensorboardX is not installed: no TensorBoard events (metrics.jsonl is still written)")
 
@@ -75,18 +100,35 @@ class MetricsWriter:
             for key, value in metrics.items():
                 if value is not None and math.isfinite(float(value)):
                     self._tb.add_scalar(f"{split}/{key}", float(value), int(step))
+        if self._remote is not None and time.time() - self._last_upload >= self._upload_every_s:
+            self.flush()
+
+    def _upload(self) -> None:
+        self._remote.mkdir(parents=True, exist_ok=True)
+        for name in sorted(os.listdir(self._local_dir)):
+            local = os.path.join(self._local_dir, name)
+            if os.path.isfile(local):
+                with open(local, "rb") as f:
+                    (self._remote / name).write_bytes(f.read())
+        self._last_upload = time.time()
 
     def flush(self) -> None:
+        if self._jsonl is not None:
+            self._jsonl.flush()
         if self._tb is not None:
             self._tb.flush()
+        if self._remote is not None and self._jsonl is not None:
+            self._upload()
 
     def close(self) -> None:
-        if self._jsonl is not None:
-            self._jsonl.close()
-            self._jsonl = None
         if self._tb is not None:
             self._tb.close()
             self._tb = None
+        if self._jsonl is not None:
+            self._jsonl.close()
+            if self._remote is not None:
+                self._upload()
+            self._jsonl = None
 
 
 def _is_interactive() -> bool:

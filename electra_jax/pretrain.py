@@ -250,10 +250,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     config = config_lib.finalize(config)
     config = apply_records_metadata(config)
-    workdir = os.path.abspath(os.path.expanduser(workdir))
+    workdir = str(checkpoints_lib.as_path(workdir))  # absolute, or gs://... kept as it is
     is_main = jax.process_index() == 0
     if is_main:
-        os.makedirs(workdir, exist_ok=True)
+        checkpoints_lib.as_path(workdir).mkdir(parents=True, exist_ok=True)
 
     mesh = sharding_lib.make_mesh(config.mesh)
     sharding_lib.check_batch_size(config.train.batch_size, mesh)
