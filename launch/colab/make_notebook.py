@@ -13,11 +13,15 @@ ask the discriminator which tokens look replaced, fine-tune on SST-2, and export
 
 It runs on a Colab **TPU** runtime (Runtime → Change runtime type → TPU), a GPU runtime, or a plain CPU.
 Set `SIZE = "small"` and more steps on an accelerator."""),
-code("""import os, subprocess, sys
+code("""import os
+import subprocess
+import sys
+
 IN_COLAB = "google.colab" in sys.modules
 if IN_COLAB:  # fetch and install electra_jax (on a TPU runtime JAX's TPU wheels come with [tpu])
     if not os.path.exists("electra_jax"):
-        subprocess.run(["git", "clone", "-q", os.environ.get("ELECTRA_JAX_REPO", "https://github.com/OWNER/electra_jax")], check=True)
+        repo = os.environ.get("ELECTRA_JAX_REPO", "https://github.com/OWNER/electra_jax")  # your fork or mirror
+        subprocess.run(["git", "clone", "-q", repo], check=True)
     os.chdir("electra_jax")
     extra = "[tpu,plot]" if "COLAB_TPU_ADDR" in os.environ or os.path.exists("/dev/accel0") else "[plot]"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "." + extra, "safetensors"], check=True)
