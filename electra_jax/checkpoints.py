@@ -277,6 +277,7 @@ def restore_params(path: str) -> tuple[dict, ml_collections.ConfigDict]:
     from electra_jax import config as config_lib
     from electra_jax import modeling
 
+    quiet_orbax_logs()
     kind, folder = _resolve_params_source(path)
     if kind == "export":
         params = _numpy_restore(folder / "params")
@@ -297,6 +298,7 @@ def save_params(path: str, params: Any, config: ml_collections.ConfigDict) -> No
     """
     from electra_jax import modeling
 
+    quiet_orbax_logs()
     folder = as_path(path)
     folder.mkdir(parents=True, exist_ok=True)
     host = jax.tree_util.tree_map(lambda x: np.asarray(jax.device_get(x)), params)
