@@ -11,7 +11,7 @@ weight decay 0.01, batch 32, sequence 128 (512 SQuAD, 256 chunking).
 
 import ml_collections
 
-from electra_jax.config import REPO_ROOT, ConfigError, load, model_defaults
+from electra_jax.config import REPO_ROOT, ConfigError, load, model_defaults, optim_defaults
 from electra_jax.data.tasks import TASKS
 
 # size: (learning rate, layer-wise decay)
@@ -51,19 +51,10 @@ def get_config(arg: str = "sst2"):
     config.size = size
     config.model = _model_for_size(size)
 
-    opt = config.optim = ml_collections.ConfigDict()
+    opt = config.optim = optim_defaults()
     opt.learning_rate = learning_rate
-    opt.schedule = "electra"
     opt.warmup_proportion = 0.1  # warmup = 0.1 * total steps, total = floor(n / batch) * epochs
     opt.warmup_steps = 0  # derived from warmup_proportion at run time
-    opt.lr_decay_power = 1.0
-    opt.end_learning_rate = 0.0
-    opt.weight_decay = 0.01
-    opt.adam_b1 = 0.9
-    opt.adam_b2 = 0.999
-    opt.adam_eps = 1e-6
-    opt.bias_correction = False
-    opt.clip_norm = 1.0
     opt.layerwise_lr_decay = layer_decay
 
     t = config.train = ml_collections.ConfigDict()

@@ -70,6 +70,24 @@ def model_defaults() -> ml_collections.ConfigDict:
     return m
 
 
+def optim_defaults() -> ml_collections.ConfigDict:
+    """The original AdamWeightDecayOptimizer settings and schedule (pre-training and fine-tuning alike)."""
+    opt = ml_collections.ConfigDict()
+    opt.learning_rate = 5e-4
+    opt.schedule = "electra"  # linear decay from step 0 times a warmup ramp; or "warmup_linear"
+    opt.warmup_steps = 10000
+    opt.lr_decay_power = 1.0
+    opt.end_learning_rate = 0.0
+    opt.weight_decay = 0.01
+    opt.adam_b1 = 0.9
+    opt.adam_b2 = 0.999
+    opt.adam_eps = 1e-6
+    opt.bias_correction = False  # the original AdamWeightDecayOptimizer has none
+    opt.clip_norm = 1.0
+    opt.layerwise_lr_decay = 0.0  # fine-tuning only
+    return opt
+
+
 def base_pretrain_config() -> ml_collections.ConfigDict:
     """Defaults shared by every pre-training size (the original configure_pretraining.py)."""
     config = ml_collections.ConfigDict()
@@ -89,19 +107,7 @@ def base_pretrain_config() -> ml_collections.ConfigDict:
     o.temperature = 1.0
     o.disallow_correct = False
 
-    opt = config.optim = ml_collections.ConfigDict()
-    opt.learning_rate = 5e-4
-    opt.schedule = "electra"  # linear decay from step 0 times a warmup ramp; or "warmup_linear"
-    opt.warmup_steps = 10000
-    opt.lr_decay_power = 1.0
-    opt.end_learning_rate = 0.0
-    opt.weight_decay = 0.01
-    opt.adam_b1 = 0.9
-    opt.adam_b2 = 0.999
-    opt.adam_eps = 1e-6
-    opt.bias_correction = False  # the original AdamWeightDecayOptimizer has none
-    opt.clip_norm = 1.0
-    opt.layerwise_lr_decay = 0.0  # fine-tuning only
+    config.optim = optim_defaults()
 
     t = config.train = ml_collections.ConfigDict()
     t.steps = 1_000_000
