@@ -26,21 +26,12 @@ from collections.abc import Sequence
 
 from absl import app, flags, logging
 
-from electra_jax.data.example_builder import BuildConfig, BuilderStats, Unit, process_unit, worker_init
+from electra_jax.data.example_builder import (BuildConfig, BuilderStats, Unit, expand_text_globs, process_unit,
+                                             worker_init)
 
 FLAGS = flags.FLAGS
 
 SHARD_PATTERN = "pretrain_data.tfrecord-{i}-of-{n}"
-
-
-def _expand_inputs(patterns: str | Sequence[str]) -> list[str]:
-    if isinstance(patterns, str):
-        patterns = [p for p in patterns.split(",") if p]
-    files = sorted({f for p in patterns for f in glob.glob(os.path.expanduser(p), recursive=True)
-                    if os.path.isfile(f)})
-    if not files:
-        raise ValueError(f"--input={','.join(patterns)} matches no files; pass a glob of text files.")
-    return files
 
 
 def _sha256(path: str) -> str:
@@ -82,7 +73,7 @@ def build_pretraining_data(
                          blanks_separate_docs=blanks_separate_docs)
 
     if input is not None:
-        files = _expand_inputs(input)
+        files = expand_text_globs(input)
         units = [Unit(index=i, path=os.path.abspath(f)) for i, f in enumerate(files)]
         sources = files
     else:

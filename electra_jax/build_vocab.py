@@ -12,27 +12,15 @@ the same segmentation. Files are read as UTF-8 with a Latin-1 fallback.
 
 from __future__ import annotations
 
-import glob
 import os
 from collections.abc import Iterator, Sequence
 
 from absl import app, flags, logging
 
-from electra_jax.data.example_builder import read_text_file
+from electra_jax.data.example_builder import expand_text_globs, read_text_file
 from electra_jax.data.tokenization import SPECIAL_TOKENS
 
 FLAGS = flags.FLAGS
-
-
-def expand_globs(patterns: str | Sequence[str]) -> list[str]:
-    """Sorted files matching comma-separated globs; raises if nothing matches."""
-    if isinstance(patterns, str):
-        patterns = [p for p in patterns.split(",") if p]
-    files = sorted({f for p in patterns for f in glob.glob(os.path.expanduser(p), recursive=True)
-                    if os.path.isfile(f)})
-    if not files:
-        raise ValueError(f"--input={','.join(patterns)} matches no files; pass a glob of text files.")
-    return files
 
 
 def iter_lines(files: Sequence[str], lower_case: bool = False) -> Iterator[str]:
@@ -101,7 +89,7 @@ def main(argv: Sequence[str]) -> None:
     del argv
     if not FLAGS.input or not FLAGS.output:
         raise app.UsageError("--input and --output are required.")
-    files = expand_globs(FLAGS.input)
+    files = expand_text_globs(FLAGS.input)
     output = FLAGS.output
     if os.path.isdir(output):  # a folder: use the conventional file name inside it
         output = os.path.join(output, "vocab.txt" if FLAGS.kind == "wordpiece" else "sp.model")

@@ -19,6 +19,7 @@ stay light. `electra_jax.build_data` writes them to TFRecord files.
 from __future__ import annotations
 
 import functools
+import glob
 import hashlib
 import os
 import random
@@ -28,6 +29,17 @@ from dataclasses import dataclass
 from electra_jax.data.tokenization import Tokenizer
 
 FEATURE_NAMES = ("input_ids", "input_mask", "segment_ids")
+
+
+def expand_text_globs(patterns: str | Sequence[str]) -> list[str]:
+    """Sorted text files matching comma-separated globs (build_vocab and build_data --input); raises if none."""
+    if isinstance(patterns, str):
+        patterns = [p for p in patterns.split(",") if p]
+    files = sorted({f for p in patterns for f in glob.glob(os.path.expanduser(p), recursive=True)
+                    if os.path.isfile(f)})
+    if not files:
+        raise ValueError(f"--input={','.join(patterns)} matches no files; pass a glob of text files.")
+    return files
 
 
 def read_text_file(path: str) -> str:
