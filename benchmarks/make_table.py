@@ -14,8 +14,8 @@ between cards and runs.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -71,7 +71,21 @@ def load_rows(path: str | Path) -> tuple[str, list[dict[str, Any]]]:
     if isinstance(data, list):
         return Path(path).stem, data
     title = " ".join(str(x) for x in (data.get("date"), data.get("card")) if x) or Path(path).stem
+    if title != Path(path).stem:
+        title += f" (`{Path(path).name}`)"
     return title, data.get("rows", [])
+
+
+def results_files(folder: str | Path) -> list[str]:
+    """The speed results files in `folder` (`<date>-<card>[-<tag>].json`), oldest first, a day's runs in order."""
+    paths = [p for p in Path(folder).glob("*.json") if re.match(r"\d{4}-\d{2}-\d{2}-", p.name)]
+
+    def key(path: Path):
+        tag = re.search(r"-(\d+)$", path.stem)
+        base = path.stem[:tag.start()] if tag else path.stem
+        return base, int(tag.group(1)) if tag else 1
+
+    return [str(p) for p in sorted(paths, key=key)]
 
 
 def _fmt(value: Any, spec: str, scale: float = 1.0) -> str:
@@ -91,8 +105,8 @@ def table(rows: list[dict[str, Any]]) -> str:
         for row in members:
             if row.get("error"):
                 result = f"failed: {row['error']}"
-                lines.append(f"| {size} ({batch} × {seq}) | {row.get('impl')} | {row.get('variant') or ''} | "
-                             f"{result} | | | | |")
+                shape = f"{size} ({batch} × {seq})" if size else f"run `{row.get('run')}`"
+                lines.append(f"| {shape} | {row.get('impl')} | {row.get('variant') or ''} | {result} | | | | |")
                 continue
             ratio = "1.00×" if row is baseline else (
                 f"{row['tokens_per_sec'] / baseline['tokens_per_sec']:.2f}×" if baseline and row.get("tokens_per_sec")
@@ -131,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
         Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
         print(f"wrote {len(doc['rows'])} rows to {args.out}")
         return
-    files = args.files or sorted(glob.glob(str(Path(__file__).resolve().parent / "results" / "*.json")))
+    files = args.files or results_files(Path(__file__).resolve().parent / "results")
     if not files:
         print("no results files (benchmarks/results/*.json): run benchmarks/run_gpu.sh on a GPU first",
               file=sys.stderr)

@@ -49,7 +49,7 @@ case "$GPU_NAME" in
     *) CARD="$(echo "$GPU_NAME" | tr 'A-Z' 'a-z' | tr -cs 'a-z0-9' '-' | sed 's/-$//')" ;;
 esac
 DATE="$(date -u +%Y-%m-%d)"
-RESULT="$OUT/$DATE-$CARD.json"
+RESULT="$OUT/$DATE-$CARD${RUN_TAG:+-$RUN_TAG}.json"  # RUN_TAG tells apart several runs of one day
 {
     echo "card: $GPU_NAME ($CARD), date $DATE, budget ${BUDGET_S}s, $STEPS timed steps"
     nvidia-smi 2>&1 | head -n 15
@@ -82,6 +82,10 @@ run() {
     ((rc != 0)) && echo "!!! $name failed with exit status $rc" | tee -a "$LOG" && tail -n 5 "$SCRATCH/$name.err"
     printf '{"order": %d, "run": "%s", "impl": "%s", "variant": "%s", "rc": %d, "wall_s": %d, "limit_s": %d}\n' \
         "$ORDER" "$name" "$impl" "$variant" "$rc" "$((SECONDS - begin))" "$limit" >"$SCRATCH/$name.meta"
+    # Rewritten after every run, so a run cut off by an outer time limit still leaves every finished row.
+    "$PY" "$REPO/benchmarks/make_table.py" collect --raw "$SCRATCH" --out "$RESULT" --card "$CARD" --date "$DATE" \
+        >/dev/null 2>&1
+    return $rc
 }
 
 HF=("$PY" "$REPO/benchmarks/hf_pytorch_baseline.py" --steps="$STEPS" --warmup="$WARMUP" --dtype=bfloat16)
@@ -94,22 +98,49 @@ if [[ -n "${SMOKE:-}" ]]; then
     BASE=("${SMALL[@]}") LARGE=("${SMALL[@]}")
 fi
 
+# Where the Base step's time goes (a trace of 3 steps after the timed ones), with the trace and compiled HLO.
+save_profile() {
+    [[ -d "$PROFILE" ]] || return 0
+    "$PY" -m electra_jax.profile_summary "$PROFILE" --steps=3 --json "$OUT/profile_base.json" \
+        >"$OUT/profile_base.md" 2>>"$LOG" || echo "!!! profile summary failed" | tee -a "$LOG"
+    local trace
+    trace="$(find "$PROFILE" -name '*.trace.json.gz' | head -n 1)"
+    [[ -n "$trace" ]] && cp "$trace" "$OUT/profile_base.trace.json.gz"
+    [[ -f "$PROFILE/step_hlo.txt.gz" ]] && cp "$PROFILE/step_hlo.txt.gz" "$OUT/profile_base_hlo.txt.gz"
+    head -n 14 "$OUT/profile_base.md" | tee -a "$LOG"
+}
+
 cd "$REPO" || exit 1
-# Most important first: one HF / electra_jax pair per size, then the variants that explain the differences.
+# Most important first: one HF / electra_jax pair per size with the settings docs/SPEED.md recommends for GPU
+# (cuDNN attention, dropout masks from the rbg PRNG), then the variants that explain the differences.
 # Base and Large scan their layers: an unrolled 24-layer Large step did not finish compiling in 4 minutes.
+PROFILE="$SCRATCH/profile"
 run hf_small hf_pytorch_eager "bf16 autocast, sdpa" 90 "${HF[@]}" "${SMALL[@]}" --variant="bf16 autocast, sdpa"
-run jax_small electra_jax "bf16, cudnn" 150 "${JX[@]}" "${SMALL[@]}" --attention="$ATTN" --variant="bf16, cudnn"
+if ! run jax_small electra_jax "bf16, $ATTN, rbg dropout" 150 "${JX[@]}" "${SMALL[@]}" --attention="$ATTN" \
+    --dropout_prng=rbg --variant="bf16, $ATTN, rbg dropout" && [[ "$ATTN" == cudnn ]]; then
+    ATTN=xla  # cuDNN attention failed here: measure everything else with plain attention rather than nothing
+    echo "!!! falling back to --attention=xla for the remaining runs" | tee -a "$LOG"
+    run jax_small_xla electra_jax "bf16, xla, rbg dropout" 150 "${JX[@]}" "${SMALL[@]}" --attention=xla \
+        --dropout_prng=rbg --variant="bf16, xla, rbg dropout"
+fi
 run hf_base hf_pytorch_eager "bf16 autocast, sdpa" 90 "${HF[@]}" "${BASE[@]}" --variant="bf16 autocast, sdpa"
-run jax_base electra_jax "bf16, cudnn, scan" 150 "${JX[@]}" "${BASE[@]}" --attention="$ATTN" --scan_layers \
-    --variant="bf16, cudnn, scan"
+run jax_base electra_jax "bf16, $ATTN, rbg dropout, scan" 150 "${JX[@]}" "${BASE[@]}" --attention="$ATTN" \
+    --dropout_prng=rbg --scan_layers --profile_dir="$PROFILE" --variant="bf16, $ATTN, rbg dropout, scan"
+save_profile
 run hf_large hf_pytorch_eager "bf16 autocast, sdpa" 90 "${HF[@]}" "${LARGE[@]}" --variant="bf16 autocast, sdpa"
-run jax_large electra_jax "bf16, cudnn, scan" 180 "${JX[@]}" "${LARGE[@]}" --attention="$ATTN" --scan_layers \
-    --remat=none --variant="bf16, cudnn, scan"
-# Extras, as the budget allows: what cuDNN attention and unrolling buy at Base.
-run jax_base_xla electra_jax "bf16, xla attention, scan" 120 "${JX[@]}" "${BASE[@]}" --attention=xla --scan_layers \
-    --variant="bf16, xla attention, scan"
-run jax_base_unrolled electra_jax "bf16, cudnn, unrolled" 150 "${JX[@]}" "${BASE[@]}" --attention="$ATTN" \
-    --no-scan_layers --variant="bf16, cudnn, unrolled"
+run jax_large electra_jax "bf16, $ATTN, rbg dropout, scan" 180 "${JX[@]}" "${LARGE[@]}" --attention="$ATTN" \
+    --dropout_prng=rbg --scan_layers --remat=none --variant="bf16, $ATTN, rbg dropout, scan"
+# Extras, as the budget allows: what the rbg dropout PRNG, unrolling and cuDNN attention each buy.
+run jax_base_threefry electra_jax "bf16, $ATTN, threefry dropout, scan" 120 "${JX[@]}" "${BASE[@]}" \
+    --attention="$ATTN" --dropout_prng=threefry --scan_layers --variant="bf16, $ATTN, threefry dropout, scan"
+run jax_small_threefry electra_jax "bf16, $ATTN, threefry dropout" 90 "${JX[@]}" "${SMALL[@]}" \
+    --attention="$ATTN" --dropout_prng=threefry --variant="bf16, $ATTN, threefry dropout"
+run jax_base_unrolled electra_jax "bf16, $ATTN, unrolled" 150 "${JX[@]}" "${BASE[@]}" \
+    --attention="$ATTN" --noscan_layers --variant="bf16, $ATTN, unrolled"
+run jax_large_unrolled electra_jax "bf16, $ATTN, unrolled" 300 "${JX[@]}" "${LARGE[@]}" \
+    --attention="$ATTN" --noscan_layers --remat=none --variant="bf16, $ATTN, unrolled"
+run jax_base_xla electra_jax "bf16, xla attention, rbg dropout, scan" 120 "${JX[@]}" "${BASE[@]}" --attention=xla \
+    --dropout_prng=rbg --scan_layers --variant="bf16, xla attention, rbg dropout, scan"
 
 "$PY" "$REPO/benchmarks/make_table.py" collect --raw "$SCRATCH" --out "$RESULT" --card "$CARD" --date "$DATE" \
     | tee -a "$LOG"

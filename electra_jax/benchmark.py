@@ -86,7 +86,8 @@ def peak_memory_gib(device: jax.Device) -> float | None:
 
 
 def apply_switches(config: Any, batch_size: int, seq_len: int, dtype: str | None = None,
-                   attention: str | None = None, scan_layers: bool | None = None, remat: str | None = None) -> Any:
+                   attention: str | None = None, scan_layers: bool | None = None, remat: str | None = None,
+                   dropout_prng: str | None = None) -> Any:
     """Sets the benchmark's shape and model switches on an unfinalized config, then validates it."""
     config.train.batch_size = batch_size
     config.data.max_seq_length = seq_len
@@ -100,6 +101,8 @@ def apply_switches(config: Any, batch_size: int, seq_len: int, dtype: str | None
         config.model.scan_layers = scan_layers
     if remat is not None:
         config.model.remat = remat
+    if dropout_prng is not None:
+        config.model.dropout_prng = dropout_prng
     return config_lib.finalize(config)
 
 
@@ -109,8 +112,13 @@ def compile_train_step(trainer: Any, batch_size: int):
 
 
 def run_benchmark(config: Any, steps: int = 20, warmup: int = 3, window: int = 5, measure_peak: bool = True,
-                  peak_flops: float | None = None) -> dict[str, Any]:
-    """Compiles and times the pre-training step for a finalized config; returns the JSON row as a dict."""
+                  peak_flops: float | None = None, profile_dir: str | None = None,
+                  profile_steps: int = 3) -> dict[str, Any]:
+    """Compiles and times the pre-training step for a finalized config; returns the JSON row as a dict.
+
+    With `profile_dir`, `profile_steps` more steps run under `jax.profiler.trace(profile_dir)` after the
+    timed ones (summarise the trace with `python -m electra_jax.profile_summary`).
+    """
     from electra_jax import sharding as sharding_lib
     from electra_jax import train_state
 
@@ -144,6 +152,17 @@ def run_benchmark(config: Any, steps: int = 20, warmup: int = 3, window: int = 5
         done += count
     loss = float(jax.device_get(metrics["loss"]))
     memory = peak_memory_gib(device)
+    if profile_dir:
+        import gzip
+        import os
+
+        os.makedirs(profile_dir, exist_ok=True)
+        with gzip.open(os.path.join(profile_dir, "step_hlo.txt.gz"), "wt") as f:  # maps kernels to model code
+            f.write(step.as_text())
+        with jax.profiler.trace(profile_dir):
+            for _ in range(profile_steps):
+                state, metrics = step(state, batch, rng)
+            jax.block_until_ready((state, metrics))
     del state, batch
 
     step_s = statistics.median(per_step)
@@ -169,6 +188,7 @@ def run_benchmark(config: Any, steps: int = 20, warmup: int = 3, window: int = 5
         "attention": m.attention,
         "scan_layers": bool(m.scan_layers),
         "remat": m.remat,
+        "dropout_prng": m.dropout_prng,
         "objective": config.objective.kind,
         "steps": steps,
         "warmup": warmup,
@@ -185,10 +205,11 @@ def main(argv) -> None:
     flag = flags.FLAGS
     config = apply_switches(_CONFIG.value, flag.batch_size or _CONFIG.value.train.batch_size,
                             flag.seq_len or _CONFIG.value.data.max_seq_length, flag.dtype, flag.attention,
-                            flag.scan_layers, flag.remat)
+                            flag.scan_layers, flag.remat, flag.dropout_prng)
     row = run_benchmark(config, steps=flag.steps, warmup=flag.warmup, window=flag.window,
                         measure_peak=flag.measure_peak,
-                        peak_flops=flag.peak_tflops * 1e12 if flag.peak_tflops else None)
+                        peak_flops=flag.peak_tflops * 1e12 if flag.peak_tflops else None,
+                        profile_dir=flag.profile_dir, profile_steps=flag.profile_steps)
     if flag.variant:
         row["variant"] = flag.variant
     print(json.dumps(row), flush=True)
@@ -210,6 +231,9 @@ def _define_flags():
     flags.DEFINE_enum("attention", None, list(config_lib.ATTENTION_IMPLS), "attention implementation")
     flags.DEFINE_bool("scan_layers", None, "scan over layers (one compiled layer per network)")
     flags.DEFINE_enum("remat", None, list(config_lib.REMAT_POLICIES), "rematerialization policy")
+    flags.DEFINE_enum("dropout_prng", None, list(config_lib.DROPOUT_PRNGS), "PRNG for the dropout masks")
+    flags.DEFINE_string("profile_dir", None, "also trace a few steps with jax.profiler into this folder")
+    flags.DEFINE_integer("profile_steps", 3, "steps traced when --profile_dir is set")
     flags.DEFINE_bool("measure_peak", True, "measure the matmul peak for MFU (else mfu is null)")
     flags.DEFINE_float("peak_tflops", None, "use this peak (TFLOP/s) instead of measuring one")
     flags.DEFINE_string("variant", "", "a free-form label copied into the JSON row")

@@ -20,6 +20,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 DTYPES = ("float32", "bfloat16")
 ATTENTION_IMPLS = ("xla", "cudnn", "splash")
+DROPOUT_PRNGS = ("threefry", "rbg", "unsafe_rbg")
 OBJECTIVES = ("electra", "mlm")
 SCHEDULES = ("electra", "warmup_linear")
 SHARDING_RULES = ("dp", "fsdp", "fsdp_tp")
@@ -60,6 +61,10 @@ def model_defaults() -> ml_collections.ConfigDict:
     # "cudnn": fused cuDNN attention on GPU (no attention-probability dropout);
     # "splash": Pallas splash attention for TPU (no attention-probability dropout).
     m.attention = "xla"
+    # Which PRNG draws the dropout masks (only those: masking and sampling keep the run's threefry key).
+    # "threefry" (JAX's default, the same bits on every backend and sharding); "rbg" (XLA's RngBitGenerator
+    # for the bits, threefry for key splits: far cheaper on GPU, bits may differ across backends/shardings).
+    m.dropout_prng = "threefry"
     # The word table is padded to a multiple of this (30522 does not divide over 8 devices); the
     # padding never shows in logits, sampling or exported checkpoints.
     m.vocab_pad_multiple = 128
@@ -186,6 +191,8 @@ def finalize_model(m: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         _fail("model.attention", m.attention, f"must be one of {list(ATTENTION_IMPLS)}")
     if m.remat not in REMAT_POLICIES:
         _fail("model.remat", m.remat, f"must be one of {list(REMAT_POLICIES)}")
+    if m.get("dropout_prng", "threefry") not in DROPOUT_PRNGS:
+        _fail("model.dropout_prng", m.dropout_prng, f"must be one of {list(DROPOUT_PRNGS)}")
 
     hidden = m.generator_hidden_size or max(1, int(round(m.hidden_size * m.generator_hidden_fraction)))
     heads = m.generator_num_heads or max(1, hidden // 64)

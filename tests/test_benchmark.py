@@ -18,11 +18,12 @@ FIELDS = ("size", "batch_size", "seq_len", "step_ms", "tokens_per_sec", "model_t
           "peak_memory_gb")
 
 
-def test_command_prints_one_json_line_with_the_contract_fields():
-    # bf16 + scan_layers + remat=dots: the switch set the Large GPU run uses, checked here on CPU.
+def test_command_prints_one_json_line_with_the_contract_fields(tmp_path):
+    # bf16 + scan_layers + remat=dots + rbg dropout, and a profile of the step, checked here on CPU.
     cmd = [sys.executable, "-m", "electra_jax.benchmark", "--config=configs/pretrain.py:tiny", "--batch_size=2",
            "--seq_len=32", "--steps=2", "--warmup=1", "--window=1", "--dtype=bfloat16", "--attention=xla",
-           "--scan_layers", "--remat=dots", "--config.model.num_layers=1", "--variant=test"]
+           "--scan_layers", "--remat=dots", "--config.model.num_layers=1", "--variant=test", "--dropout_prng=rbg",
+           f"--profile_dir={tmp_path / 'profile'}", "--profile_steps=1"]
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -33,6 +34,12 @@ def test_command_prints_one_json_line_with_the_contract_fields():
         assert field in row, field
     assert (row["size"], row["batch_size"], row["seq_len"]) == ("tiny", 2, 32)
     assert (row["dtype"], row["scan_layers"], row["remat"], row["variant"]) == ("bfloat16", True, "dots", "test")
+    assert row["dropout_prng"] == "rbg"
+    from electra_jax import profile_summary
+
+    summary = profile_summary.load(str(tmp_path / "profile"), steps=1)
+    assert summary["device_ms_per_step"] > 0 and summary["top_ops"]
+    assert sum(summary["categories"].values()) == pytest.approx(summary["device_ms_per_step"])
     assert row["step_ms"] > 0 and row["tokens_per_sec"] == pytest.approx(2 * 32 / (row["step_ms"] / 1e3))
     config = config_lib.load("configs/pretrain.py:tiny", {"data.max_seq_length": 32, "model.num_layers": 1})
     from electra_jax import flops
@@ -169,7 +176,7 @@ def test_table_gives_ratios_against_hf_eager_of_the_same_shape(tmp_path):
     path.write_text(json.dumps({"date": "2026-01-01", "card": "h100", "rows": rows}))
     text = make_table.render([str(path)])
     lines = text.splitlines()
-    assert "**2026-01-01 h100**" in lines[0]
+    assert lines[0].startswith("**2026-01-01 h100")
     small = [line for line in lines if line.startswith("| small")]
     assert "hf_pytorch_eager" in small[0] and small[0].endswith("| 1.00× |")  # the baseline is listed first
     assert small[1].endswith("| 1.25× |") and "25.0%" in small[1] and "500,000" in small[1]
@@ -218,3 +225,10 @@ def test_gpu_script_smoke_run_on_cpu(tmp_path):
     assert [r["impl"] for r in rows] == ["hf_pytorch_eager", "electra_jax"]
     assert all(r["tokens_per_sec"] and not r.get("error") for r in rows)
     assert "| tiny (2 × 32) | electra_jax |" in done.stdout
+
+
+def test_readme_speed_table_is_the_generated_one():
+    make_table = _load_script("make_table")
+    files = make_table.results_files(REPO / "benchmarks" / "results")
+    assert files, "no speed results committed"
+    assert make_table.render(files).strip() in (REPO / "README.md").read_text()

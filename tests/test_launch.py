@@ -281,6 +281,17 @@ def test_single_node_one_process(fake_env):
     assert not any(w.startswith("JAX_") for w in argv)  # one process needs no jax.distributed
 
 
+def test_single_node_fast_adds_the_measured_gpu_settings(fake_env):
+    base = _pretrain_args(_dry(SINGLE_NODE, "--gpus=1", "--size=base", "--workdir=/w", "--fast", env=fake_env)[0])
+    assert base[2:] == ["--config.model.dtype=bfloat16", "--config.model.attention=cudnn",
+                        "--config.model.scan_layers=False"]
+    large = _pretrain_args(_dry(SINGLE_NODE, "--gpus=1", "--size=large", "--workdir=/w", "--fast", "--",
+                                "--config.model.attention=xla", env=fake_env)[0])
+    # Large keeps its scanned layers; flags after -- come last, so they override --fast (last one wins).
+    assert large[2:] == ["--config.model.dtype=bfloat16", "--config.model.attention=cudnn",
+                         "--config.model.attention=xla"]
+
+
 def test_single_node_per_gpu_real_run(fake_env, tmp_path):
     fake_python = _write_exe(tmp_path / "python", FAKE_PYTHON)
     args = ("--gpus=3", "--per_gpu", "--port=2222", "--size=tiny", f"--python={fake_python}")

@@ -78,6 +78,28 @@ def test_config_errors_name_the_field():
         config_lib.load("configs/pretrain.py:tiny", {"model.attention": "flash"})
     with pytest.raises(ValueError, match="unknown pre-training size"):
         config_lib.load("configs/pretrain.py:huge")
+    with pytest.raises(config_lib.ConfigError, match="model.dropout_prng"):
+        config_lib.load("configs/pretrain.py:tiny", {"model.dropout_prng": "philox"})
+
+
+def test_dropout_prng_changes_only_the_dropout_masks():
+    """rbg dropout: the same objective without dropout (eval), different masks in training, same masking."""
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1000, 30522, (4, 32))
+    ids[:, 0], ids[:, -1] = 101, 102
+    batch = {"input_ids": ids, "input_mask": np.ones_like(ids), "segment_ids": np.zeros_like(ids)}
+    out = {}
+    for prng in ("threefry", "rbg"):
+        config = config_lib.load("configs/pretrain.py:tiny", {"model.dropout_prng": prng, "data.max_seq_length": 32})
+        params = modeling.init_params(config, jax.random.key(0))
+        model = modeling.build_model(config)
+        out[prng] = [objective.pretrain_loss(params, batch, jax.random.key(1), model=model, config=config,
+                                             train=train)[1] for train in (False, True)]
+    (eval_t, train_t), (eval_r, train_r) = out["threefry"], out["rbg"]
+    for name in ("loss", "mlm_loss", "disc_loss"):
+        assert float(eval_t[name]) == float(eval_r[name])
+        assert np.isfinite(float(train_r[name]))
+    assert float(train_t["mlm_loss"]) != float(train_r["mlm_loss"])
 
 
 def test_initial_losses_are_near_chance():

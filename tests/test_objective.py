@@ -182,3 +182,26 @@ def test_auc_matches_sklearn():
     pos, neg = objective.auc_histograms(jnp.asarray(scores), jnp.asarray(labels))
     ours = float(objective.auc_from_histograms(pos, neg))
     assert abs(ours - metrics.roc_auc_score(labels, scores)) < 1e-6
+
+
+@pytest.mark.parametrize("axis", [-1, 0, 1])
+def test_first_argmax_equals_numpy_argmax_ties_included(axis):
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 4, size=(7, 9, 33)).astype(np.float32)  # few values: every row has ties
+    np.testing.assert_array_equal(np.asarray(objective.first_argmax(jnp.asarray(x), axis)), np.argmax(x, axis))
+    y = rng.normal(size=(5, 30522)).astype(np.float32)
+    np.testing.assert_array_equal(np.asarray(objective.first_argmax(jnp.asarray(y))), np.argmax(y, -1))
+
+
+@pytest.mark.parametrize("impl", ["rbg", "unsafe_rbg"])
+def test_dropout_key_draws_bernoulli_masks_from_the_chosen_prng(impl):
+    key = jax.random.key(7)
+    assert objective.dropout_key(key, "threefry") is key
+    typed = objective.dropout_key(key, impl)
+    assert str(jax.random.key_impl(typed)).find(impl) >= 0
+    keep = np.asarray(jax.random.bernoulli(typed, 0.9, (200_000,)))
+    # Binomial(200000, 0.9): sd 134 draws, so +/- 0.004 is about 6 sd.
+    assert abs(keep.mean() - 0.9) < 0.004
+    again = np.asarray(jax.random.bernoulli(objective.dropout_key(key, impl), 0.9, (200_000,)))
+    other = np.asarray(jax.random.bernoulli(objective.dropout_key(jax.random.key(8), impl), 0.9, (200_000,)))
+    assert np.array_equal(keep, again) and not np.array_equal(keep, other)

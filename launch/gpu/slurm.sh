@@ -34,6 +34,8 @@ Usage: launch/gpu/slurm.sh [flags] [-- extra pretrain flags]
   --port PORT         coordinator port on the first node                    (default: 12345)
   --python PATH       the Python of the electra_jax virtualenv on the nodes  (default: python3)
   --repo DIR          the electra_jax checkout on the shared filesystem     (default: this script's, or the submit dir)
+  --fast              GPU speed settings (docs/SPEED.md): bf16 compute, cuDNN attention (no attention-probability
+                      dropout), unrolled layers below Large; without it the faithful defaults run
   --dry_run           print the commands, one per line, and run nothing
   -h, --help          this text
 Everything after `--` is appended to the pretrain command.
@@ -62,6 +64,7 @@ PORT=12345
 PYTHON="python3"
 REPO=""
 DRY_RUN=0
+FAST=0
 EXTRA_ARGS=()
 
 while (($#)); do
@@ -74,6 +77,7 @@ while (($#)); do
   case $arg in
     -h | --help) usage; exit 0 ;;
     --dry_run) DRY_RUN=1 ;;
+    --fast) FAST=1 ;;
     --per_gpu) PER_GPU=1 ;;
     --requeue) REQUEUE=1 ;;
     --) EXTRA_ARGS=("$@"); break ;;
@@ -184,6 +188,12 @@ coordinator="$(first_node "${SLURM_JOB_NODELIST:?not inside a Slurm job}"):${POR
 pretrain=("$PYTHON" -m electra_jax.pretrain --config="configs/pretrain.py:${SIZE}" --workdir="$WORKDIR" --multihost)
 [[ -z $DATA ]] || pretrain+=(--config.data.train_files="$DATA")
 [[ -z $EVAL_DATA ]] || pretrain+=(--config.data.eval_files="$EVAL_DATA")
+if ((FAST)); then
+  # Measured on an H200 (benchmarks/results/2026-11-26-h200*.json): cuDNN attention and unrolled layers are
+  # what put Base at 1.9x HF PyTorch; Large stays scanned (24 unrolled layers compile for minutes).
+  pretrain+=(--config.model.dtype=bfloat16 --config.model.attention=cudnn)
+  [[ $SIZE == large ]] || pretrain+=(--config.model.scan_layers=False)
+fi
 pretrain+=("${EXTRA_ARGS[@]}")
 
 # Per-task values ($SLURM_PROCID, $SLURM_LOCALID) exist only inside each task, so they are read by the
