@@ -244,6 +244,65 @@ def test_loaded_encoder_matches_the_pretraining_discriminator(tmp_path, uncased_
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-6, atol=1e-6)
 
 
+def _numpy_encoder(p, ids, segments, mask, num_layers):
+    """An independent float64 numpy forward of the discriminator encoder (post-LN BERT, erf GELU, -10000 mask)."""
+    from scipy.special import erf
+
+    def layer_norm(x, q):
+        mean = x.mean(-1, keepdims=True)
+        var = ((x - mean) ** 2).mean(-1, keepdims=True)
+        return (x - mean) / np.sqrt(var + 1e-12) * q["scale"] + q["bias"]
+
+    e, d = p["embeddings"], p["discriminator"]
+    x = e["word_embeddings"][ids] + e["token_type_embeddings"][segments] + e["position_embeddings"][None, :ids.shape[1]]
+    x = layer_norm(x, e["LayerNorm"])
+    if "embeddings_project" in d:
+        x = x @ d["embeddings_project"]["kernel"] + d["embeddings_project"]["bias"]
+    for i in range(num_layers):
+        w = d[f"layer_{i}"]
+        q, k, v = (np.einsum("bsh,hnd->bsnd", x, w[n]["kernel"]) + w[n]["bias"] for n in ("query", "key", "value"))
+        scores = np.einsum("bqnd,bknd->bnqk", q, k) / np.sqrt(q.shape[-1]) + (1.0 - mask[:, None, None, :]) * -10000.0
+        probs = np.exp(scores - scores.max(-1, keepdims=True))
+        probs /= probs.sum(-1, keepdims=True)
+        attn = np.einsum("bnqk,bknd->bqnd", probs, v)
+        attn = np.einsum("bqnd,ndh->bqh", attn, w["attention_output"]["kernel"]) + w["attention_output"]["bias"]
+        x = layer_norm(attn + x, w["attention_LayerNorm"])
+        h = x @ w["intermediate"]["kernel"] + w["intermediate"]["bias"]
+        h = 0.5 * h * (1.0 + erf(h / np.sqrt(2.0)))
+        x = layer_norm(h @ w["output"]["kernel"] + w["output"]["bias"] + x, w["output_LayerNorm"])
+    return x
+
+
+def test_loaded_encoder_matches_a_numpy_forward(tmp_path, uncased_vocab):
+    """The fine-tuning encoder on loaded pre-training weights equals an independent numpy forward pass.
+
+    The weights are perturbed (LayerNorm scales/biases, all biases) so that a dropped or swapped term shows.
+    """
+    params, config = _pretrained(uncased_vocab)
+    rng = np.random.RandomState(1)
+    params = jax.tree_util.tree_map_with_path(
+        lambda p, v: np.asarray(v) + (0.1 * rng.standard_normal(v.shape).astype(np.float32)
+                                      if optim.path_name(p).endswith(("bias", "scale")) else 0.0), params)
+    from electra_jax import checkpoints
+
+    checkpoints.save_params(str(tmp_path / "export"), params, config)
+    loaded, ckpt_config, _, _ = finetune.load_init(str(tmp_path / "export"))
+    cfg = modeling.ModelConfig.from_config(ckpt_config, mlm_only=False)
+    ids = np.random.RandomState(0).randint(1000, 5000, (3, 20)).astype(np.int32)
+    ids[:, 0], ids[:, 9] = 101, 102  # [CLS] ... [SEP]
+    segments, mask = np.zeros_like(ids), np.ones_like(ids)
+    segments[:, 10:] = 1
+    mask[1, 14:] = 0
+    model = FinetuneModel(cfg, "classification", 2)
+    batch = {"input_ids": ids, "segment_ids": segments, "input_mask": mask}
+    merged = finetune.merge_pretrained(model.init({"params": jax.random.key(0)}, batch, True)["params"], loaded)
+    got = np.asarray(model.apply({"params": merged}, ids, segments, mask, True, method="encode"))
+    want = _numpy_encoder(jax.tree_util.tree_map(lambda v: np.asarray(v, np.float64), merged), ids, segments,
+                          mask.astype(np.float64), cfg.num_layers)
+    real = mask.astype(bool)
+    np.testing.assert_allclose(got[real], want[real], rtol=1e-4, atol=2e-5)
+
+
 def test_missing_vocab_and_bad_init_messages(tmp_path, shared_dir):
     config = _config("sst2", "", **{"data.dir": str(shared_dir / "data" / "glue")})
     with pytest.raises(ValueError, match=r"no vocabulary: pass --config.data.vocab=PATH"):
@@ -273,9 +332,11 @@ def test_sst2_from_scratch_beats_the_majority_class(tmp_path, shared_dir, uncase
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="measured once (load ~10 on 2 cores): 400 pre-training steps on wikitext-2 "
-                   "valid gave 0.526 dev accuracy vs 0.725 from scratch on 4,000 examples; the encoder loads exactly "
-                   "(test_loaded_encoder_matches_the_pretraining_discriminator), the short pre-training is the issue")
+@pytest.mark.xfail(strict=False, reason="not a bug (docs/FINETUNE.md, 'Why the short pre-training does not help'): "
+                   "400 steps give features no better than random (frozen [CLS] probe 0.58 vs 0.60) and a start that "
+                   "fine-tunes more slowly: 0.51-0.53 vs 0.71-0.75 from scratch on 4,000 examples (3 seeds), 0.75-0.79 "
+                   "vs 0.79-0.81 on 20,000; only ~3,000 pre-training steps (~21 min on 2 cores) reach scratch (0.796 vs "
+                   "0.788 on 20,000), too long for this test")
 def test_short_pretraining_then_sst2(tmp_path, shared_dir, uncased_vocab):
     """Pre-train the tiny model briefly on ../shared/data/text, then fine-tune: at least as good as scratch."""
     import subprocess
