@@ -332,11 +332,11 @@ def test_sst2_from_scratch_beats_the_majority_class(tmp_path, shared_dir, uncase
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="not a bug (docs/FINETUNE.md, 'Why the short pre-training does not help'): "
-                   "400 steps give features no better than random (frozen [CLS] probe 0.58 vs 0.60) and a start that "
-                   "fine-tunes more slowly: 0.51-0.53 vs 0.71-0.75 from scratch on 4,000 examples (3 seeds), 0.75-0.79 "
-                   "vs 0.79-0.81 on 20,000; only ~3,000 pre-training steps (~21 min on 2 cores) reach scratch (0.796 vs "
-                   "0.788 on 20,000), too long for this test")
+@pytest.mark.xfail(strict=False, reason="not a bug (docs/FINETUNE.md, 'Why the short pre-training does not "
+                   "help'): 400 steps give features no better than random (frozen [CLS] probe 0.58 vs 0.60) and a "
+                   "start that fine-tunes more slowly: 0.51-0.53 vs 0.71-0.75 from scratch on 4,000 examples "
+                   "(3 seeds), 0.75-0.79 vs 0.79-0.81 on 20,000; ~3,000 pre-training steps (~21 min on 2 cores) "
+                   "tie scratch (median 0.791 vs 0.788 on 20,000), too long for this test")
 def test_short_pretraining_then_sst2(tmp_path, shared_dir, uncased_vocab):
     """Pre-train the tiny model briefly on ../shared/data/text, then fine-tune: at least as good as scratch."""
     import subprocess
