@@ -15,7 +15,6 @@ enough (JAX detects the cluster); on CPU the gloo collectives are selected.
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import math
@@ -76,15 +75,6 @@ def initialize_distributed(multihost: bool | None = None) -> bool:
 # Data
 
 
-def _glob(pattern: str) -> list[str]:
-    patterns = [p for p in pattern.split(",") if p]
-    if any("://" in p for p in patterns):
-        import tensorflow as tf  # remote file systems (gs://) need TensorFlow's gfile
-
-        return sorted({f for p in patterns for f in tf.io.gfile.glob(p)})
-    return sorted({f for p in patterns for f in glob.glob(os.path.expanduser(p))})
-
-
 def _read_text(path: str) -> str:
     if "://" in path:
         import tensorflow as tf
@@ -97,7 +87,9 @@ def _read_text(path: str) -> str:
 
 def records_metadata(file_pattern: str) -> tuple[str, dict] | None:
     """(path, contents) of the metadata.json beside the first record file matching the pattern, if any."""
-    files = _glob(file_pattern)
+    from electra_jax.data.pipeline import glob_files  # TF-free for local patterns
+
+    files = glob_files(file_pattern)
     if not files:
         return None
     path = os.path.join(os.path.dirname(files[0]), "metadata.json")

@@ -48,11 +48,21 @@ def _tf():
     return _TF
 
 
-def expand_file_pattern(file_pattern: str | Sequence[str]) -> list[str]:
-    """Sorted, de-duplicated files for a glob, a comma-separated list of globs, or a list of globs."""
-    tf = _tf()
+def glob_files(file_pattern: str | Sequence[str]) -> list[str]:
+    """Sorted, de-duplicated files for a glob, a comma-separated list of globs, or a list of globs; possibly
+    empty. Local patterns use the standard library; remote ones (gs://...) TensorFlow's gfile."""
     patterns = file_pattern.split(",") if isinstance(file_pattern, str) else list(file_pattern)
-    files = sorted({f for p in patterns if p for f in tf.io.gfile.glob(os.path.expanduser(p))})
+    patterns = [os.path.expanduser(p) for p in patterns if p]
+    if any("://" in p for p in patterns):
+        return sorted({f for p in patterns for f in _tf().io.gfile.glob(p)})
+    import glob
+
+    return sorted({f for p in patterns for f in glob.glob(p)})
+
+
+def expand_file_pattern(file_pattern: str | Sequence[str]) -> list[str]:
+    """`glob_files`, with an error that says what to do when nothing matches."""
+    files = glob_files(file_pattern)
     if not files:
         raise ValueError(f"No TFRecord files match {file_pattern!r}; check config.data.train_files "
                          "(build them with `python -m electra_jax.build_data`).")
