@@ -20,6 +20,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from hf_reference import random_hf_pair
 
 from electra_jax import config as config_lib
 from electra_jax import convert, modeling
@@ -197,18 +198,7 @@ def test_export_loads_cleanly_and_matches_hf_both_ways(case, tmp_path):
 
 def test_import_of_folders_written_by_hf_save_pretrained(tmp_path):
     """HF -> electra_jax from files HF itself wrote (tied lm_head left out by HF), vs HF's own logits."""
-    torch.manual_seed(0)
-    common = dict(vocab_size=333, max_position_embeddings=64, attn_implementation="eager")
-    disc_cfg = transformers.ElectraConfig(embedding_size=32, hidden_size=48, num_hidden_layers=2,
-                                          num_attention_heads=3, intermediate_size=64, **common)
-    gen_cfg = transformers.ElectraConfig(embedding_size=32, hidden_size=16, num_hidden_layers=2,
-                                         num_attention_heads=1, intermediate_size=64, **common)
-    disc = transformers.ElectraForPreTraining(disc_cfg).eval()
-    gen = transformers.ElectraForMaskedLM(gen_cfg).eval()
-    with torch.no_grad():
-        for p in list(disc.parameters()) + list(gen.parameters()):
-            p.copy_(torch.randn_like(p) * 0.2)
-        gen.electra.embeddings.load_state_dict(disc.electra.embeddings.state_dict())
+    disc, gen, _, _ = random_hf_pair((32, 48, 2, 3, 64, 16, 1, 64, 333, False), seed=0)
     disc.save_pretrained(tmp_path / "d")
     gen.save_pretrained(tmp_path / "g")
     params, config = convert.load_hf(str(tmp_path / "d"), str(tmp_path / "g"))

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hf_reference import random_hf_pair
 
 from electra_jax import config as config_lib
 from electra_jax import convert, modeling, objective
@@ -128,30 +129,6 @@ HF_CASES = [
 ]
 
 
-def _random_hf_pair(case, seed):
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    emb, hidden, layers, heads, inter, g_hidden, g_heads, g_inter, vocab, untied = case
-    torch.manual_seed(seed)
-    common = dict(vocab_size=vocab, max_position_embeddings=64, type_vocab_size=2, hidden_act="gelu",
-                  layer_norm_eps=1e-12, attn_implementation="eager")
-    disc_cfg = transformers.ElectraConfig(embedding_size=emb, hidden_size=hidden, num_hidden_layers=layers,
-                                          num_attention_heads=heads, intermediate_size=inter, **common)
-    gen_cfg = transformers.ElectraConfig(embedding_size=g_hidden if untied else emb, hidden_size=g_hidden,
-                                         num_hidden_layers=layers, num_attention_heads=g_heads,
-                                         intermediate_size=g_inter, **common)
-    disc = transformers.ElectraForPreTraining(disc_cfg).eval()
-    gen = transformers.ElectraForMaskedLM(gen_cfg).eval()
-    with torch.no_grad():  # random values everywhere (LayerNorms too) so a mis-mapped tensor shows
-        for p in list(disc.parameters()) + list(gen.parameters()):
-            p.copy_(torch.randn_like(p) * 0.2)
-        if not untied:
-            for name in ("word_embeddings", "position_embeddings", "token_type_embeddings", "LayerNorm"):
-                getattr(gen.electra.embeddings, name).load_state_dict(
-                    getattr(disc.electra.embeddings, name).state_dict())
-    return disc, gen, disc_cfg, gen_cfg
-
-
 def _inputs(vocab, batch=3, seq=24, seed=0):
     rng = np.random.default_rng(seed)
     ids = rng.integers(0, vocab, (batch, seq))
@@ -167,7 +144,7 @@ def _inputs(vocab, batch=3, seq=24, seed=0):
 @pytest.mark.parametrize("case", HF_CASES)
 def test_forward_matches_hf_pytorch(case):
     torch = pytest.importorskip("torch")
-    disc, gen, disc_cfg, gen_cfg = _random_hf_pair(case, seed=len(str(case)))
+    disc, gen, disc_cfg, gen_cfg = random_hf_pair(case, seed=len(str(case)))
     params, config = convert.from_hf_state_dicts(disc.state_dict(), gen.state_dict(), disc_cfg.to_dict(),
                                                  gen_cfg.to_dict())
     ids, segments, mask = _inputs(case[-2])

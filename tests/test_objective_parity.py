@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hf_reference import random_hf_pair
 
 from electra_jax import config as config_lib
 from electra_jax import convert, modeling, objective
@@ -22,20 +23,9 @@ VOCAB, SEQ = 1000, 24
 
 
 def _hf_pair(seed: int):
-    torch.manual_seed(seed)
-    common = dict(vocab_size=VOCAB, max_position_embeddings=64, type_vocab_size=2, hidden_act="gelu",
-                  layer_norm_eps=1e-12, attn_implementation="eager", hidden_dropout_prob=0.0,
-                  attention_probs_dropout_prob=0.0)
-    disc_cfg = transformers.ElectraConfig(embedding_size=32, hidden_size=48, num_hidden_layers=2,
-                                          num_attention_heads=3, intermediate_size=80, **common)
-    gen_cfg = transformers.ElectraConfig(embedding_size=32, hidden_size=24, num_hidden_layers=2,
-                                         num_attention_heads=2, intermediate_size=40, **common)
-    disc = transformers.ElectraForPreTraining(disc_cfg).eval()
-    gen = transformers.ElectraForMaskedLM(gen_cfg).eval()
-    with torch.no_grad():
-        for p in list(disc.parameters()) + list(gen.parameters()):
-            p.copy_(torch.randn_like(p) * 0.2)
-    # One embedding block for both networks (the original's electra/embeddings scope), output layer tied to it.
+    disc, gen, disc_cfg, gen_cfg = random_hf_pair((32, 48, 2, 3, 80, 24, 2, 40, VOCAB, False), seed)
+    # One embedding block for both networks (the original's electra/embeddings scope), so both losses' gradients
+    # meet in it, and the generator's output layer tied to its word table.
     gen.electra.embeddings = disc.electra.embeddings
     gen.generator_lm_head.weight = disc.electra.embeddings.word_embeddings.weight
     return disc, gen, disc_cfg, gen_cfg
