@@ -112,7 +112,7 @@ save_profile() {
 
 cd "$REPO" || exit 1
 # Most important first: one HF / electra_jax pair per size with the settings docs/SPEED.md recommends for GPU
-# (launch/gpu/*.sh --fast: bf16, cuDNN attention, unrolled layers below Large), then the variants that explain
+# (configs/pretrain.py:SIZE,fast: bf16, cuDNN attention, unrolled layers below Large), then the variants that explain
 # the differences (measured 2026-11-26 on an H200: scanning costs Base 22%; rbg dropout bought nothing).
 # Unrolled Large compiles for minutes: run it alone with ONLY='^(hf_large|jax_large_unrolled)$'.
 PROFILE="$SCRATCH/profile"

@@ -1,9 +1,14 @@
-"""Pre-training configs: `--config=configs/pretrain.py:SIZE`, SIZE in tiny, small, small_plus, base, large.
+"""Pre-training configs: `--config=configs/pretrain.py:SIZE[,fast]`, SIZE in tiny, small, small_plus, base, large.
 
 Values follow ELECTRA_REFERENCE.md section 2.1 (the paper's Table 6 and the original
 configure_pretraining.py). `small` is the paper's ELECTRA-Small (generator 1/4, seq 128, batch 128);
 `small_plus` the released Small++ (generator 1.0, seq 512); `tiny` a few-layer model for tests and the
 CPU demo.
+
+`,fast` adds the GPU speed settings measured on an H200 (docs/SPEED.md; benchmarks/results/2026-11-26-h200*.json):
+bf16 compute (float32 parameters), cuDNN attention (no attention-probability dropout) and, below Large, unrolled
+layers (scanning cost Base 22% of its step; 24 unrolled Large layers compile for minutes). Without it the
+original's settings run.
 """
 
 from electra_jax.config import base_pretrain_config
@@ -18,9 +23,16 @@ SIZES = {
 }
 
 
-def get_config(size: str = "small"):
+OPTIONS = ("fast",)
+
+
+def get_config(arg: str = "small"):
+    size, *options = arg.split(",")
     if size not in SIZES:
         raise ValueError(f"unknown pre-training size {size!r}; choose one of {sorted(SIZES)}")
+    unknown = [o for o in options if o not in OPTIONS]
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown} in configs/pretrain.py:{arg}; choose from {list(OPTIONS)}")
     layers, hidden, embedding, gen_fraction, seq, batch, lr, steps, mask_prob = SIZES[size]
     config = base_pretrain_config()
     config.size = size
@@ -45,4 +57,8 @@ def get_config(size: str = "small"):
         config.checkpoint.every_steps = 500
     if size == "large":
         m.scan_layers = True
+    if "fast" in options:
+        m.dtype = "bfloat16"
+        m.attention = "cudnn"
+        m.scan_layers = size == "large"
     return config

@@ -282,14 +282,23 @@ def test_single_node_one_process(fake_env):
 
 
 def test_single_node_fast_adds_the_measured_gpu_settings(fake_env):
+    from electra_jax import config as config_lib
+
     base = _pretrain_args(_dry(SINGLE_NODE, "--gpus=1", "--size=base", "--workdir=/w", "--fast", env=fake_env)[0])
-    assert base[2:] == ["--config.model.dtype=bfloat16", "--config.model.attention=cudnn",
-                        "--config.model.scan_layers=False"]
+    assert base == ["--config=configs/pretrain.py:base,fast", "--workdir=/w"]
     large = _pretrain_args(_dry(SINGLE_NODE, "--gpus=1", "--size=large", "--workdir=/w", "--fast", "--",
                                 "--config.model.attention=xla", env=fake_env)[0])
-    # Large keeps its scanned layers; flags after -- come last, so they override --fast (last one wins).
-    assert large[2:] == ["--config.model.dtype=bfloat16", "--config.model.attention=cudnn",
-                         "--config.model.attention=xla"]
+    # Flags after -- come after the config, so they override what ,fast set.
+    assert large == ["--config=configs/pretrain.py:large,fast", "--workdir=/w", "--config.model.attention=xla"]
+    plain = _pretrain_args(_dry(SINGLE_NODE, "--gpus=1", "--size=base", "--workdir=/w", env=fake_env)[0])
+    assert plain[0] == "--config=configs/pretrain.py:base"
+    settings = {spec: (c.model.dtype, c.model.attention, c.model.scan_layers) for spec in
+                ("base,fast", "large,fast", "base", "large") for c in [config_lib.load(f"configs/pretrain.py:{spec}")]}
+    assert settings == {"base,fast": ("bfloat16", "cudnn", False), "large,fast": ("bfloat16", "cudnn", True),
+                        "base": ("float32", "xla", False), "large": ("float32", "xla", True)}
+    assert config_lib.load("configs/pretrain.py:base,fast").size == "base"
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['quick'\]"):
+        config_lib.load("configs/pretrain.py:base,quick")
 
 
 def test_single_node_per_gpu_real_run(fake_env, tmp_path):

@@ -23,8 +23,8 @@ Usage: launch/gpu/single_node.sh [flags] [-- extra pretrain flags]
   --per_gpu          one process per GPU with jax.distributed (default: one process for all GPUs)
   --port PORT        --per_gpu: coordinator port on this machine                      (default: 12355)
   --python PATH      the Python of the electra_jax virtualenv                         (default: python3)
-  --fast             GPU speed settings (docs/SPEED.md): bf16 compute, cuDNN attention (no attention-probability
-                     dropout), unrolled layers below Large; without it the faithful defaults run
+  --fast             configs/pretrain.py:SIZE,fast: the GPU settings of docs/SPEED.md (bf16, cuDNN
+                     attention without attention-probability dropout, unrolled layers below Large); default: faithful
   --dry_run          print the commands, one per line, and run nothing
   -h, --help         this text
 Everything after `--` is appended to the pretrain command, e.g. `-- --config.train.batch_size=256`.
@@ -45,7 +45,7 @@ PER_GPU=0
 PORT=12355
 PYTHON="python3"
 DRY_RUN=0
-FAST=0
+FAST=""  # ",fast": the configs/pretrain.py option with the measured GPU settings
 EXTRA_ARGS=()
 
 while (($#)); do
@@ -58,7 +58,7 @@ while (($#)); do
   case $arg in
     -h | --help) usage; exit 0 ;;
     --dry_run) DRY_RUN=1 ;;
-    --fast) FAST=1 ;;
+    --fast) FAST=",fast" ;;
     --per_gpu) PER_GPU=1 ;;
     --) EXTRA_ARGS=("$@"); break ;;
     --size | --workdir | --data | --eval_data | --gpus | --port | --python)
@@ -106,15 +106,9 @@ quote_all() {
   printf '%s' "${out% }"
 }
 
-PRETRAIN=("$PYTHON" -m electra_jax.pretrain --config="configs/pretrain.py:${SIZE}" --workdir="$WORKDIR")
+PRETRAIN=("$PYTHON" -m electra_jax.pretrain --config="configs/pretrain.py:${SIZE}${FAST}" --workdir="$WORKDIR")
 [[ -z $DATA ]] || PRETRAIN+=(--config.data.train_files="$DATA")
 [[ -z $EVAL_DATA ]] || PRETRAIN+=(--config.data.eval_files="$EVAL_DATA")
-if ((FAST)); then
-  # Measured on an H200 (benchmarks/results/2026-11-26-h200*.json): cuDNN attention and unrolled layers are
-  # what put Base at 1.9x HF PyTorch; Large stays scanned (24 unrolled layers compile for minutes).
-  PRETRAIN+=(--config.model.dtype=bfloat16 --config.model.attention=cudnn)
-  [[ $SIZE == large ]] || PRETRAIN+=(--config.model.scan_layers=False)
-fi
 
 visible=$(seq -s, 0 $((GPUS - 1)))
 cd "$REPO_ROOT"

@@ -34,8 +34,8 @@ Usage: launch/gpu/slurm.sh [flags] [-- extra pretrain flags]
   --port PORT         coordinator port on the first node                    (default: 12345)
   --python PATH       the Python of the electra_jax virtualenv on the nodes  (default: python3)
   --repo DIR          the electra_jax checkout on the shared filesystem     (default: this script's, or the submit dir)
-  --fast              GPU speed settings (docs/SPEED.md): bf16 compute, cuDNN attention (no attention-probability
-                      dropout), unrolled layers below Large; without it the faithful defaults run
+  --fast              configs/pretrain.py:SIZE,fast: the GPU settings of docs/SPEED.md (bf16, cuDNN
+                      attention without attention-probability dropout, unrolled layers below Large); default: faithful
   --dry_run           print the commands, one per line, and run nothing
   -h, --help          this text
 Everything after `--` is appended to the pretrain command.
@@ -64,7 +64,7 @@ PORT=12345
 PYTHON="python3"
 REPO=""
 DRY_RUN=0
-FAST=0
+FAST=""  # ",fast": the configs/pretrain.py option with the measured GPU settings
 EXTRA_ARGS=()
 
 while (($#)); do
@@ -77,7 +77,7 @@ while (($#)); do
   case $arg in
     -h | --help) usage; exit 0 ;;
     --dry_run) DRY_RUN=1 ;;
-    --fast) FAST=1 ;;
+    --fast) FAST=",fast" ;;
     --per_gpu) PER_GPU=1 ;;
     --requeue) REQUEUE=1 ;;
     --) EXTRA_ARGS=("$@"); break ;;
@@ -185,15 +185,9 @@ nodes=${SLURM_JOB_NUM_NODES:-${SLURM_NNODES:-$NODES}}
 num_processes=$((nodes * tasks_per_node))
 coordinator="$(first_node "${SLURM_JOB_NODELIST:?not inside a Slurm job}"):${PORT}"
 
-pretrain=("$PYTHON" -m electra_jax.pretrain --config="configs/pretrain.py:${SIZE}" --workdir="$WORKDIR" --multihost)
+pretrain=("$PYTHON" -m electra_jax.pretrain --config="configs/pretrain.py:${SIZE}${FAST}" --workdir="$WORKDIR" --multihost)
 [[ -z $DATA ]] || pretrain+=(--config.data.train_files="$DATA")
 [[ -z $EVAL_DATA ]] || pretrain+=(--config.data.eval_files="$EVAL_DATA")
-if ((FAST)); then
-  # Measured on an H200 (benchmarks/results/2026-11-26-h200*.json): cuDNN attention and unrolled layers are
-  # what put Base at 1.9x HF PyTorch; Large stays scanned (24 unrolled layers compile for minutes).
-  pretrain+=(--config.model.dtype=bfloat16 --config.model.attention=cudnn)
-  [[ $SIZE == large ]] || pretrain+=(--config.model.scan_layers=False)
-fi
 pretrain+=("${EXTRA_ARGS[@]}")
 
 # Per-task values ($SLURM_PROCID, $SLURM_LOCALID) exist only inside each task, so they are read by the
