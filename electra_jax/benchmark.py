@@ -16,7 +16,9 @@ on one card without trusting a datasheet. Prints one JSON line. Imports no Tenso
 
 from __future__ import annotations
 
+import gzip
 import json
+import os
 import statistics
 import time
 from typing import Any
@@ -153,9 +155,6 @@ def run_benchmark(config: Any, steps: int = 20, warmup: int = 3, window: int = 5
     loss = float(jax.device_get(metrics["loss"]))
     memory = peak_memory_gib(device)
     if profile_dir:
-        import gzip
-        import os
-
         os.makedirs(profile_dir, exist_ok=True)
         with gzip.open(os.path.join(profile_dir, "step_hlo.txt.gz"), "wt") as f:  # maps kernels to model code
             f.write(step.as_text())
