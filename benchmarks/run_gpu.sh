@@ -19,9 +19,10 @@ STEPS="${STEPS:-20}"
 WARMUP="${WARMUP:-3}"
 ONLY="${ONLY:-}"  # a regular expression: run only the runs whose names match (e.g. ONLY='small')
 ATTN="${ATTN:-cudnn}"
-# SMOKE=1 checks the plumbing on a machine without a GPU: tiny model, plain attention, the Small pair only.
+# SMOKE=1 checks the plumbing on a machine without a GPU: tiny model, plain attention, the Small pair only
+# (SMOKE_ATTN=cudnn exercises the fallback to XLA attention instead: cuDNN attention fails off GPU).
 if [[ -n "${SMOKE:-}" ]]; then
-    STEPS=2 WARMUP=1 ATTN=xla ONLY="${ONLY:-^(hf|jax)_small$}"
+    STEPS=2 WARMUP=1 ATTN="${SMOKE_ATTN:-xla}" ONLY="${ONLY:-^(hf|jax)_small(_xla)?$}"
 fi
 mkdir -p "$OUT"
 SCRATCH="$(mktemp -d)"

@@ -227,6 +227,33 @@ def test_gpu_script_smoke_run_on_cpu(tmp_path):
     assert "| tiny (2 × 32) | electra_jax |" in done.stdout
 
 
+@pytest.mark.slow
+def test_gpu_script_falls_back_to_xla_attention_when_cudnn_fails(tmp_path):
+    """Off GPU cuDNN attention fails at once: the script records that and measures with XLA attention instead."""
+    env = dict(os.environ, OUT=str(tmp_path), SMOKE="1", SMOKE_ATTN="cudnn", PYTHON=sys.executable,
+               JAX_PLATFORMS="cpu")
+    done = subprocess.run(["bash", str(REPO / "benchmarks" / "run_gpu.sh")], env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = json.loads(next(tmp_path.glob("*-nogpu.json")).read_text())["rows"]
+    assert [r["run"] for r in rows] == ["hf_small", "jax_small", "jax_small_xla"]
+    assert rows[1]["error"] and "needs an NVIDIA GPU" in rows[1]["stderr_tail"]
+    assert rows[2]["attention"] == "xla" and rows[2]["tokens_per_sec"] and not rows[2].get("error")
+    assert "falling back to --attention=xla" in done.stdout
+
+
+def test_results_files_are_the_dated_ones_in_run_order(tmp_path):
+    make_table = _load_script("make_table")
+    for name in ("2026-01-02-h100.json", "2026-01-01-h200-2.json", "2026-01-01-h200-10.json", "2026-01-01-h200.json",
+                 "compute_efficiency.json", "notes.json"):
+        (tmp_path / name).write_text(json.dumps({"rows": []}))
+    assert [Path(f).name for f in make_table.results_files(tmp_path)] == [
+        "2026-01-01-h200.json", "2026-01-01-h200-2.json", "2026-01-01-h200-10.json", "2026-01-02-h100.json"]
+    failed = {"run": "jax_large_unrolled", "impl": "electra_jax", "variant": "v", "error": "timed out", "size": None,
+              "batch_size": None, "seq_len": None}
+    assert "| run `jax_large_unrolled` | electra_jax | v | failed: timed out |" in make_table.table([failed])
+
+
 def test_readme_speed_table_is_the_generated_one():
     make_table = _load_script("make_table")
     files = make_table.results_files(REPO / "benchmarks" / "results")
