@@ -74,12 +74,12 @@ def test_wikitext_articles_are_documents():
                                            ["Another article starts ."]]
 
 
-def _run(output_dir: Path, results: Path) -> tuple[subprocess.CompletedProcess, float]:
+def _run(output_dir: Path, results: Path, *extra: str) -> tuple[subprocess.CompletedProcess, float]:
     env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
     env.pop("XLA_FLAGS", None)
     start = time.time()
     done = subprocess.run([sys.executable, "-m", "electra_jax.experiments.compute_efficiency",
-                           f"--output_dir={output_dir}", "--budget=toy", f"--results={results}"],
+                           f"--output_dir={output_dir}", "--budget=toy", f"--results={results}", *extra],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     return done, time.time() - start
 
@@ -126,8 +126,44 @@ def test_toy_budget_end_to_end(tmp_path, shared_dir):
     assert json.loads((output_dir / "stages.json").read_text()) == stages_before
     assert json.loads((output_dir / "results.json").read_text()) == rows
 
+    # Another fine-tuning protocol in the same folder reuses the corpus, records and checkpoints and fine-tunes the
+    # same checkpoints again beside the first protocol's results.
+    reprobe, _ = _run(output_dir, results, "--epochs=2", "--seeds=1")
+    assert reprobe.returncode == 0, reprobe.stderr[-4000:]
+    stages_after = json.loads((output_dir / "stages.json").read_text())
+    assert {k: v for k, v in stages_after.items() if not k.startswith("finetune_")} == {
+        k: v for k, v in stages_before.items() if not k.startswith("finetune_")}
+    new_stages = set(stages_after) - set(stages_before)
+    assert new_stages and all(name.startswith("finetune_") and "-e2-" in name for name in new_stages)
+    assert len(new_stages) == budget.num_points * 2 + 1  # every checkpoint and the control, one task
+    rows2 = json.loads((output_dir / "results.json").read_text())
+    assert len(rows2) == len(rows) and {row["seed"] for row in rows2} == {1}
+    points = [(r["objective"], r["pretrain_flops"]) for r in rows]
+    assert [(r["objective"], r["pretrain_flops"]) for r in rows2] == points
+    assert len(list((output_dir / "finetune").iterdir())) == 2
+
 
 def test_a_different_budget_in_the_same_folder_is_refused(tmp_path):
     (tmp_path / "budget.json").write_text(json.dumps({**ce.dataclasses.asdict(ce.BUDGETS["toy"]), "seq_len": 999}))
     with pytest.raises(ValueError, match="seq_len"):
         ce.run(str(tmp_path), ce.BUDGETS["toy"], text_dirs=[], python_doc_dir="", glue_dir="")
+    # Fine-tuning fields alone may differ (the test above reruns with other ones); the tag tells protocols apart.
+    toy = ce.BUDGETS["toy"]
+    tags = {ce.finetune_tag(ce.dataclasses.replace(toy, **{field: value}))
+            for field, value in [("epochs", 7), ("max_train_examples", 5), ("max_eval_examples", 6), ("seeds", (4,)),
+                                 ("finetune_seq_len", 16), ("finetune_batch_size", 3), ("finetune_size", "small")]}
+    assert len(tags | {ce.finetune_tag(toy)}) == 8
+    assert set(ce.FINETUNE_FIELDS) <= set(ce.dataclasses.asdict(toy)) and "seq_len" not in ce.FINETUNE_FIELDS
+
+
+@pytest.mark.parametrize("name", sorted(ce.BUDGETS))
+def test_the_control_is_the_pretrained_discriminator(name, tmp_path):
+    """The no-pre-training control fine-tunes the network the checkpoints hold, whatever recipe size fine-tunes."""
+    budget = ce.BUDGETS[name]
+    pretrained = ce.pretrain_config(budget, 1000, tmp_path, "electra", budget.num_points).model
+    control = ce.finetune_config(budget, "rte", tmp_path, tmp_path / "vocab.txt", control=True)
+    for field in ("num_layers", "hidden_size", "embedding_size", "intermediate_size", "num_heads",
+                  "max_position_embeddings", "hidden_dropout", "attention_dropout"):
+        assert control.model[field] == pretrained[field], field
+    # The recipe stays finetune_size's: ELECTRA-Small's fine-tuning LR is 3e-4 (paper Table 7); tiny's is ours.
+    assert control.optim.learning_rate == {"tiny": 1e-3, "small": 3e-4}[budget.finetune_size]

@@ -102,6 +102,12 @@ class Budget:
     build_processes: int = 1
 
 
+# The fields that only change fine-tuning: a rerun in the same --output_dir may change them (the corpus, records and
+# pre-training checkpoints are reused; fine-tuning results go to finetune/<finetune_tag>/), every other field must
+# match the run on disk.
+FINETUNE_FIELDS = ("finetune_size", "tasks", "seeds", "max_train_examples", "max_eval_examples", "epochs",
+                   "finetune_seq_len", "finetune_batch_size")
+
 BUDGETS = {
     # Every stage, a few seconds each: a tiny slice of the corpus, a one-layer model, one task, one seed.
     "toy": Budget(
@@ -117,8 +123,8 @@ BUDGETS = {
     "cpu": Budget(
         name="cpu", corpus_max_chars=0, vocab_size=8192, pretrain_size="tiny", model={},
         seq_len=128, batch_size=32, electra_steps=3000, warmup_steps=150, num_points=4, eval_steps=10,
-        finetune_size="tiny", tasks=("sst2", "cola", "mrpc", "stsb", "rte"), seeds=(0, 1, 2),
-        max_train_examples=1200, max_eval_examples=1000, epochs=2, finetune_seq_len=64, finetune_batch_size=32,
+        finetune_size="small", tasks=("sst2", "cola", "mrpc", "stsb", "rte"), seeds=(0, 1, 2),
+        max_train_examples=3000, max_eval_examples=1000, epochs=3, finetune_seq_len=64, finetune_batch_size=32,
         build_processes=2),
     # One accelerator: ELECTRA-Small-sized networks, full fine-tuning sets except SST-2 (capped), task epochs.
     "gpu": Budget(
@@ -552,8 +558,19 @@ def finetune_config(budget: Budget, task: str, glue_dir: Path, vocab: Path, cont
     if budget.epochs:
         overrides["train.epochs"] = budget.epochs
     if control:  # from scratch: the same discriminator as the pre-trained runs (with --init the checkpoint decides)
+        # finetune_size only picks the recipe (learning rate, layer decay); the network is pretrain_size's.
+        network = config_lib.load(f"configs/finetune.py:{task},{budget.pretrain_size}").model
+        overrides.update({f"model.{k}": network[k] for k in network.keys()})
         overrides.update({f"model.{k}": v for k, v in budget.model.items()})
     return config_lib.load(f"configs/finetune.py:{task},{budget.finetune_size}", overrides)
+
+
+def finetune_tag(budget: Budget) -> str:
+    """The folder name of one fine-tuning protocol: a rerun with other fine-tuning settings (FINETUNE_FIELDS) on the
+    same pre-training outputs fine-tunes the same checkpoints again beside the earlier results."""
+    return (f"{budget.finetune_size}-seq{budget.finetune_seq_len}-b{budget.finetune_batch_size}"
+            f"-n{budget.max_train_examples or 'all'}-e{budget.epochs or 'task'}-dev{budget.max_eval_examples or 'all'}"
+            f"-seeds{'.'.join(str(s) for s in budget.seeds)}")
 
 
 def seed_scores(results: dict[str, Any], metric: str, seeds: Sequence[int]) -> list[tuple[int, float]]:
@@ -734,10 +751,10 @@ def run(output_dir: str, budget: Budget, *, text_dirs: Sequence[str], python_doc
     stages = Stages(out / "stages.json")
     started = time.time()
     budget_path = out / "budget.json"
-    if budget_path.exists():  # resuming: the outputs on disk must come from the same scale
+    if budget_path.exists():  # resuming: the corpus, records and checkpoints on disk must come from the same scale
         previous = json.loads(budget_path.read_text())
         current = json.loads(json.dumps(dataclasses.asdict(budget)))
-        changed = sorted(k for k in current if k not in ("tasks", "seeds") and previous.get(k) != current[k])
+        changed = sorted(k for k in current if k not in FINETUNE_FIELDS and previous.get(k) != current[k])
         if changed:
             raise ValueError(f"{out} holds a run of another budget (fields {changed} differ: "
                              f"{ {k: previous.get(k) for k in changed} } there vs { {k: current[k] for k in changed} } "
@@ -844,11 +861,11 @@ def run(output_dir: str, budget: Budget, *, text_dirs: Sequence[str], python_doc
     for model in ordered:
         finetune_seconds = 0.0
         for task in budget.tasks:
-            workdir = out / "finetune" / model["name"] / task
+            workdir = out / "finetune" / finetune_tag(budget) / model["name"] / task
             results_path = workdir / "results.json"
             if not results_path.exists():
                 config = finetune_config(budget, task, glue, vocab_path, control=model["init"] is None)
-                with _Timer(stages, f"finetune_{model['name']}_{task}"):
+                with _Timer(stages, f"finetune_{finetune_tag(budget)}_{model['name']}_{task}"):
                     finetune.train_and_evaluate(config, str(workdir), init=model["init"])
             found = json.loads(results_path.read_text())
             finetune_seconds += float(found.get("seconds", 0.0))
@@ -865,6 +882,8 @@ def run(output_dir: str, budget: Budget, *, text_dirs: Sequence[str], python_doc
     # Fine-tuning stages are per (model, task); show them grouped in the report.
     stage_totals: dict[str, dict[str, float]] = {}
     for name, entry in stages.data.items():
+        if name.startswith("finetune_") and not name.startswith(f"finetune_{finetune_tag(budget)}_"):
+            continue  # another fine-tuning protocol run earlier in this folder
         key = "finetune (all models and tasks)" if name.startswith("finetune_") else name
         stage_totals.setdefault(key, {"seconds": 0.0})["seconds"] += float(entry.get("seconds", 0.0))
     meta = {"budget": dataclasses.asdict(budget), "plan": plan, "corpus": corpus, "records": record_counts,
@@ -915,6 +934,10 @@ def _define_flags() -> None:
                         "the published BERT uncased vocab.txt from ../shared/data/bert_vocab; or a vocab.txt path.")
     flags.DEFINE_list("tasks", None, "Override the budget's tasks (of cola, sst2, mrpc, stsb, rte).")
     flags.DEFINE_list("seeds", None, "Override the budget's fine-tuning seeds.")
+    flags.DEFINE_integer("max_train_examples", None, "Override the budget's cap on fine-tuning examples per task "
+                         "(0 = all). Fine-tuning settings may change between runs in one --output_dir: the "
+                         "pre-training checkpoints are reused and the new results go to their own folder.")
+    flags.DEFINE_integer("epochs", None, "Override the budget's fine-tuning epochs (0 = each task's default).")
 
 
 def main(argv: Sequence[str]) -> None:
@@ -930,6 +953,12 @@ def main(argv: Sequence[str]) -> None:
         budget = dataclasses.replace(budget, tasks=tuple(FLAGS.tasks))
     if FLAGS.seeds:
         budget = dataclasses.replace(budget, seeds=tuple(int(s) for s in FLAGS.seeds))
+    for name in ("max_train_examples", "epochs"):
+        value = getattr(FLAGS, name)
+        if value is not None:
+            if value < 0:
+                raise app.UsageError(f"--{name} must be >= 0, got {value}")
+            budget = dataclasses.replace(budget, **{name: value})
     run(FLAGS.output_dir, budget, text_dirs=FLAGS.text_dirs, python_doc_dir=FLAGS.python_doc_dir,
         glue_dir=FLAGS.glue_dir, vocab=FLAGS.vocab, results=FLAGS.results,
         command="python -m electra_jax.experiments.compute_efficiency " + " ".join(sys.argv[1:]))
