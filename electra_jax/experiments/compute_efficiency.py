@@ -26,8 +26,10 @@ One command runs the whole comparison and can be killed and rerun at any point (
                --results=PATH.json the JSON, .md and .png are also written beside PATH.
 
 --budget=toy runs every stage in well under a minute of compute (a sliver of the corpus, a few steps, one task,
-one seed) and is what the test runs; --budget=cpu is the real experiment sized for a 2-core CPU (about 60-75
-minutes on an idle machine); --budget=gpu is a larger model and more steps for one accelerator.
+one seed) and is what the test runs; --budget=cpu is the real experiment sized for a 2-core CPU (about 100-130
+minutes); --budget=gpu is a larger model and more steps for one accelerator. Fine-tuning settings (--epochs,
+--max_train_examples, --seeds, --tasks) may change between runs in one --output_dir: the pre-training checkpoints
+are reused and each protocol's results go to DIR/finetune/<protocol>/.
 
 Scores are reported as the paper does: dev-set medians over seeds, x100; CoLA is Matthews correlation, STS-B
 Spearman correlation, the others accuracy; the average is the unweighted mean over the tasks.
@@ -116,10 +118,10 @@ BUDGETS = {
         seq_len=32, batch_size=8, electra_steps=4, warmup_steps=1, num_points=2, eval_steps=0,
         finetune_size="tiny", tasks=("rte",), seeds=(0,), max_train_examples=32, max_eval_examples=32, epochs=1,
         finetune_seq_len=32, finetune_batch_size=8),
-    # The real experiment on a 2-core CPU: the tiny model (2 layers, hidden 128, generator 1/2) at seq 128. Planned
-    # from measured CPU time per step (ELECTRA ~0.63 s, MLM ~0.39 s of CPU per step) and a measured fine-tuning run:
-    # about 21 + 18 minutes of pre-training and ~23 of fine-tuning (45 jobs of 3 seeds) on an idle 2-core machine
-    # (docs/EVIDENCE.md has the per-stage plan).
+    # The real experiment on a 2-core CPU: the tiny model (2 layers, hidden 128, generator 1/2) at seq 128, then
+    # ELECTRA-Small's fine-tuning recipe (LR 3e-4; our tiny recipe's 1e-3 stalls briefly pre-trained starts) on 3,000
+    # examples x 3 epochs. Measured: 18-33 + 15-21 minutes of pre-training, 55 of fine-tuning (45 jobs of 3 seeds)
+    # (docs/EVIDENCE.md has the per-stage times).
     "cpu": Budget(
         name="cpu", corpus_max_chars=0, vocab_size=8192, pretrain_size="tiny", model={},
         seq_len=128, batch_size=32, electra_steps=3000, warmup_steps=150, num_points=4, eval_steps=10,
