@@ -143,6 +143,13 @@ def test_toy_budget_end_to_end(tmp_path, shared_dir):
     assert len(list((output_dir / "finetune").iterdir())) == 2
 
 
+@pytest.mark.parametrize("flag", ["--epochs=-1", "--max_train_examples=-5"])
+def test_negative_fine_tuning_overrides_are_usage_errors(tmp_path, flag):
+    done, _ = _run(tmp_path / "run", tmp_path / "r.json", flag)
+    assert done.returncode != 0 and flag.split("=")[0] + " must be >= 0" in done.stderr
+    assert not (tmp_path / "run").exists()  # refused before any stage
+
+
 def test_a_different_budget_in_the_same_folder_is_refused(tmp_path):
     (tmp_path / "budget.json").write_text(json.dumps({**ce.dataclasses.asdict(ce.BUDGETS["toy"]), "seq_len": 999}))
     with pytest.raises(ValueError, match="seq_len"):

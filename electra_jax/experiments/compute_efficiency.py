@@ -854,6 +854,7 @@ def run(output_dir: str, budget: Budget, *, text_dirs: Sequence[str], python_doc
 
     # 5. fine-tuning: the control first, then every checkpoint in compute order
     glue = Path(glue_dir).expanduser()
+    protocol = finetune_tag(budget)  # this run's fine-tuning folder and stage-name prefix
     ordered = [{"objective": CONTROL, "flops": 0.0, "step": 0, "init": None, "name": CONTROL}]
     ordered += sorted(models.values(), key=lambda m: (m["flops"], m["objective"]))
     models[f"{CONTROL}:{0.0:.6e}"] = ordered[0]
@@ -863,11 +864,11 @@ def run(output_dir: str, budget: Budget, *, text_dirs: Sequence[str], python_doc
     for model in ordered:
         finetune_seconds = 0.0
         for task in budget.tasks:
-            workdir = out / "finetune" / finetune_tag(budget) / model["name"] / task
+            workdir = out / "finetune" / protocol / model["name"] / task
             results_path = workdir / "results.json"
             if not results_path.exists():
                 config = finetune_config(budget, task, glue, vocab_path, control=model["init"] is None)
-                with _Timer(stages, f"finetune_{finetune_tag(budget)}_{model['name']}_{task}"):
+                with _Timer(stages, f"finetune_{protocol}_{model['name']}_{task}"):
                     finetune.train_and_evaluate(config, str(workdir), init=model["init"])
             found = json.loads(results_path.read_text())
             finetune_seconds += float(found.get("seconds", 0.0))
@@ -884,7 +885,7 @@ def run(output_dir: str, budget: Budget, *, text_dirs: Sequence[str], python_doc
     # Fine-tuning stages are per (model, task); show them grouped in the report.
     stage_totals: dict[str, dict[str, float]] = {}
     for name, entry in stages.data.items():
-        if name.startswith("finetune_") and not name.startswith(f"finetune_{finetune_tag(budget)}_"):
+        if name.startswith("finetune_") and not name.startswith(f"finetune_{protocol}_"):
             continue  # another fine-tuning protocol run earlier in this folder
         key = "finetune (all models and tasks)" if name.startswith("finetune_") else name
         stage_totals.setdefault(key, {"seconds": 0.0})["seconds"] += float(entry.get("seconds", 0.0))
