@@ -21,7 +21,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DTYPES = ("float32", "bfloat16")
 ATTENTION_IMPLS = ("xla", "cudnn", "splash")
 DROPOUT_PRNGS = ("threefry", "rbg", "unsafe_rbg")
-OBJECTIVES = ("electra", "mlm")
+OBJECTIVES = ("electra", "mlm", "electric")
+EMBEDDING_SHARING = ("tied", "untied", "gdes")
 SCHEDULES = ("electra", "warmup_linear")
 SHARDING_RULES = ("dp", "fsdp", "fsdp_tp")
 REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch")
@@ -54,6 +55,14 @@ def model_defaults() -> ml_collections.ConfigDict:
     m.attention_dropout = 0.1
     m.initializer_range = 0.02
     m.layer_norm_eps = 1e-12
+    # How the generator and discriminator share the embedding block (ELECTRA_REFERENCE.md section 1.4):
+    # "tied" (the original's default: one block, both losses train it); "untied" (the original's
+    # untied_generator_embeddings: the generator gets its own block at its own width); "gdes" (a departure:
+    # DeBERTa-v3's gradient-disentangled sharing, the discriminator's tables = stop_gradient(generator's) +
+    # zero-initialised deltas that only the discriminator loss trains; see modeling.DisentangledEmbeddings).
+    m.embedding_sharing = "tied"
+    # The original's flag, kept as an alias: True means embedding_sharing = "untied" (finalize sets it from
+    # embedding_sharing, so it always agrees after validation).
     m.untied_generator_embeddings = False
     # Compute dtype; parameters, softmax, LayerNorm statistics and losses stay float32.
     m.dtype = "float32"
@@ -100,7 +109,10 @@ def base_pretrain_config() -> ml_collections.ConfigDict:
     config.model = model_defaults()
 
     o = config.objective = ml_collections.ConfigDict()
-    o.kind = "electra"  # or "mlm": BERT-style masked LM on the discriminator-sized encoder
+    # "electra"; "mlm": BERT-style masked LM on the discriminator-sized encoder; "electric" (a departure from the
+    # ELECTRA default, the original's electric_objective): a two-tower cloze generator, the discriminator as an
+    # energy model trained by noise-contrastive estimation (objective.pretrain_loss).
+    o.kind = "electra"
     o.mask_prob = 0.15
     o.max_predictions_per_seq = 0  # 0 = int((mask_prob + 0.005) * max_seq_length), as the original
     o.mask_token_prob = 0.85  # ELECTRA: 85% [MASK], 15% unchanged, no random tokens
@@ -194,6 +206,8 @@ def finalize_model(m: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     if m.get("dropout_prng", "threefry") not in DROPOUT_PRNGS:
         _fail("model.dropout_prng", m.dropout_prng, f"must be one of {list(DROPOUT_PRNGS)}")
 
+    _resolve_embedding_sharing(m)
+
     hidden = m.generator_hidden_size or max(1, int(round(m.hidden_size * m.generator_hidden_fraction)))
     heads = m.generator_num_heads or max(1, hidden // 64)
     if hidden % heads:
@@ -206,6 +220,37 @@ def finalize_model(m: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         1, int(round(m.num_layers * m.generator_layers_fraction)))
     m.padded_vocab_size = int(math.ceil(m.vocab_size / m.vocab_pad_multiple) * m.vocab_pad_multiple)
     return m
+
+
+def _resolve_embedding_sharing(m: ml_collections.ConfigDict) -> None:
+    """embedding_sharing and its old spelling untied_generator_embeddings, made to agree (configs saved before
+    embedding_sharing existed have only the old field)."""
+    sharing = m.get("embedding_sharing", "tied")
+    untied = bool(m.get("untied_generator_embeddings", False))
+    if sharing not in EMBEDDING_SHARING:
+        _fail("model.embedding_sharing", sharing, f"must be one of {list(EMBEDDING_SHARING)}")
+    if untied and sharing == "gdes":
+        _fail("model.untied_generator_embeddings", True,
+              "contradicts model.embedding_sharing = 'gdes' (GDES shares the generator's table with the "
+              "discriminator); set untied_generator_embeddings=False, or embedding_sharing='untied'")
+    if untied:
+        sharing = "untied"  # the deprecated alias
+    m.embedding_sharing = sharing
+    m.untied_generator_embeddings = sharing == "untied"
+
+
+def _check_objective_model(config: ml_collections.ConfigDict) -> None:
+    """Combinations of objective.kind and model fields that mean nothing, refused with the fix."""
+    kind, m = config.objective.kind, config.model
+    if kind == "mlm" and m.embedding_sharing != "tied":
+        _fail("model.embedding_sharing", m.embedding_sharing,
+              "the masked-LM baseline (objective.kind='mlm') has one network, so there is nothing to share or "
+              "untie; use embedding_sharing='tied' (the default)")
+    if kind == "electric" and m.attention != "xla":
+        _fail("model.attention", m.attention,
+              "Electric's two-tower generator needs left-to-right and right-to-left causal attention, which only "
+              "the 'xla' attention implements (cuDNN has no right-to-left mask); use model.attention='xla' with "
+              "objective.kind='electric'")
 
 
 def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -226,6 +271,7 @@ def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
                   "mask_token_prob + random_token_prob must not exceed 1")
         if o.temperature <= 0:
             _fail("objective.temperature", o.temperature, "must be positive")
+        _check_objective_model(config)
     if "optim" in config:
         _check_choice(config, "optim", "schedule", SCHEDULES)
         if config.optim.learning_rate <= 0:

@@ -28,7 +28,7 @@ from electra_jax import sharding as sharding_lib
 BATCH_KEYS = ("input_ids", "input_mask", "segment_ids")
 # Train metrics that leave the device every step (histograms stay behind: only eval sums them).
 TRAIN_METRICS = ("loss", "mlm_loss", "mlm_accuracy", "disc_loss", "disc_accuracy", "disc_precision",
-                 "disc_recall", "disc_auc", "sampled_mlm_accuracy", "replaced_fraction")
+                 "disc_recall", "disc_auc", "sampled_mlm_accuracy", "replaced_fraction", "cloze_loss")
 
 
 @flax.struct.dataclass
