@@ -93,6 +93,7 @@ def load_init(path: str) -> tuple[dict, Any, str | None, bool | None]:
         from electra_jax import checkpoints
 
         params, ckpt_config = checkpoints.restore_params(path)
+        params = modeling.discriminator_params(params, ckpt_config)  # GDES: the discriminator's merged tables
         logging.info("initializing from the electra_jax checkpoint %s", path)
     data = ckpt_config.get("data", {}) if hasattr(ckpt_config, "get") else {}
     lower_case = data.get("lower_case", None) if data else None

@@ -553,21 +553,25 @@ def stack_layers(params: dict) -> dict:
     return out
 
 
-# Parameter subtrees of the generator in each layout (everything `hf_export_layouts` may drop).
+# Parameter subtrees of the generator in each layout (everything `discriminator_params` drops).
 _GENERATOR_KEYS = ("generator", "generator_embeddings", "generator_ltr", "generator_rtl",
                    "generator_ltr_embeddings", "generator_rtl_embeddings", "generator_predictions")
 TWO_TOWER_EXPORT_NOTE = ("Electric's two-tower cloze generator (objective.kind='electric') has no HF transformers "
                          "class, so only the discriminator (an ordinary ElectraForPreTraining) is exported")
 
 
-def merged_discriminator_embeddings(params: dict) -> dict:
-    """GDES: the discriminator's embedding block as an ordinary ELECTRA one, E_generator + E_delta per table
-    (its own LayerNorm as is). What the discriminator computes with, so its logits do not change."""
-    shared, own = params["embeddings"], params["discriminator_embeddings"]
-    merged = {name: np.asarray(shared[name]) + np.asarray(own[f"{name}_delta"])
-              for name in ("word_embeddings", "position_embeddings", "token_type_embeddings")}
-    merged["LayerNorm"] = dict(own["LayerNorm"])
-    return merged
+def discriminator_params(params: dict, config: Any) -> dict:
+    """The discriminator alone in the plain ELECTRA layout (`embeddings`, `discriminator`, its head): what
+    fine-tuning and export start from. Under GDES its `embeddings` are the merged tables E_generator + E_delta
+    with its own LayerNorm, which is what it computes with, so its logits do not change."""
+    cfg = ModelConfig.from_config(config)
+    disc = {k: v for k, v in params.items() if k not in _GENERATOR_KEYS + ("discriminator_embeddings",)}
+    if cfg.embedding_sharing == "gdes":
+        shared, own = params["embeddings"], params["discriminator_embeddings"]
+        disc["embeddings"] = {name: np.asarray(shared[name]) + np.asarray(own[f"{name}_delta"])
+                              for name in ("word_embeddings", "position_embeddings", "token_type_embeddings")}
+        disc["embeddings"]["LayerNorm"] = dict(own["LayerNorm"])
+    return disc
 
 
 def hf_export_layouts(params: dict, config: Any) -> tuple[tuple[dict, ModelConfig],
@@ -575,8 +579,8 @@ def hf_export_layouts(params: dict, config: Any) -> tuple[tuple[dict, ModelConfi
     """((discriminator params, config), (generator params, config) or None) in the plain ELECTRA layouts that
     HF's ElectraForPreTraining and ElectraForMaskedLM hold, for the layouts they cannot hold as they are.
 
-    * GDES: the discriminator gets the merged tables (`merged_discriminator_embeddings`) in the tied layout;
-      the generator keeps E_generator and the block's LayerNorm, also in the tied layout.
+    * GDES: the discriminator as `discriminator_params` gives it, in the tied layout; the generator keeps
+      E_generator and the block's LayerNorm, also in the tied layout.
     * Electric: the two-tower cloze generator has no HF class; the generator is None and a warning says so.
     Other layouts come back unchanged (the discriminator view holds the generator too: one tree for both).
     """
@@ -587,9 +591,7 @@ def hf_export_layouts(params: dict, config: Any) -> tuple[tuple[dict, ModelConfi
         return (params, cfg), (params, cfg)
     plain = dataclasses.replace(cfg, two_tower_generator=False, embedding_sharing="tied",
                                 untied_generator_embeddings=False)
-    disc = {k: v for k, v in params.items() if k not in _GENERATOR_KEYS + ("discriminator_embeddings",)}
-    if cfg.embedding_sharing == "gdes":
-        disc["embeddings"] = merged_discriminator_embeddings(params)
+    disc = discriminator_params(params, cfg)
     if cfg.two_tower_generator:
         logging.warning(TWO_TOWER_EXPORT_NOTE)
         return (disc, plain), None

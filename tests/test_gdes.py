@@ -272,3 +272,18 @@ def test_resumed_run_equals_an_uninterrupted_one(tmp_path):
     diffs = jax.tree_util.tree_map(lambda a, b: float(np.max(np.abs(a - b))), *finals)
     assert max(jax.tree_util.tree_leaves(diffs)) == 0.0
     assert np.abs(finals[0]["discriminator_embeddings"]["word_embeddings_delta"]).max() > 0  # it trained
+
+
+def test_fine_tuning_starts_from_the_discriminator_s_merged_tables(tmp_path):
+    """finetune --init of a GDES checkpoint reads E_generator + E_delta and the discriminator's own LayerNorm."""
+    from electra_jax import checkpoints, finetune
+
+    config = _tiny()
+    params = _random(modeling.param_shapes(config), 4, 300)
+    checkpoints.save_params(str(tmp_path / "export"), params, config)
+    loaded = finetune.load_init(str(tmp_path / "export"))[0]
+    assert "discriminator_embeddings" not in loaded and "generator" not in loaded
+    own = params["discriminator_embeddings"]
+    for name in TABLES:
+        np.testing.assert_array_equal(loaded["embeddings"][name], params["embeddings"][name] + own[f"{name}_delta"])
+    np.testing.assert_array_equal(loaded["embeddings"]["LayerNorm"]["scale"], own["LayerNorm"]["scale"])
