@@ -189,8 +189,8 @@ class DisentangledEmbeddings(nn.Module):
     token-type table, read the same way as the position table, so it gets a delta too. The embedding
     LayerNorm is not a table: in DeBERTa each network owns its embedding LayerNorm (even plain sharing there
     shares tables only), so here the discriminator has its own, trained by its loss alone, initialised to
-    1 / 0 like the generator's. Export merges E_generator + E_delta into an ordinary ELECTRA table
-    (`hf_export_layouts`).
+    1 / 0 like the generator's. Export and fine-tuning merge E_generator + E_delta into an ordinary ELECTRA
+    table (`discriminator_params`).
     """
 
     cfg: ModelConfig

@@ -212,7 +212,7 @@ def pretrain_loss(params, batch: dict[str, Any], rng: jax.Array, *, model, confi
                                    method=type(model).generator_logits_all, rngs={"dropout": gen_dropout})
         d = config.data
         cloze_weights = candidates_mask(input_ids, input_mask, (d.cls_id, d.sep_id, d.mask_id, d.pad_id))
-        train_gen_loss, _ = mlm_loss(cloze_logits, input_ids, cloze_weights.astype(jnp.float32))
+        cloze_loss, _ = mlm_loss(cloze_logits, input_ids, cloze_weights.astype(jnp.float32))
         gen_logits = jnp.take_along_axis(cloze_logits, masked.positions[..., None], axis=1)
     else:
         gen_logits = model.apply(variables, masked.input_ids, segment_ids, input_mask, masked.positions,
@@ -223,9 +223,7 @@ def pretrain_loss(params, batch: dict[str, Any], rng: jax.Array, *, model, confi
     mlm_correct = jnp.sum(masked.weights * (first_argmax(gen_logits, -1) == masked.target_ids))
     metrics = {"mlm_loss": gen_loss, "mlm_accuracy": mlm_correct / jnp.maximum(weight_sum, 1.0)}
     if electric:
-        metrics["cloze_loss"] = train_gen_loss
-    else:
-        train_gen_loss = gen_loss
+        metrics["cloze_loss"] = cloze_loss
     if mlm:
         metrics["loss"] = gen_loss
         return gen_loss, metrics
@@ -238,7 +236,8 @@ def pretrain_loss(params, batch: dict[str, Any], rng: jax.Array, *, model, confi
     if electric:
         disc_logits = electric_logits(disc_logits, cloze_logits, fake_ids, o.mask_prob)
     d_loss, _ = disc_loss(disc_logits, labels, input_mask)
-    loss = o.gen_weight * train_gen_loss + o.disc_weight * d_loss
+    # Electric trains its generator on the cloze loss (the original's total_loss with two_tower_generator).
+    loss = o.gen_weight * (cloze_loss if electric else gen_loss) + o.disc_weight * d_loss
 
     mask_f = input_mask.astype(jnp.float32)
     preds = (disc_logits > 0).astype(jnp.int32)
