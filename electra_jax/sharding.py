@@ -24,6 +24,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from electra_jax.tree_paths import path_keys
+
 MESH_AXES = ("data", "fsdp", "tensor")
 BATCH_AXES = ("data", "fsdp")
 
@@ -184,11 +186,11 @@ def state_specs_like(tree: Any, param_spec_tree: Any, params_shapes: Any) -> Any
     param_paths = {}
     for path, spec in jax.tree_util.tree_flatten_with_path(
             param_spec_tree, is_leaf=lambda x: isinstance(x, PartitionSpec))[0]:
-        param_paths[_path_key(path)] = spec
-    shapes = {_path_key(path): leaf.shape for path, leaf in jax.tree_util.tree_flatten_with_path(params_shapes)[0]}
+        param_paths[path_keys(path)] = spec
+    shapes = {path_keys(path): leaf.shape for path, leaf in jax.tree_util.tree_flatten_with_path(params_shapes)[0]}
 
     def spec_for(path, leaf):
-        key = _path_key(path)
+        key = path_keys(path)
         for start in range(len(key)):
             suffix = key[start:]
             if suffix in param_paths and shapes[suffix] == tuple(leaf.shape):
@@ -196,10 +198,6 @@ def state_specs_like(tree: Any, param_spec_tree: Any, params_shapes: Any) -> Any
         return PartitionSpec()
 
     return jax.tree_util.tree_map_with_path(spec_for, tree)
-
-
-def _path_key(path) -> tuple:
-    return tuple(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
 
 
 def bytes_per_device(tree: Any) -> dict[int, int]:
