@@ -38,35 +38,6 @@ class NonFiniteLossError(FloatingPointError):
 
 
 # -------------------------------------------------------------------------------------------------------
-# Multi-host start-up
-
-
-def initialize_distributed(multihost: bool | None = None) -> bool:
-    """Calls jax.distributed.initialize() for multi-process runs; returns whether it did.
-
-    multihost=None decides from the environment: JAX_COORDINATOR_ADDRESS set means multi-process. The
-    explicit JAX_* variables are passed through; without them JAX auto-detects TPU pods and Slurm.
-    """
-    address = os.environ.get("JAX_COORDINATOR_ADDRESS")
-    if multihost is None:
-        multihost = bool(address)
-    if not multihost:
-        return False
-    # CPU processes need a collectives backend for cross-process all-reduces (no effect on GPU/TPU).
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    kwargs: dict[str, Any] = {}
-    if address:
-        kwargs["coordinator_address"] = address
-        for env, key in (("JAX_NUM_PROCESSES", "num_processes"), ("JAX_PROCESS_ID", "process_id")):
-            if os.environ.get(env):
-                kwargs[key] = int(os.environ[env])
-    jax.distributed.initialize(**kwargs)
-    logging.info("jax.distributed: process %d of %d, %d local / %d global devices", jax.process_index(),
-                 jax.process_count(), jax.local_device_count(), jax.device_count())
-    return True
-
-
-# -------------------------------------------------------------------------------------------------------
 # The loop
 
 
@@ -144,7 +115,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             state = trainer.reset_optimizer(state)
             logging.info("checkpoint.reset_optimizer: the optimizer state starts afresh at step %d", latest)
     elif config.checkpoint.init:
-        params, _ = checkpoints_lib.restore_params(config.checkpoint.init)
+        from electra_jax.checkpoint_formats import open_checkpoint
+
+        params = open_checkpoint(config.checkpoint.init, flag="--config.checkpoint.init").params
         state = trainer.state_from_params(params, config.train.seed)
         logging.info("continued pre-training from %s (fresh optimizer state, step 0)", config.checkpoint.init)
     else:
@@ -247,7 +220,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 # absl main
 
 
-def _define_flags() -> None:
+def define_flags() -> None:
+    """Defines this tool's flags (only when it runs as a program, so every tool imports side by side)."""
     from ml_collections import config_flags
 
     config_flags.DEFINE_config_file("config", None, "pre-training config file, e.g. configs/pretrain.py:small",
@@ -262,11 +236,11 @@ def _define_flags() -> None:
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    initialize_distributed(flags.FLAGS.multihost)
+    sharding_lib.initialize_distributed(flags.FLAGS.multihost)
     summary = train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
     logging.info("finished at step %d%s", summary["step"], " (preempted)" if summary["preempted"] else "")
 
 
 if __name__ == "__main__":
-    _define_flags()
+    define_flags()
     app.run(main)

@@ -17,11 +17,13 @@ generator has one attention head, which cannot be split over tensor=2.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from typing import Any
 
 import jax
 import numpy as np
+from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from electra_jax.tree_paths import path_keys
@@ -57,6 +59,31 @@ RULES: dict[str, tuple[tuple[str, Any], ...]] = {
         ("heads", "fsdp"),
     ),
 }
+
+
+def initialize_distributed(multihost: bool | None = None) -> bool:
+    """Calls jax.distributed.initialize() for multi-process runs; returns whether it did.
+
+    multihost=None decides from the environment: JAX_COORDINATOR_ADDRESS set means multi-process. The
+    explicit JAX_* variables are passed through; without them JAX auto-detects TPU pods and Slurm.
+    """
+    address = os.environ.get("JAX_COORDINATOR_ADDRESS")
+    if multihost is None:
+        multihost = bool(address)
+    if not multihost:
+        return False
+    # CPU processes need a collectives backend for cross-process all-reduces (no effect on GPU/TPU).
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    kwargs: dict[str, Any] = {}
+    if address:
+        kwargs["coordinator_address"] = address
+        for env, key in (("JAX_NUM_PROCESSES", "num_processes"), ("JAX_PROCESS_ID", "process_id")):
+            if os.environ.get(env):
+                kwargs[key] = int(os.environ[env])
+    jax.distributed.initialize(**kwargs)
+    logging.info("jax.distributed: process %d of %d, %d local / %d global devices", jax.process_index(),
+                 jax.process_count(), jax.local_device_count(), jax.device_count())
+    return True
 
 
 class ShardingError(ValueError):

@@ -53,7 +53,7 @@ RUNNER = textwrap.dedent(r"""
 
     from absl import app
     from electra_jax import pretrain
-    pretrain._define_flags()
+    pretrain.define_flags()
     sys.argv = ["pretrain"] + sys.argv[1:]
     app.run(pretrain.main)
 """)
