@@ -87,25 +87,6 @@ def build_models(config: Any, device: torch.device, attention_dropout: float | N
     return generator.train(), discriminator.train()
 
 
-def set_attention_dropout(models, rate: float) -> int:
-    """Sets the attention-probability dropout of every self-attention module; returns how many were set.
-
-    transformers passes `self.dropout.p` of each ElectraSelfAttention to SDPA as dropout_p, so this switches
-    the dropout of a built model without rebuilding it.
-    """
-    count = 0
-    for model in models:
-        for module in model.modules():
-            if type(module).__name__.endswith("SelfAttention") and isinstance(getattr(module, "dropout", None),
-                                                                               torch.nn.Dropout):
-                module.dropout.p = rate
-                count += 1
-    if not count:
-        raise RuntimeError("found no *SelfAttention module with a `dropout` layer: this transformers version "
-                           "lays out ELECTRA differently; update set_attention_dropout")
-    return count
-
-
 def unique_parameters(*modules) -> list[torch.nn.Parameter]:
     """Parameters of all modules with shared ones once (the embeddings belong to both networks)."""
     seen: dict[int, torch.nn.Parameter] = {}
@@ -278,10 +259,6 @@ class HFStep:
         self.run(count)
         self.warmup_s = time.perf_counter() - start
         return self.warmup_s
-
-    def set_attention_dropout(self, rate: float) -> None:
-        set_attention_dropout((self.generator, self.discriminator), rate)
-        self.attention_dropout = rate
 
     def loss(self) -> float:
         return float(self.last_loss) if self.last_loss is not None else float("nan")

@@ -127,18 +127,18 @@ def _group_label(key: tuple) -> str:
 
 
 TIMINGS_HEADER = ("| model | pass | implementation | variant | step ms (windows min–max) | tokens/s | "
-                  "MFU (measured peak) | peak GiB | warm-up s | vs fastest HF |")
+                  "MFU (measured peak) | peak GiB | compile s | vs fastest HF |")
 
 
 def _timing_line(row: dict[str, Any], key: tuple, fastest: float | None) -> str:
-    """One timed variant: median window and spread, throughput, MFU both ways, memory, warm-up (with compile)."""
+    """One timed variant: median window and spread, throughput, MFU both ways, memory, compile time."""
     mfu = row.get("mfu_datasheet")
     versus = row["tokens_per_sec"] / fastest if fastest else None
     return (f"| {_shape(row)} | {key[0]}{' +' + key[2] if key[2] else ''} | {row.get('impl')} | "
             f"{row.get('variant', '')} | {row['step_ms']:.1f} ({row['step_ms_min']:.1f}–{row['step_ms_max']:.1f}) | "
             f"{row['tokens_per_sec']:,.0f} | {_fmt(mfu, '.1f', 100.0)}{'%' if mfu is not None else ''} "
             f"({_fmt(row.get('mfu_measured_peak'), '.1f', 100.0)}%) | {_fmt(row.get('peak_memory_gb'), '.1f')} | "
-            f"{_fmt(row.get('warmup_s'), '.0f')} | {_fmt(versus, '.2f')}× |")
+            f"{_fmt(row.get('compile_s'), '.0f')} | {_fmt(versus, '.2f')}× |")
 
 
 def render_call(title: str, document: dict[str, Any]) -> str:

@@ -18,7 +18,7 @@ holds it equal on both sides):
   torch.compile was the fastest HF variant of the call's headline pass at that size).
 
 Each variant is timed once for --steps steps (windows of --window steps, one sync per window, after
---warmup untimed steps; torch.compile compiles during its warm-up, reported as warmup_s). Then the fastest HF
+--warmup untimed steps; torch.compile compiles during the first, reported as compile_s). Then the fastest HF
 variant of the pass and electra_jax alternate for --rounds rounds (order flipped every round, one untimed step
 before each window); the ratio is electra_jax tokens/s over HF tokens/s per round, and make_table.py reports
 the median over rounds with the spread.
@@ -150,11 +150,15 @@ class Driver:
         from electra_jax import flops as flops_lib
 
         start = time.perf_counter()
-        stepper.run(warmup)
+        stepper.run(1)  # torch.compile compiles here (forward and backward)
+        first_step_s = time.perf_counter() - start
+        stepper.run(max(warmup - 1, 0))
         warmup_s = time.perf_counter() - start
         with self.monitor.sampling() as samples:
             per_step = benchmark_lib.time_windows(stepper.run, self.args.steps, self.args.window)
         step_s = statistics.median(per_step)
+        if describe.get("compile", "none") != "none":  # torch.compile's time, apart: its first step less a timed one
+            extra = {**extra, "compile_s": first_step_s - step_s}
         flops = flops_lib.model_flops_per_step(self.config, self.shape["batch_size"], self.shape["seq_len"])
         datasheet = benchmark_lib.datasheet_peak_flops(describe["device"], self.config.model.dtype)
         peak = self.measured_peak()
@@ -162,7 +166,7 @@ class Driver:
             "kind": "measure", "stage": key, **describe, **extra,
             "step_ms": step_s * 1e3, "step_ms_min": min(per_step) * 1e3, "step_ms_max": max(per_step) * 1e3,
             "window_ms": [t * 1e3 for t in per_step], "steps": self.args.steps, "window": self.args.window,
-            "warmup": warmup, "warmup_s": warmup_s,
+            "warmup": warmup, "warmup_s": warmup_s, "first_step_s": first_step_s,
             "tokens_per_sec": self.shape["batch_size"] * self.shape["seq_len"] / step_s,
             "model_tflops_per_step": flops / 1e12,
             "mfu_datasheet": flops / step_s / datasheet if datasheet else None,
@@ -302,6 +306,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     call_info.configure_jax_memory(SIZES[args.size].get("jax_memory_cap_gib"))  # before JAX touches the GPU
+    import jax
+
+    # JAX's backend first, before torch is imported: JAX checks the CUDA libraries it finds loaded (cuDNN, cuBLAS)
+    # more strictly than torch does, so it loads its own choice first.
+    print(f"JAX devices: {jax.devices()}", file=sys.stderr, flush=True)
     Driver(args).run()
 
 

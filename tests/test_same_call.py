@@ -44,6 +44,7 @@ def test_smoke_run_writes_rows_rounds_profiles_and_the_table(tmp_path):
     assert not [r for r in rows if r["kind"] in ("error", "skipped")], [r.get("error") for r in rows]
     measured = {r["stage"]: r for r in rows if r["kind"] == "measure"}
     assert set(measured) == {"hf_eager", "hf_stock", "jax", "hf_compile"}
+    assert measured["hf_compile"]["compile_s"] > 0 and measured["jax"]["compile_s"] > 0  # reported apart
     for row in measured.values():
         missing = [field for field in REQUIRED_ROW_FIELDS if field not in row]
         assert not missing, (row["stage"], missing)
@@ -97,7 +98,7 @@ def _measure(stage, impl, tokens_per_sec, pass_name="headline", size="base", **e
     return {"kind": "measure", "stage": stage, "impl": impl, "variant": f"{stage} v", "pass": pass_name, "size": size,
             "batch_size": 64, "seq_len": 512, "tokens_per_sec": tokens_per_sec, "step_ms": step_ms,
             "step_ms_min": step_ms * 0.99, "step_ms_max": step_ms * 1.01, "mfu_datasheet": 0.3,
-            "mfu_measured_peak": 0.4, "peak_memory_gb": 20.0, "warmup_s": 1.0, "device": "gpu:NVIDIA H200",
+            "mfu_measured_peak": 0.4, "peak_memory_gb": 20.0, "compile_s": 30.0, "device": "gpu:NVIDIA H200",
             "flag_set": None, **extra}
 
 
