@@ -127,15 +127,17 @@ def gpu_memory_mib() -> float | None:
     return info.get("memory_total_mib") if info else None
 
 
-def configure_jax_memory(cap_gib: float | None) -> None:
-    """JAX shares the card with torch: no preallocation, and at most `cap_gib` (a fraction of the card) if given.
+def configure_jax_memory(cap_gb: float | None) -> None:
+    """JAX shares the card with torch: no preallocation, and at most `cap_gb` gigabytes (10^9 bytes: what an
+    "80 GB" card holds, with room to spare) as a fraction of the card, if given.
 
     Must run before JAX initializes its GPU backend; values already in the environment win.
     """
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-    total = gpu_memory_mib() if cap_gib else None
-    if cap_gib and total:
-        os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", f"{min(0.95, cap_gib * 1024 / total):.3f}")
+    total_mib = gpu_memory_mib() if cap_gb else None
+    if cap_gb and total_mib:
+        fraction = min(0.95, cap_gb * 1e9 / (total_mib * 2**20))
+        os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", f"{fraction:.3f}")
 
 
 def measure_peak(dtype: str, repeats: int = 10) -> dict[str, Any]:

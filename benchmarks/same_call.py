@@ -53,7 +53,7 @@ import make_table  # noqa: E402
 SIZES = {
     "small": {"config": "configs/pretrain.py:small,fast", "batch_size": 128, "seq_len": 128},
     "base": {"config": "configs/pretrain.py:base,fast", "batch_size": 64, "seq_len": 512},
-    "large": {"config": "configs/pretrain.py:large,fast", "batch_size": 32, "seq_len": 512, "jax_memory_cap_gib": 80},
+    "large": {"config": "configs/pretrain.py:large,fast", "batch_size": 32, "seq_len": 512, "jax_memory_cap_gb": 80},
 }
 # Steps per alternating window: about 1.5-2 s of HF time at each size (the 2026-11-26 H200 step times).
 ROUND_STEPS = {"small": 30, "base": 12, "large": 8}
@@ -305,7 +305,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    call_info.configure_jax_memory(SIZES[args.size].get("jax_memory_cap_gib"))  # before JAX touches the GPU
+    call_info.configure_jax_memory(SIZES[args.size].get("jax_memory_cap_gb"))  # before JAX touches the GPU
     import jax
 
     # JAX's backend first, before torch is imported: JAX checks the CUDA libraries it finds loaded (cuDNN, cuBLAS)

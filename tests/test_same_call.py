@@ -243,6 +243,19 @@ def test_nvidia_smi_samples_are_parsed_and_summarized(tmp_path, monkeypatch):
     assert samples and samples[0]["sm_clock_mhz"] == 1980.0
 
 
+def test_jax_is_capped_at_80_gb_of_the_card_and_not_preallocated(tmp_path, monkeypatch):
+    call_info = _load_script("call_info")
+    fake = tmp_path / "nvidia-smi"  # an H200's memory.total in MiB
+    fake.write_text("#!/bin/sh\necho '143771'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    monkeypatch.delenv("XLA_PYTHON_CLIENT_MEM_FRACTION", raising=False)
+    monkeypatch.delenv("XLA_PYTHON_CLIENT_PREALLOCATE", raising=False)
+    call_info.configure_jax_memory(80)
+    assert os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+    assert os.environ["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.531"  # 80e9 B / (143771 * 2**20 B)
+
+
 def test_commit_comes_from_the_environment_or_git(monkeypatch):
     call_info = _load_script("call_info")
     monkeypatch.setenv("COMMIT", "abc123")
