@@ -60,16 +60,21 @@ def summarize(events, steps: int, on_gpu: bool, top: int = 12) -> dict[str, Any]
     cpu_us: collections.Counter = collections.Counter()
     kernel_us: collections.Counter = collections.Counter()
     kernel_calls: collections.Counter = collections.Counter()
+    events = list(events)
+    device_events = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]
+    # Kernels come as events of their own in current torch; older versions only attach them to the CPU op.
+    kernels = [(e.name, e.time_range.elapsed_us()) for e in device_events] or [
+        (k.name, k.duration) for e in events for k in getattr(e, "kernels", [])]
+    for name, duration in kernels:
+        kernel_us[name] += duration
+        kernel_calls[name] += 1
     for event in events:
-        duration = event.time_range.elapsed_us()
         if event.device_type == torch.autograd.DeviceType.CUDA:
-            kernel_us[event.name] += duration
-            kernel_calls[event.name] += 1
-        else:
-            cpu_ops[event.name] += 1
-            cpu_us[event.name] += event.self_cpu_time_total
-            if event.name == DEVICE_READ and not _inside(event, "Optimizer.step"):
-                reads_outside_optimizer += 1
+            continue
+        cpu_ops[event.name] += 1
+        cpu_us[event.name] += event.self_cpu_time_total
+        if event.name == DEVICE_READ and not _inside(event, "Optimizer.step"):
+            reads_outside_optimizer += 1
     per = max(steps, 1)
     syncs = sum(cpu_ops[name] for name in SYNC_CALLS)
     sdpa = {name: count / per for name, count in sorted(cpu_ops.items())

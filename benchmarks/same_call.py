@@ -36,6 +36,7 @@ import json
 import os
 import statistics
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -250,7 +251,7 @@ class Driver:
         title = f"{self.args.size}: {self.rows[hf_key]['impl']}, {self.rows[hf_key]['variant']}"
         (out / f"hf_profile_{self.args.size}.md").write_text(hf_profile.to_markdown(summary, title))
         self.write({"kind": "hf_profile", "stage": "profile", "hf_stage": hf_key, **summary})
-        trace_dir = out / f"jax_profile_{self.args.size}"
+        trace_dir = Path(tempfile.mkdtemp(prefix="jax_profile_"))  # nested folders would not come back from $OUT
         self.steppers["jax"].profile(str(trace_dir), 3)
         jax_summary = profile_summary.load(str(trace_dir), steps=3)
         (out / f"profile_{self.args.size}.md").write_text(profile_summary.to_markdown(jax_summary) + "\n")

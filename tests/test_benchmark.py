@@ -236,6 +236,33 @@ def test_hf_step_reads_no_device_value_and_calls_sdpa_once_per_layer(baseline, h
     assert "SDPA dispatch per step" in text and "0 outside the optimizer" in text
 
 
+def test_hf_profile_summary_of_a_gpu_trace_by_hand(hf_profile):
+    """The GPU path of the summary on hand-made profiler events: two steps, counted by hand."""
+    import types
+
+    import torch
+
+    cpu, cuda = torch.autograd.DeviceType.CPU, torch.autograd.DeviceType.CUDA
+
+    def event(name, device=cpu, us=10.0, parent=None):
+        return types.SimpleNamespace(name=name, device_type=device, self_cpu_time_total=us, cpu_parent=parent,
+                                     time_range=types.SimpleNamespace(elapsed_us=lambda: us), kernels=[])
+
+    optimizer = event("Optimizer.step#AdamW.step")
+    events = ([event("aten::_scaled_dot_product_flash_attention") for _ in range(4)]
+              + [event("aten::_local_scalar_dense", parent=optimizer) for _ in range(2)]
+              + [event("aten::_local_scalar_dense"), event("cudaDeviceSynchronize"), optimizer]
+              + [event("flash_fwd_kernel", cuda, 100.0) for _ in range(4)]
+              + [event("sm90_xmma_gemm_bf16", cuda, 50.0) for _ in range(6)])
+    summary = hf_profile.summarize(events, steps=2, on_gpu=True)
+    assert summary["sdpa_ops_per_step"] == {"aten::_scaled_dot_product_flash_attention": 2.0}
+    assert summary["attention_kernels_per_step"] == {"flash_fwd_kernel": 2.0}
+    assert summary["device_reads_per_step"] == 1.5 and summary["device_reads_outside_optimizer_per_step"] == 0.5
+    assert summary["cuda_syncs_per_step"] == 0.0  # the one synchronize ends the profiled window
+    assert summary["kernel_launches_per_step"] == 5.0 and summary["device_ms_per_step"] == pytest.approx(0.35)
+    assert summary["top"][0] == {"name": "flash_fwd_kernel", "ms_per_step": 0.2, "calls_per_step": 2.0}
+
+
 def test_hf_step_refuses_a_padded_batch(baseline):
     import torch
 
