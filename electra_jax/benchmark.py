@@ -37,17 +37,10 @@ def synthetic_batch(batch_size: int, seq_len: int, vocab_size: int, config: Any,
 
     Pre-training examples are packed to the full length, so no padding is the representative case.
     """
-    rng = np.random.default_rng(seed)
-    d = config.data
-    first_word = max(d.pad_id, d.unk_id, d.cls_id, d.sep_id, d.mask_id) + 1
-    ids = rng.integers(first_word, vocab_size, size=(batch_size, seq_len), dtype=np.int32)
-    middle = seq_len // 2
-    ids[:, 0] = d.cls_id
-    ids[:, middle] = d.sep_id
-    ids[:, -1] = d.sep_id
-    segments = np.zeros((batch_size, seq_len), np.int32)
-    segments[:, middle + 1:] = 1
-    return {"input_ids": ids, "input_mask": np.ones((batch_size, seq_len), np.int32), "segment_ids": segments}
+    from electra_jax.data.pipeline import synthetic_batches
+
+    return next(synthetic_batches(per_host_batch_size=batch_size, seq_len=seq_len, vocab_size=vocab_size, seed=seed,
+                                  special_ids=config_lib.special_ids(config), full_length=True))
 
 
 # Dense bf16 tensor-core peaks from NVIDIA's datasheets (without sparsity), by a substring of the device name.
