@@ -37,42 +37,41 @@ def _save_checkpoint(output_dir: str, params, config, vocab: str | None) -> None
     checkpoints.save_params(output_dir, params, config)
 
 
-def run(command: str, flags_values: Any) -> None:
-    """Runs one subcommand with the parsed flags (an object with the attributes defined in `_define_flags`)."""
-    f = flags_values
+def run(command: str, args: Any) -> None:
+    """Runs one subcommand with the parsed flags (an object with the attributes `define_flags` defines)."""
     if command == "to_hf":
-        _require(f, "checkpoint", "output_dir")
-        params, config = _open(f.checkpoint)
-        written = save_hf(params, config, f.output_dir, vocab_path=f.vocab, dtype=f.dtype,
-                          discriminator_only=f.discriminator_only, tokenizer_class=f.tokenizer_class)
+        _require(args, "checkpoint", "output_dir")
+        params, config = _open(args.checkpoint)
+        written = save_hf(params, config, args.output_dir, vocab_path=args.vocab, dtype=args.dtype,
+                          discriminator_only=args.discriminator_only, tokenizer_class=args.tokenizer_class)
         for name, folder in written.items():
             print(f"wrote {name}: {folder}")
         if "discriminator" not in written:
             print("note: a masked-LM baseline has no discriminator; fine-tune from the generator folder's encoder")
-        if f.check:
-            check_parity(params, config, f.output_dir, f.tolerance)
+        if args.check:
+            check_parity(params, config, args.output_dir, args.tolerance)
     elif command == "from_hf":
-        _require(f, "input", "output_dir")
-        params, config = load_hf(f.input, f.generator)
+        _require(args, "input", "output_dir")
+        params, config = load_hf(args.input, args.generator)
         vocab = config.data.vocab or None
-        _save_checkpoint(f.output_dir, params, config, vocab)
+        _save_checkpoint(args.output_dir, params, config, vocab)
         what = "discriminator + generator" if has_generator(params) else (
             "masked-LM model" if config.objective.kind == "mlm" else "discriminator only (for fine-tuning)")
-        print(f"wrote {what} to {f.output_dir}" + ("" if vocab else " (no vocabulary found in the HF folder)"))
-        if f.check:
-            folders = ({"generator": f.input} if config.objective.kind == "mlm"
-                       else {"discriminator": f.input, "generator": f.generator})
-            check_parity(params, config, None, f.tolerance, folders=folders)
+        print(f"wrote {what} to {args.output_dir}" + ("" if vocab else " (no vocabulary found in the HF folder)"))
+        if args.check:
+            folders = ({"generator": args.input} if config.objective.kind == "mlm"
+                       else {"discriminator": args.input, "generator": args.generator})
+            check_parity(params, config, None, args.tolerance, folders=folders)
     elif command == "from_tf":
-        _require(f, "input", "output_dir")
-        params, config, report = from_tf_checkpoint(f.input, f.num_heads, f.generator_num_heads)
+        _require(args, "input", "output_dir")
+        params, config, report = from_tf_checkpoint(args.input, args.num_heads, args.generator_num_heads)
         print(report.summary())
-        _save_checkpoint(f.output_dir, params, config, f.vocab)
-        print(f"wrote {f.output_dir}")
+        _save_checkpoint(args.output_dir, params, config, args.vocab)
+        print(f"wrote {args.output_dir}")
     elif command == "check":
-        _require(f, "checkpoint", "hf_dir")
-        params, config = _open(f.checkpoint)
-        check_parity(params, config, f.hf_dir, f.tolerance)
+        _require(args, "checkpoint", "hf_dir")
+        params, config = _open(args.checkpoint)
+        check_parity(params, config, args.hf_dir, args.tolerance)
     else:
         raise ValueError(f"unknown command {command!r}; choose one of {list(COMMANDS)}")
 
@@ -84,8 +83,8 @@ def _open(path: str):
     return checkpoint.params, checkpoint.config
 
 
-def _require(f, *names: str) -> None:
-    missing = [f"--{n}" for n in names if not getattr(f, n)]
+def _require(args, *names: str) -> None:
+    missing = [f"--{name}" for name in names if not getattr(args, name)]
     if missing:
         raise ValueError(f"this command needs {' and '.join(missing)}")
 
