@@ -22,7 +22,7 @@ and for SQuAD the dev predictions.
 from electra_jax.finetune.model import FinetuneModel, apply_checkpoint_model, merge_pretrained
 from electra_jax.finetune.task import DataFormatError, Task, TaskData
 from electra_jax.finetune.tasks import TASKS, get_task, register
-from electra_jax.finetune.train import FinetuneProgram, seeds_of, train_and_evaluate
+from electra_jax.finetune.train import FinetuneProgram, TaskSession, seeds_of, train_and_evaluate
 
-__all__ = ["TASKS", "DataFormatError", "FinetuneModel", "FinetuneProgram", "Task", "TaskData",
+__all__ = ["TASKS", "DataFormatError", "FinetuneModel", "FinetuneProgram", "Task", "TaskData", "TaskSession",
            "apply_checkpoint_model", "get_task", "merge_pretrained", "register", "seeds_of", "train_and_evaluate"]

@@ -293,6 +293,72 @@ def _tokenizer_for(config: ml_collections.ConfigDict, checkpoint) -> Any:
     return make_tokenizer(vocab, lower_case=config.data.lower_case)
 
 
+class TaskSession:
+    """One task's featurized data, Trainer and compiled steps, for any number of (pre-trained weights, seed) runs
+    of one network.
+
+    `train_and_evaluate` is one session; an experiment that fine-tunes many checkpoints of the same network on a
+    task builds one session per task (one featurization, one compile) and calls `fine_tune` for each.
+    """
+
+    def __init__(self, config: ml_collections.ConfigDict, tokenizer, task: Task | None = None):
+        self.config = config
+        self.task = task if task is not None else tasks_lib.get_task(config.task)
+        start = time.time()
+        self.data = prepare_data(self.task, config, tokenizer)
+        logging.info("task %s: %d training rows (%d examples), %d dev rows, featurized in %.1f s", self.task.name,
+                     self.data.num_train, self.data.num_train_examples, self.data.num_dev, time.time() - start)
+        steps_per_epoch = self.data.num_train // config.train.batch_size
+        if steps_per_epoch == 0:
+            raise ValueError(f"{self.data.num_train} training examples do not fill one batch of "
+                             f"{config.train.batch_size}; lower --config.train.batch_size")
+        program = FinetuneProgram(config, self.task, self.data, total_steps=steps_per_epoch * config.train.epochs)
+        self.trainer = train_state_lib.Trainer(config, sharding_lib.make_mesh(config.mesh), program)
+        self.compiled = self.trainer.compile(config.train.batch_size, log_memory=False,
+                                             eval_batch_size=config.train.eval_batch_size)
+
+    def fine_tune(self, workdir: str, pretrained: dict | None = None, seeds: list[int] | None = None,
+                  init: str | None = None) -> dict:
+        """Fine-tunes (or resumes) every seed from `pretrained` (None: from scratch) and writes workdir/results.json.
+
+        Returns its contents, or {"preempted": True, ...} (no results.json) when a SIGTERM stopped a seed.
+        """
+        config, task, data = self.config, self.task, self.data
+        seeds = seeds if seeds is not None else seeds_of(config)
+        root = checkpoints_lib.as_path(workdir)
+        if jax.process_index() == 0:
+            root.mkdir(parents=True, exist_ok=True)
+        start = time.time()
+        per_seed = []
+        for seed in seeds:
+            run_dir = str(root if len(seeds) == 1 else root / f"seed_{seed}")
+            outcome = run_seed(self.trainer, self.compiled, task, data, config, seed, run_dir, pretrained)
+            if outcome["preempted"]:
+                return {"task": task.name, "preempted": True, "seed": seed}
+            history = outcome["history"]
+            per_seed.append({"seed": seed, "epochs": history,
+                             "best": _best(history, task.metrics, config.train.select_best_epoch)})
+            if config.checkpoint.save_final:
+                final = root / ("final" if len(seeds) == 1 else f"final_seed_{seed}")
+                checkpoints_lib.save_params(str(final), outcome["params"], config)
+        metrics = [m for m in task.metrics if m in per_seed[0]["best"]]
+        results: dict[str, Any] = {"task": task.name, "metrics": metrics}
+        if len(per_seed) == 1:
+            results["epochs"] = per_seed[0]["epochs"]
+            results["best"] = per_seed[0]["best"]
+        else:
+            results["seeds"] = per_seed
+            results["epochs"] = [{"epoch": e + 1, "dev": _median([s["epochs"][e]["dev"] for s in per_seed])}
+                                 for e in range(len(per_seed[0]["epochs"]))]
+            results["best"] = _median([s["best"] for s in per_seed])  # the median over seeds, as the README reports
+        results["init"] = init or None
+        results["train_examples"] = data.num_train_examples
+        results["seconds"] = round(time.time() - start, 1)
+        if jax.process_index() == 0:
+            (root / RESULTS_FILE).write_text(json.dumps(results, indent=2))
+        return results
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, init: str | None = None) -> dict:
     """Fine-tunes config.task (once per seed) and writes workdir/results.json; returns its contents.
 
@@ -301,7 +367,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, init: st
     rerunning the same command resumes it.
     """
     init = init or config.checkpoint.init
-    task = tasks_lib.get_task(config.task)
     checkpoint = None
     if init:
         from electra_jax.checkpoint_formats import open_checkpoint
@@ -317,52 +382,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, init: st
                          f"model's table has {config.model.vocab_size}: pass the vocabulary it was pre-trained with")
     config.model.padded_vocab_size = 0
     config_lib.finalize(config)
-
-    root = checkpoints_lib.as_path(workdir)
-    if jax.process_index() == 0:
-        root.mkdir(parents=True, exist_ok=True)
-    start = time.time()
-    data = prepare_data(task, config, tokenizer)
-    logging.info("task %s: %d training rows (%d examples), %d dev rows, featurized in %.1f s", task.name,
-                 data.num_train, data.num_train_examples, data.num_dev, time.time() - start)
-    steps_per_epoch = data.num_train // config.train.batch_size
-    if steps_per_epoch == 0:
-        raise ValueError(f"{data.num_train} training examples do not fill one batch of {config.train.batch_size}; "
-                         "lower --config.train.batch_size")
-    mesh = sharding_lib.make_mesh(config.mesh)
-    program = FinetuneProgram(config, task, data, total_steps=steps_per_epoch * config.train.epochs)
-    trainer = train_state_lib.Trainer(config, mesh, program)
-    compiled = trainer.compile(config.train.batch_size, log_memory=False,
-                               eval_batch_size=config.train.eval_batch_size)
+    session = TaskSession(config, tokenizer)
     pretrained = nn.unbox(checkpoint.params) if checkpoint is not None else None
-
-    seeds = seeds_of(config)
-    per_seed = []
-    for seed in seeds:
-        run_dir = str(root if len(seeds) == 1 else root / f"seed_{seed}")
-        outcome = run_seed(trainer, compiled, task, data, config, seed, run_dir, pretrained)
-        if outcome["preempted"]:
-            return {"task": task.name, "preempted": True, "seed": seed}
-        history = outcome["history"]
-        per_seed.append({"seed": seed, "epochs": history,
-                         "best": _best(history, task.metrics, config.train.select_best_epoch)})
-        if config.checkpoint.save_final:
-            final = root / ("final" if len(seeds) == 1 else f"final_seed_{seed}")
-            checkpoints_lib.save_params(str(final), outcome["params"], config)
-
-    metrics = [m for m in task.metrics if m in per_seed[0]["best"]]
-    results: dict[str, Any] = {"task": task.name, "metrics": metrics}
-    if len(per_seed) == 1:
-        results["epochs"] = per_seed[0]["epochs"]
-        results["best"] = per_seed[0]["best"]
-    else:
-        results["seeds"] = per_seed
-        results["epochs"] = [{"epoch": e + 1, "dev": _median([s["epochs"][e]["dev"] for s in per_seed])}
-                             for e in range(len(per_seed[0]["epochs"]))]
-        results["best"] = _median([s["best"] for s in per_seed])  # the median over seeds, as the README reports
-    results["init"] = init or None
-    results["train_examples"] = data.num_train_examples
-    results["seconds"] = round(time.time() - start, 1)
-    if jax.process_index() == 0:
-        (root / RESULTS_FILE).write_text(json.dumps(results, indent=2))
-    return results
+    return session.fine_tune(workdir, pretrained, init=init)
