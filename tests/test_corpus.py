@@ -522,6 +522,11 @@ def test_command_end_to_end_on_a_fake_cache(tmp_path, uncased_vocab):
         assert stats["totals"][split]["sentences"] == sum(len(d) for d in docs)
         assert stats["totals"][split]["characters"] == sum(len(s) for d in docs for s in d)
 
+    table = subprocess.run([sys.executable, "-m", "electra_jax.corpus", f"--table={stats_path}"], cwd=REPO,
+                           capture_output=True, text=True, timeout=120).stdout.splitlines()
+    assert len(table) == 2 + 3 + 1  # header, separator, a row per source, the total
+    assert table[-1].startswith("| **total** |") and f"| {stats['totals']['train']['tokens']:,} |" in table[-1]
+
     # Token counts against HF transformers' BERT tokenizer on the written lines.
     transformers = pytest.importorskip("transformers")
     bert = transformers.BertTokenizer.from_pretrained(str(uncased_vocab.parent))

@@ -9,6 +9,7 @@ cached under --cache_dir and reused. --list_sources prints the sources; --source
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -51,15 +52,19 @@ def _define_flags() -> None:
     flags.DEFINE_bool("offline", False, "Run no apt or dpkg command: use the packages already unpacked in "
                       "--cache_dir (a cache copied from a machine that built the corpus).")
     flags.DEFINE_bool("list_sources", False, "Print the sources and exit.")
+    flags.DEFINE_string("table", "", "Print the Markdown table of a corpus_stats.json (docs/EVIDENCE.md's) and exit.")
 
 
 def main(argv: Sequence[str]) -> None:
-    from electra_jax.corpus.build import BuildOptions, build_corpus
+    from electra_jax.corpus.build import BuildOptions, build_corpus, stats_table
     from electra_jax.corpus.debian import DebianFetcher
     from electra_jax.corpus.sources import SOURCES, SOURCES_BY_NAME
 
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if FLAGS.table:
+        print(stats_table(json.loads(Path(FLAGS.table).read_text())), end="")
+        return
     if FLAGS.list_sources:
         for source in SOURCES:
             print(f"{source.name:24} {source.kind:13} {source.family:8} Debian package {source.package}")

@@ -107,8 +107,8 @@ def build_corpus(output_dir: str | Path, sources: Sequence[Source], fetcher: Deb
         licence_package = packages[source.licence_from or source.package]
         copyright_path = copyright_file(licence_package.root, licence_package.name)
         counts = DedupCounts()
-        kept = (Document(d.key, sentences) for d in read_source(source, {n: p.root for n, p in packages.items()})
-                if (sentences := deduplicator.filter(d.sentences, counts)))
+        read = (d for d in read_source(source, {n: p.root for n, p in packages.items()}) if d.sentences)
+        kept = (Document(d.key, sentences) for d in read if (sentences := deduplicator.filter(d.sentences, counts)))
         source_splits: dict[str, list[Document]] = {split: [] for split in SPLITS}
         not_english = 0
         for document in join_short_documents(kept, options.min_document_chars):
@@ -160,6 +160,23 @@ def build_corpus(output_dir: str | Path, sources: Sequence[Source], fetcher: Deb
     }
     (out / "corpus_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     return stats
+
+
+def stats_table(stats: dict[str, Any]) -> str:
+    """The per-source statistics as a Markdown table (docs/EVIDENCE.md's)."""
+    lines = ["| source | Debian package (version) | licence | kind, markup | train documents | train sentences | "
+             "train characters | train tokens | held-out documents | held-out tokens |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    rows = [*stats["sources"], {"name": "**total**", "train": stats["totals"]["train"],
+                                "heldout": stats["totals"]["heldout"]}]
+    for entry in rows:
+        train, heldout = entry["train"], entry["heldout"]
+        package = f"{entry['package']} ({entry['version']})" if "package" in entry else ""
+        kind = f"{entry['kind']}, {entry['markup']}" if "kind" in entry else ""
+        lines.append(f"| {entry['name']} | {package} | {entry.get('licence', '')} | {kind} | {train['documents']:,} | "
+                     f"{train['sentences']:,} | {train['characters']:,} | {train.get('tokens', 0):,} | "
+                     f"{heldout['documents']:,} | {heldout.get('tokens', 0):,} |")
+    return "\n".join(lines) + "\n"
 
 
 def _tokenizer_description(tokenizer: Any) -> str:
