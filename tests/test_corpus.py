@@ -213,6 +213,13 @@ result to the standard output.
 
    *Note Exit Status: Status, for the codes it returns.
 
+'-U NAME'
+'--undefine=NAME'
+     This deletes any predefined meaning NAME might have.
+
+ -- Function: frob (FILE)
+     Frobnicates FILE in place.
+
    ---------- Footnotes ----------
 
    (1) A footnote is prose too.
@@ -231,7 +238,8 @@ def test_info_nodes_become_documents():
         ["This manual documents Foo, a program that frobnicates files."],
         ["The program reads its input from a file (see Files) and writes the result to the standard output.",
          "Each option is read before any file is opened.", "Options may be abbreviated.",
-         "See Exit Status, for the codes it returns.", "A footnote is prose too."]]
+         "See Exit Status, for the codes it returns.", "This deletes any predefined meaning NAME might have.",
+         "Frobnicates FILE in place.", "A footnote is prose too."]]
 
 
 GCIDE_ENTRY = """Accredit \\Ac*cred"it\\, v. t. [imp. & p. p. {Accredited}; p. pr.

@@ -13,6 +13,7 @@ from electra_jax.corpus.text import prose_sentences
 
 _UNDERLINE = re.compile(r"^\s*([=\-.*_~])\1{2,}\s*$")
 _MENU_ENTRY = re.compile(r"^\* [^:]+::|^\* [^:]+:\s*\S[^.]*\.")
+_DEFINITION_HEADER = re.compile(r"^\s*-- [\w ]+: ")  # "-- Function: name ARGS", "-- Variable: NAME"
 _FOOTNOTES = re.compile(r"^\s*-+ Footnotes -+\s*$")
 _BULLET = re.compile(r"^\s*(?:[*\u2022-]|\d+\.|[a-z]\.|\(\d+\))\s+")
 _NOTE_WITH_LABEL = re.compile(r"\*([Nn])ote\s+([^:*]+?):\s*(?:\([^)]*\))?[^.,:*]*?([.,]|$)")
@@ -23,6 +24,10 @@ def _cross_references(text: str) -> str:
     text = _NOTE.sub(lambda m: ("See " if m.group(1) == "N" else "see ") + m.group(2), text)
     return _NOTE_WITH_LABEL.sub(lambda m: ("See " if m.group(1) == "N" else "see ") + m.group(2) + m.group(3),
                                 text)
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
 
 
 def _node_paragraphs(node: str) -> list[str]:
@@ -36,8 +41,15 @@ def _node_paragraphs(node: str) -> list[str]:
             continue
         if block_lines[0].strip() == "* Menu:" or _MENU_ENTRY.match(block_lines[0]):
             continue  # a menu (or the rest of one after a blank line)
+        # A table entry: its term lines ('-U NAME', '--undefine=NAME') stand left of the indented description.
+        description_indent = _indent(block_lines[-1])
+        while (len(block_lines) > 1 and description_indent >= 5 and _indent(block_lines[0]) < description_indent
+               and not _BULLET.match(block_lines[0])):
+            block_lines = block_lines[1:]
         current: list[str] = []
         for line in block_lines:
+            if _DEFINITION_HEADER.match(line):
+                continue
             if _UNDERLINE.match(line):
                 current = current[:-1]  # and the heading above it
                 continue
