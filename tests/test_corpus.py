@@ -82,6 +82,7 @@ def test_prose_tests():
     assert text.is_sentence("For example:")
     assert not text.is_sentence("Copying files") and not text.is_sentence("foo(bar)")
     assert not text.is_sentence("Figure 6.10.") and not text.is_sentence("Example 11-4.")
+    assert text.is_sentence("word " * 199 + "end.") and not text.is_sentence("word " * 200 + "end.")  # 1,000 chars
     assert text.looks_like_prose("The program reads its input from a file and writes the result.")
     assert not text.looks_like_prose("x = y + 1; z = f(x); w = [1, 2, 3];")  # mostly symbols
     assert not text.looks_like_prose("Der Hund ist nicht hier und die Katze ist auch weg.")  # not English
@@ -450,8 +451,11 @@ def test_licence_summary():
     dep5 = ("Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\nUpstream-Name: x\n\n"
             "Files: *\nCopyright: 2001 Someone\nLicense: GPL-2+\n\nFiles: debian/*\nLicense: MIT\n")
     assert licence_summary(dep5) == "GPL-2+"
-    assert licence_summary("Permission is granted under the GNU Free Documentation License, Version 1.3.") == "GFDL"
-    assert licence_summary("The copyright for the text has expired since 1611.") == "public domain"
+    no_star = ("Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n"
+               "Files: C*.md\n src/*\nLicense: MIT or Apache-2.0\n\nFiles: fonts/*\nLicense: SIL-OPEN-FONT\n")
+    assert licence_summary(no_star) == "MIT or Apache-2.0"  # the first Files stanza
+    assert licence_summary("Copying is permitted under the GNU Free Documentation License.") == "names GFDL"
+    assert licence_summary("The program is GPL; the copyright for the text has expired.") == "names GPL, public domain"
     assert licence_summary("All rights reserved.").startswith("unknown")
 
 

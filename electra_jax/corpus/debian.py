@@ -155,16 +155,15 @@ def copyright_file(root: Path, name: str) -> Path | None:
 
 
 def licence_summary(text: str) -> str:
-    """A short licence name from a copyright file: the `Files: *` stanza's License in the machine-readable
-    (DEP-5) format, else the licences the text names."""
+    """A short licence name from a copyright file: in the machine-readable (DEP-5) format, the License of the
+    `Files: *` stanza, else of the first Files stanza (the upstream work); otherwise "names X, Y": the licences a
+    free-form file mentions."""
     if re.match(r"Format:\s*\S*copyright-format", text):
-        for stanza in re.split(r"\n\s*\n", text):
-            if re.search(r"^Files:\s*\*\s*$", stanza, re.MULTILINE):
-                match = re.search(r"^License:\s*(.+)$", stanza, re.MULTILINE)
-                if match:
-                    return match.group(1).strip()
-        licences = re.findall(r"^License:\s*(.+)$", text, re.MULTILINE)
-        if licences:
-            return " and ".join(dict.fromkeys(lic.strip() for lic in licences))
+        stanzas = [stanza for stanza in re.split(r"\n\s*\n", text)
+                   if re.search(r"^Files:", stanza, re.MULTILINE) and re.search(r"^License:", stanza, re.MULTILINE)]
+        main = [stanza for stanza in stanzas if re.search(r"^Files:\s*\*\s*$", stanza, re.MULTILINE)] or stanzas
+        if main:
+            return re.search(r"^License:\s*(.+)$", main[0], re.MULTILINE).group(1).strip()
     named = [label for pattern, label in _KNOWN_LICENCES if re.search(pattern, text, re.IGNORECASE)]
-    return " and ".join(named) if named else "unknown (see the copyright file)"
+    # A free-form copyright file: every licence it names (parts of a package can differ), marked as such.
+    return "names " + ", ".join(named) if named else "unknown (see the copyright file)"

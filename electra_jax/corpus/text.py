@@ -59,10 +59,12 @@ def looks_like_prose(text: str, min_english_share: float = 0.15, min_words: int 
     return english_share(text) >= min_english_share and code_share <= max_code_share
 
 
-def is_sentence(text: str) -> bool:
-    """True when `text` ends as a sentence does (. ! ? or :, then closing quotes or brackets) and is not a
-    caption's number ("Figure 6.10."): not a heading, a label or a line of a list of names."""
-    return _SENTENCE_FINAL.search(text) is not None and _CAPTION.match(text) is None
+def is_sentence(text: str, max_chars: int = 1000) -> bool:
+    """True when `text` ends as a sentence does (. ! ? or :, then closing quotes or brackets), is not a caption's
+    number ("Figure 6.10.") and is not over `max_chars` long: not a heading, a label, a line of a list of names,
+    or a table flattened into one run-on line."""
+    return (len(text) <= max_chars and _SENTENCE_FINAL.search(text) is not None
+            and _CAPTION.match(text) is None)
 
 
 def prose_sentences(paragraphs: list[str]) -> list[str]:
