@@ -45,6 +45,7 @@ import numpy as np
 
 from electra_jax import attention as attention_lib
 from electra_jax.config import finalize_model
+from electra_jax.tree_paths import path_name
 
 PAD_LOGIT = -1e9
 
@@ -488,8 +489,7 @@ def count_params(params, config: Any = None, exclude_vocab_padding: bool = True)
     if config is not None and exclude_vocab_padding:
         cfg = ModelConfig.from_config(config)
         pad = cfg.padded_vocab_size - cfg.vocab_size
-        flat = {"/".join(str(getattr(k, "key", k)) for k in path): leaf
-                for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]}
+        flat = {path_name(path): leaf for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]}
         for name, leaf in flat.items():
             if name.endswith("word_embeddings"):
                 total -= pad * leaf.shape[1]
@@ -560,13 +560,13 @@ TWO_TOWER_EXPORT_NOTE = ("Electric's two-tower cloze generator (objective.kind='
                          "class, so only the discriminator (an ordinary ElectraForPreTraining) is exported")
 
 
-def discriminator_params(params: dict, config: Any) -> dict:
+def discriminator_params(params: dict) -> dict:
     """The discriminator alone in the plain ELECTRA layout (`embeddings`, `discriminator`, its head): what
-    fine-tuning and export start from. Under GDES its `embeddings` are the merged tables E_generator + E_delta
-    with its own LayerNorm, which is what it computes with, so its logits do not change."""
-    cfg = ModelConfig.from_config(config)
+    fine-tuning and export start from. Under GDES (a `discriminator_embeddings` subtree) its `embeddings` are the
+    merged tables E_generator + E_delta with its own LayerNorm, which is what it computes with, so its logits do
+    not change."""
     disc = {k: v for k, v in params.items() if k not in _GENERATOR_KEYS + ("discriminator_embeddings",)}
-    if cfg.embedding_sharing == "gdes":
+    if "discriminator_embeddings" in params:
         shared, own = params["embeddings"], params["discriminator_embeddings"]
         disc["embeddings"] = {name: np.asarray(shared[name]) + np.asarray(own[f"{name}_delta"])
                               for name in ("word_embeddings", "position_embeddings", "token_type_embeddings")}
@@ -591,7 +591,7 @@ def hf_export_layouts(params: dict, config: Any) -> tuple[tuple[dict, ModelConfi
         return (params, cfg), (params, cfg)
     plain = dataclasses.replace(cfg, two_tower_generator=False, embedding_sharing="tied",
                                 untied_generator_embeddings=False)
-    disc = discriminator_params(params, cfg)
+    disc = discriminator_params(params)
     if cfg.two_tower_generator:
         logging.warning(TWO_TOWER_EXPORT_NOTE)
         return (disc, plain), None

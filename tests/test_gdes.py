@@ -275,15 +275,22 @@ def test_resumed_run_equals_an_uninterrupted_one(tmp_path):
 
 
 def test_fine_tuning_starts_from_the_discriminator_s_merged_tables(tmp_path):
-    """finetune --init of a GDES checkpoint reads E_generator + E_delta and the discriminator's own LayerNorm."""
+    """finetune --init of a GDES checkpoint: FinetuneModel.encode equals the GDES discriminator_hidden (the
+    merged tables E_generator + E_delta and the discriminator's own LayerNorm, not the generator's block)."""
     from electra_jax import checkpoints, finetune
+    from electra_jax.checkpoint_formats import open_checkpoint
+    from electra_jax.finetune.glue import ClassificationHead
 
     config = _tiny()
     params = _random(modeling.param_shapes(config), 4, 300)
     checkpoints.save_params(str(tmp_path / "export"), params, config)
-    loaded = finetune.load_init(str(tmp_path / "export"))[0]
-    assert "discriminator_embeddings" not in loaded and "generator" not in loaded
-    own = params["discriminator_embeddings"]
-    for name in TABLES:
-        np.testing.assert_array_equal(loaded["embeddings"][name], params["embeddings"][name] + own[f"{name}_delta"])
-    np.testing.assert_array_equal(loaded["embeddings"]["LayerNorm"]["scale"], own["LayerNorm"]["scale"])
+    checkpoint = open_checkpoint(str(tmp_path / "export"))
+    ids, segments, mask = _batch()
+    want = modeling.build_model(config).apply({"params": params}, ids, segments, mask, True,
+                                              method="discriminator_hidden")
+    model = finetune.FinetuneModel(modeling.ModelConfig.from_config(checkpoint.config.model), ClassificationHead(2))
+    batch = {"input_ids": ids, "segment_ids": segments, "input_mask": mask}
+    fresh = model.init({"params": jax.random.key(0)}, batch, True)["params"]
+    merged = finetune.merge_pretrained(fresh, checkpoint.params)
+    got = model.apply({"params": merged}, ids, segments, mask, True, method="encode")
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-6, atol=1e-6)
