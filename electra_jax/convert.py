@@ -29,7 +29,6 @@ import json
 import os
 import re
 import shutil
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,7 +36,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from electra_jax import modeling
+from electra_jax import cli, modeling
 from electra_jax.config import base_pretrain_config, finalize, finalize_model, model_defaults
 
 # Optimizer slot suffixes of the original AdamWeightDecayOptimizer (adam_m/adam_v) and of tf.train.AdamOptimizer.
@@ -564,6 +563,11 @@ def _write_safetensors(state_dict: dict, path: str, dtype: str) -> None:
 
         save_file({k: torch.from_numpy(np.array(v, np.float32)).to(torch.bfloat16) for k, v in state_dict.items()},
                   path, metadata=metadata)
+    # safetensors creates the file 0600; give it the permissions every other exported file gets (0644 under
+    # the usual umask), so a shared model folder is readable by others.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def save_hf(params, config, output_dir: str, vocab_path: str | None = None, dtype: str = "float32",
@@ -623,7 +627,12 @@ def _read_hf_state_dict(folder: str) -> dict[str, np.ndarray]:
         except ImportError:
             from safetensors.numpy import load_file
         for file in files:
-            state.update({k: np.asarray(_to_numpy(v), np.float32) for k, v in load_file(file).items()})
+            try:
+                tensors = load_file(file)
+            except Exception as error:  # SafetensorError and friends: none of them names the file
+                raise ValueError(f"{file} is not a readable safetensors file ({cli.one_line(error, 200)}); it is "
+                                 "probably truncated or corrupt: export or download it again") from error
+            state.update({k: np.asarray(_to_numpy(v), np.float32) for k, v in tensors.items()})
     elif os.path.isfile(binary):
         import torch
 
@@ -947,15 +956,11 @@ def main(argv: Sequence[str]) -> None:
     if len(argv) != 2 or argv[1] not in COMMANDS:
         raise app.UsageError(f"give one command: python -m electra_jax.convert {{{'|'.join(COMMANDS)}}} --flags "
                              f"(got {list(argv[1:])})")
-    try:
-        run(argv[1], flags.FLAGS)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+    run(argv[1], flags.FLAGS)
 
 
 if __name__ == "__main__":
-    from absl import app
+    from electra_jax import cli
 
     _define_flags()
-    app.run(main)
+    cli.run(main)

@@ -93,4 +93,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from electra_jax import cli
+
+    cli.run(main)

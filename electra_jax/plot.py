@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -138,19 +137,17 @@ def main(argv: Sequence[str]) -> None:
     output = f.output or ("plots" if f.workdir.startswith("gs://") else os.path.join(f.workdir, "plots"))
     if output.startswith("gs://"):
         raise SystemExit("--output must be a local folder (matplotlib writes local files); copy the PNGs up after")
-    try:
-        figures = plot_workdir(f.workdir, output)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+    figures = plot_workdir(f.workdir, output)
     for name in figures:
         print(os.path.join(output, f"{name}.png"))
 
 
 if __name__ == "__main__":
-    from absl import app, flags
+    from absl import flags
+
+    from electra_jax import cli
 
     flags.DEFINE_string("workdir", None, "The pre-training workdir holding metrics.jsonl (or the .jsonl itself).",
                         required=True)
     flags.DEFINE_string("output", None, "Folder for the PNG files (default: WORKDIR/plots).")
-    app.run(main)
+    cli.run(main)

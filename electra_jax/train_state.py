@@ -55,20 +55,41 @@ def _scalar(x) -> jax.Array:
     return jnp.asarray(x, jnp.float32)
 
 
-def train_step(state: TrainState, batch: dict, rng: jax.Array, *, model, config, tx, schedule):
-    """One ELECTRA update: value_and_grad of objective.pretrain_loss, then the optax update."""
+def all_finite(tree) -> jax.Array:
+    """bool scalar: every element of every array in `tree` is finite."""
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(tree)]))
+
+
+def train_step(state: TrainState, batch: dict, rng: jax.Array, *, model, config, tx, schedule,
+               skip_nonfinite: bool = False):
+    """One ELECTRA update: value_and_grad of objective.pretrain_loss, then the optax update.
+
+    The metrics carry what the loop needs to trust a checkpoint: `loss` and `grad_norm` (computed with the
+    parameters *before* this update) and `params_finite` (1.0 when every parameter *after* it is finite).
+    With skip_nonfinite (config.train.max_skipped_updates > 0), an update whose loss, gradient norm or result
+    is not finite is dropped: params and optimizer state stay as they were, the step counter still advances
+    (the batch is consumed and the next step draws new masks), and `update_skipped` is 1.0.
+    """
     step_rng = jax.random.fold_in(rng, state.step)
 
     def loss_fn(params):
         return objective.pretrain_loss(params, batch, step_rng, model=model, config=config, train=True)
 
     (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    grad_norm = optax.global_norm(grads)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
+    params_finite = all_finite(params)
     out = {k: _scalar(metrics[k]) for k in TRAIN_METRICS if k in metrics}
     out["loss"] = _scalar(loss)
-    out["grad_norm"] = optax.global_norm(grads)
+    out["grad_norm"] = grad_norm
     out["learning_rate"] = _scalar(schedule(state.step))
+    out["params_finite"] = _scalar(params_finite)
+    if skip_nonfinite:
+        keep_update = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & params_finite
+        params, opt_state = jax.tree_util.tree_map(lambda new, old: jnp.where(keep_update, new, old),
+                                                   (params, opt_state), (state.params, state.opt_state))
+        out["update_skipped"] = _scalar(~keep_update)
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), out
 
 
@@ -190,7 +211,7 @@ class Trainer:
         batch_shardings = {k: self.batch_sharding for k in BATCH_KEYS}
         rng = jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=self.replicated)
         step_fn = functools.partial(train_step, model=self.model, config=self.config, tx=self.tx,
-                                    schedule=self.schedule)
+                                    schedule=self.schedule, skip_nonfinite=skips_nonfinite_updates(self.config))
         eval_fn = functools.partial(eval_step, model=self.model, config=self.config)
         with self.mesh:
             train = jax.jit(step_fn, in_shardings=(self.state_shardings, batch_shardings, self.replicated),
@@ -202,6 +223,11 @@ class Trainer:
         if log_memory:
             log_memory_analysis(compiled_train, "train step")
         return Compiled(compiled_train, compiled_eval)
+
+
+def skips_nonfinite_updates(config: ml_collections.ConfigDict) -> bool:
+    """config.train.max_skipped_updates > 0: non-finite updates are skipped (default 0: the run stops)."""
+    return int(config.train.get("max_skipped_updates", 0) or 0) > 0
 
 
 def memory_summary(compiled) -> dict[str, float] | None:
