@@ -418,9 +418,10 @@ def main(argv) -> None:
     if summary["preempted"]:
         # A distinct status tells schedulers to run the same command again (launch/ scripts do); after
         # Ctrl-C / SIGINT the user asked to stop, so the status is the shell's usual 130 instead.
-        code = cli.EXIT_INTERRUPTED if summary["stop_signal"] == signal.SIGINT else cli.EXIT_PREEMPTED
-        logging.warning("preempted at step %d after saving a checkpoint: exit status %d (rerun to resume)",
-                        summary["step"], code)
+        interrupted = summary["stop_signal"] == signal.SIGINT
+        code = cli.EXIT_INTERRUPTED if interrupted else cli.EXIT_PREEMPTED
+        logging.warning("%s at step %d after saving a checkpoint: exit status %d (run the same command to resume)",
+                        "interrupted" if interrupted else "preempted", summary["step"], code)
         sys.exit(code)
     logging.info("finished at step %d", summary["step"])
 

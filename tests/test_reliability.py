@@ -535,13 +535,14 @@ def _kill_once(workdir: Path, cache_dir: Path, rng: random.Random, sig: signal.S
         if save_step >= TOTAL_STEPS - KILL_EVERY:
             return False
         hook = ({"ELECTRA_TEST_BLOCK_FINALIZE_STEP": str(save_step)} if sig == signal.SIGKILL
-                else {"ELECTRA_TEST_SLOW_FINALIZE": f"{save_step}:0.5"})  # SIGTERM: the save must be able to end
+                else {"ELECTRA_TEST_SLOW_FINALIZE": f"{save_step}:0.5"})  # the save must be able to end
         proc = start(workdir, cache_dir, *flags, ELECTRA_TEST_MARKER=str(marker), **hook)
         wait_for_file(marker, proc, workdir)
     proc.send_signal(sig)
     rc = finish(proc)
-    assert rc == (PREEMPTED if sig == signal.SIGTERM else -signal.SIGKILL), (sig, phase, rc, log_tail(workdir))
-    if sig == signal.SIGTERM:  # it saved the step it stopped at
+    expected = {signal.SIGTERM: PREEMPTED, signal.SIGINT: cli.EXIT_INTERRUPTED, signal.SIGKILL: -signal.SIGKILL}
+    assert rc == expected[sig], (sig, phase, rc, log_tail(workdir))
+    if sig != signal.SIGKILL:  # it saved the step it stopped at
         assert max(steps_on_disk(workdir)) > resume
     return True
 
@@ -569,7 +570,9 @@ def test_three_kills_then_the_same_final_parameters(tmp_path, cache_dir, uninter
 
 @pytest.mark.slow
 def test_twenty_kills_at_random_points_then_the_same_final_parameters(tmp_path, cache_dir, uninterrupted_workdir):
+    """SIGTERM, SIGINT (Ctrl-C) and SIGKILL, during steps and during saves, in a random order."""
     rng = random.Random(2026)
-    kinds = [(sig, phase) for sig in (signal.SIGTERM, signal.SIGKILL) for phase in ("step", "save")] * 6
+    kinds = [(sig, phase) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGKILL) for phase in ("step", "save")]
+    kinds = kinds * 4
     rng.shuffle(kinds)
     assert _run_with_kills(tmp_path, cache_dir, uninterrupted_workdir, kinds, seed=2026) >= 20
