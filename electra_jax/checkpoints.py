@@ -83,7 +83,8 @@ class _QuietOrbax(pylogging.Filter):
         from electra_jax import cli
 
         if record.name == "asyncio":  # orbax's abandoned tasks after a failed write: "exception was never retrieved"
-            return cli.show_tracebacks() or "never retrieved" not in str(record.msg)
+            message = record.getMessage()
+            return cli.show_tracebacks() or "never retrieved" not in message or "orbax" not in message
         if f"{os.sep}orbax{os.sep}" not in (record.pathname or ""):
             return True
         if record.levelno < pylogging.WARNING:
