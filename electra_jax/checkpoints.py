@@ -262,8 +262,11 @@ class Checkpointer:
         from electra_jax import cli
 
         cause, code = failure_cause(error)
-        self.manager.reload()
-        complete = [s for s in self.all_steps() if s != step]
+        try:
+            self.manager.reload()
+            complete = [s for s in self.all_steps() if s != step]
+        except Exception:  # the folder may be unreadable too; the cause above is what matters
+            complete = []
         newest = (f"the newest complete checkpoint is step {complete[-1]} (rerunning the command resumes from it)"
                   if complete else "no complete checkpoint exists yet")
         fix = cli._OS_ADVICE.get(code, f"check that {self.directory} is writable and has room")
