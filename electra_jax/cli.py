@@ -108,9 +108,11 @@ def run(main: Callable[[Sequence[str]], Any]) -> None:
 
 
 def _prog_name() -> str:
-    """`pretrain` for `python -m electra_jax.pretrain`, else the script's name."""
+    """`pretrain` for `python -m electra_jax.pretrain`, `convert` for the package electra_jax.convert, else the
+    script's name."""
     main_module = sys.modules.get("__main__")
     spec = getattr(main_module, "__spec__", None)
     if spec is not None and spec.name:
-        return spec.name.rsplit(".", 1)[-1]
+        parts = [part for part in spec.name.split(".") if part != "__main__"]
+        return parts[-1]
     return os.path.basename(sys.argv[0] or "electra_jax")

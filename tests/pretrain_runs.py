@@ -86,7 +86,7 @@ RUNNER = textwrap.dedent(r"""
         json_checkpoint_handler.JsonCheckpointHandler._save_fn = save_fn
 
     from electra_jax import cli, pretrain
-    pretrain._define_flags()
+    pretrain.define_flags()
     sys.argv = ["pretrain"] + sys.argv[1:]
     cli.run(pretrain.main)
 """)
