@@ -165,8 +165,9 @@ class _KeepNewestVerified:
 class Checkpointer:
     """CheckpointManager for one run: async saves, rotation, restore with fallback, quarantine.
 
-    Rotation keeps the newest `keep` checkpoints (0 = all) and, whatever `keep` says, the newest verified one
-    (see `_KeepNewestVerified`), so a divergence can always name a checkpoint that is really good.
+    Rotation keeps the newest `keep` checkpoints (0 = all) and, once the caller checks steps (`mark_verified`,
+    as the pre-training loop does), also the newest verified one whatever `keep` says (see
+    `_KeepNewestVerified`), so a divergence can always name a checkpoint that is really good.
     """
 
     def __init__(self, directory: str | os.PathLike, *, keep: int = 5, async_save: bool = True):
@@ -174,6 +175,7 @@ class Checkpointer:
         self.directory = as_path(directory)
         self.async_save = async_save
         self._verified_through = -1
+        self._tracks_verification = False  # set by the first mark_verified; before it, rotation is plain keep-N
         self._pending_step: int | None = None
         policies = ocp.checkpoint_managers
         options = ocp.CheckpointManagerOptions(
@@ -212,9 +214,12 @@ class Checkpointer:
 
     def mark_verified(self, step: int) -> None:
         """Every checkpoint at a step <= `step` holds params that produced a finite loss and gradient norm."""
+        self._tracks_verification = True
         self._verified_through = max(self._verified_through, step)
 
     def newest_verified(self, steps: list[int] | None = None) -> int | None:
+        if not self._tracks_verification:
+            return None
         candidates = [s for s in (self.all_steps() if steps is None else steps) if s <= self._verified_through]
         return max(candidates) if candidates else None
 

@@ -245,6 +245,13 @@ def test_rotation_never_deletes_the_newest_verified_checkpoint(tmp_path, small_t
     ckpt.wait_until_finished()
     assert ckpt.all_steps() == [3, 4]
     ckpt.close()
+    # A caller that checks nothing (fine-tuning) gets plain keep-N.
+    plain = checkpoints.Checkpointer(tmp_path / "plain", keep=1, async_save=False)
+    for step in (1, 2, 3):
+        plain.save(step, state, data_states={0: {}}, config=config)
+    plain.wait_until_finished()
+    assert plain.all_steps() == [3]
+    plain.close()
 
 
 def _corrupt(step_dir: Path, how: str) -> None:
