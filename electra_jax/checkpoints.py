@@ -6,7 +6,8 @@ Training checkpoints live under `WORKDIR/checkpoints/STEP/` with three items:
   config/  JSON: the full config the run was trained with.
 Saves are asynchronous (orbax writes into a temporary folder and renames it when every host is done, so a
 process killed mid-save leaves no folder that looks complete; the next run restores the previous step and
-removes the leftovers). The manager keeps the last `keep` steps.
+removes the leftovers). Rotation keeps the last `keep` steps plus the newest verified one; a step that cannot
+be read on resume is moved to WORKDIR/quarantine/ once an older one restored (`Checkpointer.restore_latest`).
 
 Params-only exports (`save_params`, used by `convert from_hf/from_tf`) are a folder holding `params/` (orbax,
 the canonical unstacked layout) and `electra_jax_config.json`. `restore_params` reads either kind.
@@ -98,12 +99,9 @@ class _QuietOrbax(pylogging.Filter):
 
 
 def _drop_closed_loop_noise(previous_hook):
-    """sys.unraisablehook that ignores tensorstore callbacks landing on orbax's already closed event loops.
-
-    When one read or write of a checkpoint fails, orbax closes its asyncio loop while other tensorstore
-    operations are in flight; each of those then prints 'RuntimeError: Event loop is closed' (hundreds of
-    tracebacks for one truncated file). They say nothing about the failure, which is reported on its own.
-    """
+    """sys.unraisablehook ignoring tensorstore callbacks on orbax's closed event loops: when one read or write
+    fails, orbax closes its loop with others in flight, and each prints 'Event loop is closed' (hundreds of
+    tracebacks for one truncated file) that say nothing about the failure, which is reported on its own."""
 
     def hook(unraisable) -> None:
         value = unraisable.exc_value
@@ -411,9 +409,8 @@ def _all_processes(ok: bool) -> bool:
 
 def _sync_processes(name: str) -> None:
     if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        multihost_utils.sync_global_devices(name)
+        from jax.experimental.multihost_utils import sync_global_devices
+        sync_global_devices(name)
 
 
 def config_to_dict(config: ml_collections.ConfigDict) -> dict:
