@@ -25,6 +25,8 @@ OBJECTIVES = ("electra", "mlm", "electric")
 EMBEDDING_SHARING = ("tied", "untied", "gdes")
 SCHEDULES = ("electra", "warmup_linear")
 SHARDING_RULES = ("dp", "fsdp", "fsdp_tp")
+ON_CORRUPT = ("fallback", "stop")
+FLOAT32_MAX = 3.4028234663852886e38
 REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch")
 
 
@@ -138,6 +140,10 @@ def base_pretrain_config() -> ml_collections.ConfigDict:
     t.eval_steps = 20
     t.progress = "auto"  # "bar", "log" or "auto" (a bar on terminals and notebooks)
     t.peak_tflops_per_device = 0.0  # for MFU; 0 = the device kind's bf16 peak from a table (none on CPU)
+    # 0 (faithful: the original has no such guard): a non-finite loss, gradient norm or parameter stops the run.
+    # N > 0: skip such an update (params and optimizer state unchanged, the step counter advances) and stop
+    # only after N in a row, as large-scale trainers do.
+    t.max_skipped_updates = 0
 
     d = config.data = ml_collections.ConfigDict()
     d.train_files = ""
@@ -159,6 +165,9 @@ def base_pretrain_config() -> ml_collections.ConfigDict:
     c.async_save = True
     c.init = ""  # continue pre-training from this electra_jax checkpoint (a fresh run)
     c.reset_optimizer = False
+    # An unreadable checkpoint on resume: "fallback" moves it to WORKDIR/quarantine/ and resumes from the
+    # newest readable one (with a loud log line); "stop" refuses to start, naming it.
+    c.on_corrupt = "fallback"
 
     config.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
     config.sharding = ml_collections.ConfigDict({"rules": "dp"})
@@ -284,6 +293,8 @@ def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         _check_choice(config, "optim", "schedule", SCHEDULES)
         if config.optim.learning_rate <= 0:
             _fail("optim.learning_rate", config.optim.learning_rate, "must be positive")
+        if not config.optim.learning_rate < FLOAT32_MAX:  # the schedule is float32: 1e39 would be inf
+            _fail("optim.learning_rate", config.optim.learning_rate, f"must be below {FLOAT32_MAX:.4g} (float32)")
         if config.optim.warmup_steps < 0:
             _fail("optim.warmup_steps", config.optim.warmup_steps, "must be >= 0")
         if config.optim.layerwise_lr_decay < 0 or config.optim.layerwise_lr_decay > 1:
@@ -303,6 +314,16 @@ def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         for field in ("steps", "batch_size"):
             if field in config.train and (not isinstance(config.train[field], int) or config.train[field] <= 0):
                 _fail(f"train.{field}", config.train[field], "must be a positive integer")
+        skips = config.train.get("max_skipped_updates", 0)
+        if not isinstance(skips, int) or skips < 0:
+            _fail("train.max_skipped_updates", skips,
+                  "must be an integer >= 0 (0 = stop at the first non-finite update)")
+    if "checkpoint" in config:
+        if "on_corrupt" in config.checkpoint:
+            _check_choice(config, "checkpoint", "on_corrupt", ON_CORRUPT)
+        keep = config.checkpoint.get("keep", 0)
+        if not isinstance(keep, int) or keep < 0:
+            _fail("checkpoint.keep", keep, "must be an integer >= 0 (0 = keep every checkpoint)")
     if "mesh" in config:
         for axis, size in config.mesh.items():
             if not isinstance(size, int) or (size <= 0 and size != -1):

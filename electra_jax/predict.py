@@ -260,27 +260,28 @@ def main(argv: Sequence[str]) -> None:
         raise app.UsageError(f"give one command: python -m electra_jax.predict {{{'|'.join(COMMANDS)}}} "
                              f"--checkpoint=PATH --text=TEXT (got {list(argv[1:])})")
     f = flags.FLAGS
-    try:
-        if not f.checkpoint or not f.text:
-            raise ValueError("give --checkpoint=PATH and --text=TEXT")
-        params, config = load(f.checkpoint, f.generator)
-        tok = load_tokenizer(config, f.vocab)
-        if argv[1] == "fill_mask":
-            print(format_fill_mask(f.text, fill_mask(params, config, tok, f.text, f.top_k)))
-        elif argv[1] == "score":
-            if not is_electric(config):
-                print("note: the checkpoint does not say it was trained with objective.kind='electric' (HF folders "
-                      "never do); only an Electric discriminator's logits are energies", file=sys.stderr)
-            print(format_score(score(params, config, tok, f.text)))
-        else:
-            print(format_detect(detect(params, config, tok, f.text), f.threshold, color=sys.stdout.isatty()))
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+    missing = [f"--{name}" for name in ("checkpoint", "text") if getattr(f, name) is None]
+    if missing:
+        raise ValueError(f"give {' and '.join(missing)} (--checkpoint=PATH --text=TEXT)")
+    if not f.text.strip():
+        example = "the [MASK] sat on the mat." if argv[1] == "fill_mask" else "the chef ate the meal."
+        raise ValueError(f"--text is empty: give the text to {'fill in' if argv[1] == 'fill_mask' else 'check'}, "
+                         f"e.g. --text='{example}'")
+    params, config = load(f.checkpoint, f.generator)
+    tok = load_tokenizer(config, f.vocab)
+    if argv[1] == "fill_mask":
+        print(format_fill_mask(f.text, fill_mask(params, config, tok, f.text, f.top_k)))
+    elif argv[1] == "score":
+        if not is_electric(config):
+            print("note: the checkpoint does not say it was trained with objective.kind='electric' (HF folders "
+                  "never do); only an Electric discriminator's logits are energies", file=sys.stderr)
+        print(format_score(score(params, config, tok, f.text)))
+    else:
+        print(format_detect(detect(params, config, tok, f.text), f.threshold, color=sys.stdout.isatty()))
 
 
 if __name__ == "__main__":
-    from absl import app
+    from electra_jax import cli
 
     define_flags()
-    app.run(main)
+    cli.run(main)

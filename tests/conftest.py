@@ -5,6 +5,9 @@ from pathlib import Path
 
 import pytest
 
+# Session fixtures of the end-to-end pre-training runs: cache_dir, uninterrupted_workdir, uninterrupted.
+from pretrain_runs import cache_dir, uninterrupted, uninterrupted_workdir  # noqa: F401
+
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 

@@ -7,6 +7,9 @@
 # --per_gpu: one process per GPU (JAX_PROCESS_ID i drives GPU i through JAX_LOCAL_DEVICE_IDS), joined by
 # jax.distributed over a local coordinator, exactly as the processes of a multi-node job are. Use it to
 # rehearse a multi-node run on one machine.
+#
+# Exit status: pretrain's own. 42 means it was preempted (SIGTERM) after saving a checkpoint of the step it
+# stopped at: run the same command again to resume (a scheduler wrapping this script should resubmit on 42).
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -28,6 +31,7 @@ Usage: launch/gpu/single_node.sh [flags] [-- extra pretrain flags]
   --dry_run          print the commands, one per line, and run nothing
   -h, --help         this text
 Everything after `--` is appended to the pretrain command, e.g. `-- --config.train.batch_size=256`.
+Exit status 42: preempted after saving a checkpoint; run the same command again to resume.
 EOF
 }
 
@@ -147,8 +151,19 @@ for ((i = 0; i < GPUS; i++)); do
   pids+=($!)
 done
 ((DRY_RUN)) && { echo "# the ${GPUS} processes run in the background; the script waits for all of them"; exit 0; }
+PREEMPTED=42  # electra_jax.cli.EXIT_PREEMPTED: every process saved the same step and is stopping
 status=0
 for ((i = 0; i < GPUS; i++)); do
-  wait -n || { status=$?; echo "single_node.sh: a process exited with status $status; stopping the rest" >&2; break; }
+  wait -n || {
+    status=$?
+    if ((status == PREEMPTED)); then
+      wait || true  # the others stop at the same step; let them finish
+      echo "single_node.sh: preempted after saving a checkpoint (exit ${PREEMPTED}); run the same command again to resume" >&2
+      pids=()
+      break
+    fi
+    echo "single_node.sh: a process exited with status $status; stopping the rest" >&2
+    break
+  }
 done
 exit "$status"

@@ -13,7 +13,9 @@
 # Every process gets JAX_COORDINATOR_ADDRESS (the first node of the job, --port), JAX_NUM_PROCESSES and
 # JAX_PROCESS_ID (= $SLURM_PROCID), and pretrain's --multihost flag makes it call
 # jax.distributed.initialize() with them. With --requeue a preempted job is requeued and resumes from
-# the last checkpoint in --workdir.
+# the last checkpoint in --workdir: Slurm requeues jobs it preempts itself, and sbatch --signal=TERM@GRACE
+# makes the training save and exit 42 shortly before the time limit, on which this script runs
+# `scontrol requeue` (without --requeue it exits 42: submit it again to resume).
 set -euo pipefail
 
 usage() {
@@ -25,7 +27,8 @@ Usage: launch/gpu/slurm.sh [flags] [-- extra pretrain flags]
   --partition P       Slurm partition                                        (default: the cluster's)
   --account A         Slurm account                                          (default: yours)
   --time T            time limit, e.g. 2-00:00:00                            (default: the partition's)
-  --requeue           let Slurm requeue the job after preemption or node failure
+  --requeue           requeue the job after preemption, node failure or (exit 42) its time limit
+  --grace SECONDS     SIGTERM the training this long before the time limit, so it saves   (default: 300)
   --job_name NAME     job name                                               (default: electra-SIZE)
   --size SIZE         configs/pretrain.py size: tiny, small, small_plus, base, large   (default: base)
   --workdir DIR       on a filesystem all nodes share, or gs://             (default: REPO/workdirs/SIZE)
@@ -55,6 +58,7 @@ PARTITION=""
 ACCOUNT=""
 TIME_LIMIT=""
 REQUEUE=0
+GRACE=300
 JOB_NAME=""
 SIZE="base"
 WORKDIR=""
@@ -82,7 +86,7 @@ while (($#)); do
     --requeue) REQUEUE=1 ;;
     --) EXTRA_ARGS=("$@"); break ;;
     --nodes | --gpus_per_node | --partition | --account | --time | --job_name | --size | --workdir | --data | \
-      --eval_data | --port | --python | --repo)
+      --eval_data | --port | --python | --repo | --grace)
       if [[ -z $value ]]; then
         (($# > 0)) || die "$arg needs a value"
         value=$1
@@ -102,6 +106,7 @@ while (($#)); do
         --port) PORT=$value ;;
         --python) PYTHON=$value ;;
         --repo) REPO=$value ;;
+        --grace) GRACE=$value ;;
       esac
       ;;
     *) die "unknown argument $arg (see --help)" ;;
@@ -114,6 +119,7 @@ case $SIZE in
 esac
 [[ $NODES =~ ^[1-9][0-9]*$ ]] || die "--nodes=$NODES must be a positive whole number"
 [[ $GPUS_PER_NODE =~ ^[1-9][0-9]*$ ]] || die "--gpus_per_node=$GPUS_PER_NODE must be a positive whole number"
+[[ $GRACE =~ ^[0-9]+$ ]] || die "--grace=$GRACE must be a whole number of seconds"
 JOB_NAME=${JOB_NAME:-electra-${SIZE}}
 
 if [[ -z $REPO ]]; then
@@ -161,8 +167,9 @@ tasks_per_node=1
 
 if [[ -z ${SLURM_JOB_ID:-} ]]; then
   # On the login node: submit this script, passing every flag through (plus --repo for the spool copy).
+  # --signal: the job steps get SIGTERM GRACE seconds before the time limit; training saves and exits 42.
   sbatch_cmd=(sbatch --job-name="$JOB_NAME" --nodes="$NODES" --ntasks-per-node="$tasks_per_node"
-    --gpus-per-node="$GPUS_PER_NODE" --exclusive --output="${REPO}/logs/%x-%j.out")
+    --gpus-per-node="$GPUS_PER_NODE" --exclusive --output="${REPO}/logs/%x-%j.out" --signal="TERM@${GRACE}")
   [[ -z $PARTITION ]] || sbatch_cmd+=(--partition="$PARTITION")
   [[ -z $ACCOUNT ]] || sbatch_cmd+=(--account="$ACCOUNT")
   [[ -z $TIME_LIMIT ]] || sbatch_cmd+=(--time="$TIME_LIMIT")
@@ -202,4 +209,22 @@ srun_cmd=(srun --nodes="$nodes" --ntasks-per-node="$tasks_per_node" --kill-on-ba
   --export="ALL,JAX_COORDINATOR_ADDRESS=${coordinator},JAX_NUM_PROCESSES=${num_processes}")
 # Every task must see all of its node's GPUs for JAX_LOCAL_DEVICE_IDS to index them.
 ((PER_GPU)) && srun_cmd+=(--gpu-bind=none)
-run "${srun_cmd[@]}" bash -c "${task_env} cd $(quote_all "$REPO") && exec $(quote_all "${pretrain[@]}")"
+PREEMPTED=42  # electra_jax.cli.EXIT_PREEMPTED: every task saved the same step and stopped
+status=0
+run "${srun_cmd[@]}" bash -c "${task_env} cd $(quote_all "$REPO") && exec $(quote_all "${pretrain[@]}")" || status=$?
+if ((DRY_RUN)); then
+  if ((REQUEUE)); then
+    echo "# on exit status ${PREEMPTED} (preempted after saving a checkpoint):"
+    run scontrol requeue "${SLURM_JOB_ID:-JOB_ID}"
+  fi
+  exit 0
+fi
+if ((status == PREEMPTED)); then
+  if ((REQUEUE)); then
+    echo "slurm.sh: preempted after saving a checkpoint (exit ${PREEMPTED}); requeueing job ${SLURM_JOB_ID}" >&2
+    run scontrol requeue "$SLURM_JOB_ID"
+  else
+    echo "slurm.sh: preempted after saving a checkpoint (exit ${PREEMPTED}); submit the job again to resume" >&2
+  fi
+fi
+exit "$status"

@@ -310,14 +310,16 @@ do_start() {
   # pgrep's pattern has a bracket so that it does not match the remote shell running this very line.
   local remote="cd ${REMOTE_REPO} && mkdir -p ${REMOTE_LOGS} && if pgrep -f 'electra_jax[.]pretrain' >/dev/null;"
   remote+=" then echo \"pretraining already runs on \$(hostname)\";"
-  remote+=" else nohup $(pretrain_command) >>${REMOTE_LOGS}/pretrain.log 2>&1 </dev/null & fi"
+  # keep_training.sh runs it again whenever it exits 42 (preempted after saving) while the VM stays up.
+  remote+=" else nohup bash ${REMOTE_REPO}/launch/tpu/keep_training.sh -- $(pretrain_command)"
+  remote+=" >>${REMOTE_LOGS}/pretrain.log 2>&1 </dev/null & fi"
   on_all_workers "$remote"
   note "logs: launch/tpu/pod.sh logs --name=$NAME --zone=$ZONE; metrics: gsutil cat $WORKDIR/metrics.jsonl"
 }
 
 do_status() {
   run gcloud compute tpus queued-resources describe "$NAME" "${GCLOUD_SCOPE[@]}" --format='value(state.state)'
-  on_all_workers "echo \"\$(hostname): \$(pgrep -fc 'electra_jax[.]pretrain' || true) pretrain process(es)\"; tail -n 2 ${REMOTE_LOGS}/pretrain.log 2>/dev/null || true"
+  on_all_workers "echo \"\$(hostname): \$(pgrep -fc '^[^ ]*python[^ ]* -m electra_jax[.]pretrain' || true) pretrain process(es)\"; tail -n 2 ${REMOTE_LOGS}/pretrain.log 2>/dev/null || true"
 }
 
 do_logs() {
