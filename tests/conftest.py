@@ -26,6 +26,14 @@ def shared_dir() -> Path:
     return SHARED
 
 
+@pytest.fixture
+def mini_config():
+    """Loads configs/pretrain.py:tiny with the mini network of tests/mini.py and the given dotted overrides."""
+    import mini
+
+    return mini.config
+
+
 @pytest.fixture(scope="session")
 def uncased_vocab(shared_dir) -> Path:
     return shared_dir / "data" / "bert_vocab" / "uncased" / "vocab.txt"

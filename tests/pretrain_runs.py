@@ -16,21 +16,16 @@ import textwrap
 import time
 from pathlib import Path
 
+import mini
 import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
 # Small enough to compile in seconds; steps slow enough (tens of ms) for a signal to land mid-run.
-SMALL_FLAGS = [
-    "--config=configs/pretrain.py:tiny",
-    "--config.data.synthetic=True",
-    "--config.model.vocab_size=512", "--config.model.num_layers=1", "--config.model.hidden_size=64",
-    "--config.model.embedding_size=32", "--config.model.intermediate_size=128",
-    "--config.data.max_seq_length=32", "--config.train.batch_size=8",
-    "--config.optim.warmup_steps=10", "--config.optim.learning_rate=1e-3",
-    "--config.train.log_every=1", "--config.train.eval_every=0", "--config.train.progress=log",
-]
+SMALL_FLAGS = ["--config=configs/pretrain.py:tiny", *mini.flags(mini.overrides(**{
+    "data.synthetic": True, "data.max_seq_length": 32, "train.batch_size": 8, "optim.warmup_steps": 10,
+    "optim.learning_rate": 1e-3, "train.log_every": 1, "train.eval_every": 0, "train.progress": "log"}))]
 TOTAL_STEPS = 60
 EVERY = 4
 PREEMPTED = 42  # electra_jax.cli.EXIT_PREEMPTED

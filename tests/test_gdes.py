@@ -236,10 +236,12 @@ def test_export_merges_the_deltas_and_matches_hf_pytorch():
 
 @pytest.mark.slow  # about 2 CPU-minutes: the same models compiled for 1 and 8 devices
 def test_sharded_gdes_electric_steps_match_one_device():
-    from test_sharding import REPO, SMALL_OVERRIDES, WORKER
+    import mini
 
-    overrides = dict(SMALL_OVERRIDES, **{"objective.kind": "electric", "model.embedding_sharing": "gdes"})
-    proc = subprocess.run([sys.executable, "-c", WORKER, json.dumps(overrides)], cwd=REPO,
+    overrides = mini.overrides(**{"data.max_seq_length": 16, "train.batch_size": 8, "optim.warmup_steps": 0,
+                                  "optim.learning_rate": 1e-3, "objective.kind": "electric",
+                                  "model.embedding_sharing": "gdes"})
+    proc = subprocess.run([sys.executable, "-c", mini.SHARDED_STEPS, json.dumps(overrides)], cwd=mini.REPO,
                           env=dict(os.environ, JAX_PLATFORMS="cpu"), capture_output=True, text=True, timeout=900)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, proc.stderr[-4000:]

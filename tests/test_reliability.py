@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 import jax
+import mini
 import numpy as np
 import pytest
 
@@ -31,12 +32,8 @@ from pretrain_runs import (EVERY, PREEMPTED, REPO, SMALL_FLAGS, TOTAL_STEPS, ass
                            error_lines, finish, log_path, log_tail, metrics_size, saved_state, start, steps_on_disk,
                            train_lines, wait_for_file, wait_for_step)
 
-SMALL = {"model.vocab_size": 512, "model.num_layers": 1, "model.hidden_size": 64, "model.embedding_size": 32,
-         "model.num_heads": 2, "model.intermediate_size": 128, "data.max_seq_length": 16, "train.batch_size": 4}
-
-
 def _config(**extra):
-    return config_lib.load("configs/pretrain.py:tiny", {**SMALL, **extra})
+    return mini.config(**{"data.max_seq_length": 16, "train.batch_size": 4, **extra})
 
 
 def _flat(tree) -> dict[str, np.ndarray]:
