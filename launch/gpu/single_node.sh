@@ -35,10 +35,9 @@ Exit status 42: preempted after saving a checkpoint; run the same command again 
 EOF
 }
 
-die() {
-  echo "single_node.sh: $*" >&2
-  exit 2
-}
+LAUNCH_NAME=single_node.sh
+# shellcheck source=launch/common.sh
+source "${SCRIPT_DIR}/../common.sh"
 
 SIZE="small"
 WORKDIR=""
@@ -49,46 +48,13 @@ PER_GPU=0
 PORT=12355
 PYTHON="python3"
 DRY_RUN=0
-FAST=""  # ",fast": the configs/pretrain.py option with the measured GPU settings
-EXTRA_ARGS=()
+FAST=0
+parse_flags "dry_run fast per_gpu" "size workdir data eval_data gpus port python" "$@"
+((${#POSITIONAL[@]} == 0)) || die "unknown argument ${POSITIONAL[0]} (see --help)"
+OPTION=""
+((FAST)) && OPTION=",fast"  # the configs/pretrain.py option with the measured GPU settings
 
-while (($#)); do
-  arg=$1
-  shift
-  value=""
-  case $arg in
-    --*=*) value=${arg#*=}; arg=${arg%%=*} ;;
-  esac
-  case $arg in
-    -h | --help) usage; exit 0 ;;
-    --dry_run) DRY_RUN=1 ;;
-    --fast) FAST=",fast" ;;
-    --per_gpu) PER_GPU=1 ;;
-    --) EXTRA_ARGS=("$@"); break ;;
-    --size | --workdir | --data | --eval_data | --gpus | --port | --python)
-      if [[ -z $value ]]; then
-        (($# > 0)) || die "$arg needs a value"
-        value=$1
-        shift
-      fi
-      case $arg in
-        --size) SIZE=$value ;;
-        --workdir) WORKDIR=$value ;;
-        --data) DATA=$value ;;
-        --eval_data) EVAL_DATA=$value ;;
-        --gpus) GPUS=$value ;;
-        --port) PORT=$value ;;
-        --python) PYTHON=$value ;;
-      esac
-      ;;
-    *) die "unknown argument $arg (see --help)" ;;
-  esac
-done
-
-case $SIZE in
-  tiny | small | small_plus | base | large) ;;
-  *) die "--size=$SIZE is not one of tiny, small, small_plus, base, large" ;;
-esac
+check_size "$SIZE"
 WORKDIR=${WORKDIR:-workdirs/${SIZE}}
 if [[ -z $GPUS ]]; then
   if command -v nvidia-smi >/dev/null 2>&1; then
@@ -101,16 +67,7 @@ if [[ -z $GPUS ]]; then
 fi
 [[ $GPUS =~ ^[1-9][0-9]*$ ]] || die "--gpus=$GPUS must be a positive whole number"
 
-quote_all() {
-  local out="" word
-  for word in "$@"; do
-    # Quote only words that need it, so the printed line pastes back into a shell.
-    if [[ $word =~ ^[A-Za-z0-9_./:=,@%+-]+$ ]]; then out+="$word "; else out+="'${word//\'/\'\\\'\'}' "; fi
-  done
-  printf '%s' "${out% }"
-}
-
-PRETRAIN=("$PYTHON" -m electra_jax.pretrain --config="configs/pretrain.py:${SIZE}${FAST}" --workdir="$WORKDIR")
+PRETRAIN=("$PYTHON" -m electra_jax.pretrain --config="configs/pretrain.py:${SIZE}${OPTION}" --workdir="$WORKDIR")
 [[ -z $DATA ]] || PRETRAIN+=(--config.data.train_files="$DATA")
 [[ -z $EVAL_DATA ]] || PRETRAIN+=(--config.data.eval_files="$EVAL_DATA")
 

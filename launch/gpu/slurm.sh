@@ -45,10 +45,15 @@ Everything after `--` is appended to the pretrain command.
 EOF
 }
 
-die() {
-  echo "slurm.sh: $*" >&2
-  exit 2
-}
+LAUNCH_NAME=slurm.sh
+# sbatch runs a copy of this script from its spool folder: there the checkout (and common.sh) is the --repo
+# the self-submission below passes.
+LAUNCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+for arg in "$@"; do
+  [[ -f ${LAUNCH_DIR}/common.sh || $arg != --repo=* ]] || LAUNCH_DIR=${arg#--repo=}/launch
+done
+# shellcheck source=launch/common.sh
+source "${LAUNCH_DIR}/common.sh"
 
 ORIGINAL_ARGS=("$@")
 NODES=2
@@ -68,55 +73,15 @@ PORT=12345
 PYTHON="python3"
 REPO=""
 DRY_RUN=0
-FAST=""  # ",fast": the configs/pretrain.py option with the measured GPU settings
-EXTRA_ARGS=()
+FAST=0
 
-while (($#)); do
-  arg=$1
-  shift
-  value=""
-  case $arg in
-    --*=*) value=${arg#*=}; arg=${arg%%=*} ;;
-  esac
-  case $arg in
-    -h | --help) usage; exit 0 ;;
-    --dry_run) DRY_RUN=1 ;;
-    --fast) FAST=",fast" ;;
-    --per_gpu) PER_GPU=1 ;;
-    --requeue) REQUEUE=1 ;;
-    --) EXTRA_ARGS=("$@"); break ;;
-    --nodes | --gpus_per_node | --partition | --account | --time | --job_name | --size | --workdir | --data | \
-      --eval_data | --port | --python | --repo | --grace)
-      if [[ -z $value ]]; then
-        (($# > 0)) || die "$arg needs a value"
-        value=$1
-        shift
-      fi
-      case $arg in
-        --nodes) NODES=$value ;;
-        --gpus_per_node) GPUS_PER_NODE=$value ;;
-        --partition) PARTITION=$value ;;
-        --account) ACCOUNT=$value ;;
-        --time) TIME_LIMIT=$value ;;
-        --job_name) JOB_NAME=$value ;;
-        --size) SIZE=$value ;;
-        --workdir) WORKDIR=$value ;;
-        --data) DATA=$value ;;
-        --eval_data) EVAL_DATA=$value ;;
-        --port) PORT=$value ;;
-        --python) PYTHON=$value ;;
-        --repo) REPO=$value ;;
-        --grace) GRACE=$value ;;
-      esac
-      ;;
-    *) die "unknown argument $arg (see --help)" ;;
-  esac
-done
+parse_flags "dry_run fast per_gpu requeue" \
+  "nodes gpus_per_node partition account time:TIME_LIMIT job_name size workdir data eval_data port python repo grace" "$@"
+((${#POSITIONAL[@]} == 0)) || die "unknown argument ${POSITIONAL[0]} (see --help)"
+OPTION=""
+((FAST)) && OPTION=",fast"  # the configs/pretrain.py option with the measured GPU settings
 
-case $SIZE in
-  tiny | small | small_plus | base | large) ;;
-  *) die "--size=$SIZE is not one of tiny, small, small_plus, base, large" ;;
-esac
+check_size "$SIZE"
 [[ $NODES =~ ^[1-9][0-9]*$ ]] || die "--nodes=$NODES must be a positive whole number"
 [[ $GPUS_PER_NODE =~ ^[1-9][0-9]*$ ]] || die "--gpus_per_node=$GPUS_PER_NODE must be a positive whole number"
 [[ $GRACE =~ ^[0-9]+$ ]] || die "--grace=$GRACE must be a whole number of seconds"
@@ -129,25 +94,6 @@ if [[ -z $REPO ]]; then
   if [[ -f "${candidate}/setup.py" ]]; then REPO=$candidate; else REPO=${SLURM_SUBMIT_DIR:-$PWD}; fi
 fi
 WORKDIR=${WORKDIR:-${REPO}/workdirs/${SIZE}}
-
-quote_all() {
-  local out="" word
-  for word in "$@"; do
-    # Quote only words that need it, so the printed line pastes back into a shell.
-    if [[ $word =~ ^[A-Za-z0-9_./:=,@%+-]+$ ]]; then out+="$word "; else out+="'${word//\'/\'\\\'\'}' "; fi
-  done
-  printf '%s' "${out% }"
-}
-
-run() {
-  if ((DRY_RUN)); then
-    quote_all "$@"
-    echo
-  else
-    echo "+ $(quote_all "$@")" >&2
-    "$@"
-  fi
-}
 
 # The first host of a Slurm node list ("gpu[03-05,09],big7" -> "gpu03"). scontrol knows every syntax;
 # the fallback covers the common ones for dry runs away from the cluster.
@@ -192,7 +138,7 @@ nodes=${SLURM_JOB_NUM_NODES:-${SLURM_NNODES:-$NODES}}
 num_processes=$((nodes * tasks_per_node))
 coordinator="$(first_node "${SLURM_JOB_NODELIST:?not inside a Slurm job}"):${PORT}"
 
-pretrain=("$PYTHON" -m electra_jax.pretrain --config="configs/pretrain.py:${SIZE}${FAST}" --workdir="$WORKDIR" --multihost)
+pretrain=("$PYTHON" -m electra_jax.pretrain --config="configs/pretrain.py:${SIZE}${OPTION}" --workdir="$WORKDIR" --multihost)
 [[ -z $DATA ]] || pretrain+=(--config.data.train_files="$DATA")
 [[ -z $EVAL_DATA ]] || pretrain+=(--config.data.eval_files="$EVAL_DATA")
 pretrain+=("${EXTRA_ARGS[@]}")

@@ -18,26 +18,17 @@ Usage: launch/tpu/keep_training.sh [--max_restarts=N] [--delay_seconds=S] [--dry
 EOF
 }
 
-die() {
-  echo "keep_training.sh: $*" >&2
-  exit 2
-}
+LAUNCH_NAME=keep_training.sh
+# shellcheck source=launch/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 
 PREEMPTED=42  # electra_jax.cli.EXIT_PREEMPTED
 MAX_RESTARTS=100
 DELAY_SECONDS=10
 DRY_RUN=0
-while (($#)); do
-  case $1 in
-    -h | --help) usage; exit 0 ;;
-    --dry_run) DRY_RUN=1 ;;
-    --max_restarts=*) MAX_RESTARTS=${1#*=} ;;
-    --delay_seconds=*) DELAY_SECONDS=${1#*=} ;;
-    --) shift; break ;;
-    *) die "unknown argument $1 (see --help)" ;;
-  esac
-  shift
-done
+parse_flags "dry_run" "max_restarts delay_seconds" "$@"
+((${#POSITIONAL[@]} == 0)) || die "unknown argument ${POSITIONAL[0]} (see --help)"
+set -- "${EXTRA_ARGS[@]}"
 (($#)) || die "no command given after --"
 [[ $MAX_RESTARTS =~ ^[0-9]+$ ]] || die "--max_restarts=$MAX_RESTARTS must be a whole number"
 [[ $DELAY_SECONDS =~ ^[0-9]+$ ]] || die "--delay_seconds=$DELAY_SECONDS must be a whole number"
@@ -59,11 +50,11 @@ while true; do
   "$@" || status=$?
   ((status == PREEMPTED && !stop_requested)) || exit "$status"
   if ((restarts >= MAX_RESTARTS)); then
-    echo "keep_training.sh: preempted again after ${restarts} restarts; giving up (exit ${PREEMPTED})" >&2
+    echo "${LAUNCH_NAME}: preempted again after ${restarts} restarts; giving up (exit ${PREEMPTED})" >&2
     exit "$PREEMPTED"
   fi
   restarts=$((restarts + 1))
-  echo "keep_training.sh: $(date -u +%FT%TZ) exit status ${PREEMPTED}: preempted after saving a checkpoint;" \
+  echo "${LAUNCH_NAME}: $(date -u +%FT%TZ) exit status ${PREEMPTED}: preempted after saving a checkpoint;" \
     "restart ${restarts} of at most ${MAX_RESTARTS} in ${DELAY_SECONDS} s" >&2
   sleep "$DELAY_SECONDS"
   ((!stop_requested)) || exit "$PREEMPTED"
