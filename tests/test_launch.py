@@ -441,7 +441,8 @@ usage() {{ echo usage; }}
 source {COMMON}
 DRY_RUN=0
 parse_flags "dry_run spot" "size time:TIME_LIMIT" "$@"
-echo "size=${{SIZE:-}} time=${{TIME_LIMIT:-}} dry=$DRY_RUN spot=${{SPOT:-0}} pos=${{POSITIONAL[*]:-}} extra=${{EXTRA_ARGS[*]:-}}"
+echo -n "size=${{SIZE:-}} time=${{TIME_LIMIT:-}} dry=$DRY_RUN spot=${{SPOT:-0}} "
+echo "pos=${{POSITIONAL[*]:-}} extra=${{EXTRA_ARGS[*]:-}}"
 """)
 
     def parse(*args):
