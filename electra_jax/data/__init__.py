@@ -6,9 +6,12 @@ Modules:
   example_builder  the original ELECTRA ExampleBuilder packing rules and TFRecord serialization.
   pipeline         `PretrainInput` (tf.data streaming of pre-training records with exact save/restore),
                    `synthetic_batches` (random tokens, no TensorFlow) and `to_global_batch`.
+  numpy_records    the TF-free records format (build_data --format=numpy): memory-mapped .npy shards and
+                   `NumpyRecordsInput`, PretrainInput's interface read by index (config.data.format=numpy).
+  token_corpus     a tokenized, xz-compressed corpus (NAME.tokens.xz) that build_data reads like the text.
   tasks            fine-tuning task readers (GLUE, SQuAD, tagging); written separately.
 
-Importing this package does not import TensorFlow: only functions that read or write TFRecords import it,
+Importing this package does not import TensorFlow: only functions that read or write TFRecords or TFDS import it,
 inside the function, so the model and benchmark run on machines without TensorFlow.
 """
 
