@@ -7,8 +7,9 @@
 #   bash benchmarks/run_evidence_gpu.sh                        # there: device run, carry=["runs/evidence_bundle"]
 #
 # Needs no network and no TensorFlow: ml-collections comes from benchmarks/wheels/. The experiment runs under
-# LIMIT_S seconds (default 570, inside a 10-minute call); it rewrites its report after every fine-tuning result, so
-# a run cut short still returns what it finished. Writes to $OUT (at most 8 files come back): compute_efficiency.json
+# LIMIT_S seconds (default 570, inside a 10-minute call) with a fine-tuning deadline 40 s before that (the control
+# and top compute points first; earlier points only while they fit); it rewrites its report after every fine-tuning
+# result, so a run cut short still returns what it finished. Writes to $OUT (at most 8 files come back): compute_efficiency.json
 # (the rows), .md (the table), .png (the plot), .summary.json, stages.json, plan.json, bundle.json and run.log.
 # SMOKE=1 rehearses it on a CPU: the toy budget, the same bundle, wheel and TF-free path.
 set -u -o pipefail
@@ -59,7 +60,7 @@ GLUE="$SCRATCH/inputs/glue"
 echo "=== compute_efficiency --budget=$BUDGET ($((SECONDS - START))s elapsed)" | tee -a "$LOG"
 timeout -k 15 "$LIMIT_S" "$PY" -m electra_jax.experiments.compute_efficiency --budget="$BUDGET" \
     --output_dir="$WORK" --corpus_dir="$BUNDLE/corpus" --vocab="$BUNDLE/vocab.txt" --glue_dir="$GLUE" \
-    --results="$OUT/compute_efficiency.json" "${FLAGS[@]}" "$@" 2>&1 | tee -a "$LOG" | grep -E "stage |plan:|FLOPs: average|Error"
+    --results="$OUT/compute_efficiency.json" --deadline_s=$((LIMIT_S - 40)) "${FLAGS[@]}" "$@" 2>&1 | tee -a "$LOG" | grep -E "stage |plan:|FLOPs: average|Error"
 RC=${PIPESTATUS[0]}
 for name in stages.json plan.json; do
     [[ -f "$WORK/$name" ]] && cp "$WORK/$name" "$OUT/$name"

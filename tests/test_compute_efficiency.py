@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from electra_jax.experiments import compute_efficiency as ce
+from electra_jax.experiments import finetuning
 from electra_jax.experiments.budgets import FINETUNE_FIELDS
 from electra_jax.experiments.finetuning import finetune_config, finetune_tag
 from electra_jax.experiments.inputs import check_budget_on_disk
@@ -142,21 +143,37 @@ def test_toy_budget_end_to_end(tmp_path, shared_dir):
     assert json.loads((output_dir / "results.json").read_text()) == rows
 
     # Another fine-tuning protocol in the same folder reuses the corpus, records and checkpoints and fine-tunes the
-    # same checkpoints again beside the first protocol's results, this time in a worker process (as the gpu budget).
-    reprobe, _ = _run(output_dir, results, "--epochs=2", "--seeds=1", "--finetune_workers=1")
+    # same checkpoints again beside the first protocol's results, this time in a worker process and against a
+    # deadline that has passed at once (as the gpu budget runs): the control and the top points still run, the
+    # earlier points are left out.
+    reprobe, _ = _run(output_dir, results, "--epochs=2", "--seeds=1", "--finetune_workers=1", "--deadline_s=1")
     assert reprobe.returncode == 0, reprobe.stderr[-4000:]
     stages_after = json.loads((output_dir / "stages.json").read_text())
     assert {k: v for k, v in stages_after.items() if not k.startswith("finetune_")} == {
         k: v for k, v in stages_before.items() if not k.startswith("finetune_")}
     new_stages = set(stages_after) - set(stages_before)
     assert new_stages and all(name.startswith("finetune_") and "-e2-" in name for name in new_stages)
-    assert len(new_stages) == budget.num_points * 2 + 1  # every checkpoint and the control, one task
+    assert sorted(name.rsplit("_", 2)[-2] for name in new_stages) == ["2", "2", "none"]  # electra_2, mlm_2, control
     rows2 = json.loads((output_dir / "results.json").read_text())
-    assert len(rows2) == len(rows) and {row["seed"] for row in rows2} == {1}
-    points = [(r["objective"], r["pretrain_flops"]) for r in rows]
-    assert [(r["objective"], r["pretrain_flops"]) for r in rows2] == points
+    top = {objective: max(r["pretrain_flops"] for r in rows if r["objective"] == objective) for objective in
+           ("electra", "mlm")}
+    assert [(r["objective"], r["pretrain_flops"]) for r in rows2] == [
+        (r["objective"], r["pretrain_flops"]) for r in rows if r["objective"] == "none"
+        or r["pretrain_flops"] == top[r["objective"]]]
+    assert {row["seed"] for row in rows2} == {1}
     assert len(list((output_dir / "finetune").iterdir())) == 2
-    assert "finetune" in (output_dir / "logs" / "finetune_rte.log").read_text()
+    log = (output_dir / "logs" / "finetune_rte.log").read_text()
+    assert "leaving out electra_1" in log and "leaving out mlm_1" in log
+
+
+def test_with_a_deadline_only_earlier_points_that_fit_are_kept(monkeypatch):
+    toy = dataclasses.replace(ce.BUDGETS["toy"], seeds=(0, 1, 2), early_seeds=(0,))
+    models = [{"name": "electra_1", "objective": "electra", "top": False},
+              {"name": "mlm_1", "objective": "mlm", "top": False}]
+    monkeypatch.setattr(finetuning.time, "time", lambda: 1000.0)
+    assert finetuning._fitting(models, toy, deadline=1005.0, seed_seconds=[4.0, 4.0]) == models  # 1 seed: 4 s
+    assert finetuning._fitting(models, toy, deadline=1003.0, seed_seconds=[4.0]) == []
+    assert finetuning.is_headline({"objective": "none"}) and not finetuning.is_headline(models[0])
 
 
 @pytest.mark.parametrize("flag", ["--epochs=-1", "--max_train_examples=-5"])

@@ -57,8 +57,8 @@ def test_the_gpu_plan_gives_each_objective_at_least_1e16_flops_at_three_points(t
 
 def test_the_gpu_fine_tuning_protocol(tmp_path):
     config = finetune_config(GPU, "sst2", tmp_path, tmp_path / "vocab.txt", control=True)
-    assert (config.model.dtype, config.model.attention, config.data.max_seq_length) == ("bfloat16", "cudnn", 128)
-    assert (config.train.max_train_examples, config.train.epochs, config.optim.learning_rate) == (8000, 3, 3e-4)
+    assert (config.model.dtype, config.model.attention, config.data.max_seq_length) == ("bfloat16", "xla", 128)
+    assert (config.train.max_train_examples, config.train.epochs, config.optim.learning_rate) == (3000, 3, 3e-4)
     assert budgets.seeds_for(GPU, top=True) == (0, 1, 2) and budgets.seeds_for(GPU, top=False) == (0,)
     models = [{"objective": "electra", "flops": 1.0, "top": False}, {"objective": "mlm", "flops": 3.0, "top": True},
               {"objective": "none", "flops": 0.0, "top": True}, {"objective": "electra", "flops": 3.0, "top": True},

@@ -372,9 +372,11 @@ def given_corpus(corpus_dir: str) -> dict[str, Any]:
 def run(output_dir: str, budget: Budget, *, text_dirs: Sequence[str], python_doc_dir: str, glue_dir: str,
         vocab: str = "", results: str = "", command: str = "",
         objectives: Sequence[str] = budgets_lib.DEFAULT_OBJECTIVES, corpus_dir: str = "", tfds: str = "",
-        tfds_data_dir: str = "", tfds_eval_split: str = "", overrides: dict[str, Any] | None = None
-        ) -> list[dict[str, Any]]:
-    """Runs (or resumes) every stage; returns the result rows."""
+        tfds_data_dir: str = "", tfds_eval_split: str = "", overrides: dict[str, Any] | None = None,
+        deadline_s: float = 0.0) -> list[dict[str, Any]]:
+    """Runs (or resumes) every stage; returns the result rows. With deadline_s, fine-tuning puts the control and
+    the top compute points first and leaves out the earlier points that would end more than deadline_s seconds
+    after this call started."""
     from electra_jax.experiments import finetuning, inputs, pretraining, report
     from electra_jax.experiments.stages import Stages, Timer, configure_jax_cache, machine, run_tool, write_json
 
@@ -403,6 +405,7 @@ def run(output_dir: str, budget: Budget, *, text_dirs: Sequence[str], python_doc
     configure_jax_cache(out)
     stages = Stages(out / "stages.json")
     started = time.time()
+    deadline = started + deadline_s if deadline_s else None
     write_json(out / "budget.json", dataclasses.asdict(budget))
 
     # 1. corpus
@@ -449,7 +452,7 @@ def run(output_dir: str, budget: Budget, *, text_dirs: Sequence[str], python_doc
                 "records": records, "vocab": {"kind": vocab_kind, "size": vocab_size, "path": str(vocab_path)},
                 "model": reference.model.to_dict(), "learning_rate": reference.optim.learning_rate, "models": models,
                 "protocol": protocol, "glue_dir": str(glue), "results": results, "overrides": extra,
-                "machine": machine(), "pretrain_eval": {},
+                "machine": machine(), "pretrain_eval": {}, "deadline": deadline,
                 "command": command or f"python -m electra_jax.experiments.compute_efficiency --budget={budget.name}"}
     write_json(out / "run.json", run_info)
     (out / finetuning.PRETRAIN_DONE).unlink(missing_ok=True)
@@ -467,11 +470,13 @@ def run(output_dir: str, budget: Budget, *, text_dirs: Sequence[str], python_doc
     report.write_report(out, results)
     if workers:
         finetuning.wait_for_workers(out, workers, results)
-    else:
+    else:  # with a deadline, every task's control and top points first, then the earlier points that fit
         update_report = partial(report.write_report, out, results)
-        for task in budget.tasks:
-            finetuning.finetune_task(task, models, budget=budget, out=out, protocol=protocol, glue_dir=glue,
-                                     vocab=vocab_path, stages=stages, on_result=update_report)
+        for headline_only in (True, False) if deadline else (False,):
+            for task in budget.tasks:
+                finetuning.finetune_task(task, models, budget=budget, out=out, protocol=protocol, glue_dir=glue,
+                                         vocab=vocab_path, stages=stages, on_result=update_report,
+                                         deadline=deadline, headline_only=headline_only)
 
     # 6. report
     lines = report.write_report(out, results)
@@ -517,6 +522,8 @@ def _define_flags() -> None:
     flags.DEFINE_integer("electra_steps", None, "Override the budget's ELECTRA steps (a larger budget; the other "
                          "objectives get the steps of the same FLOPs).")
     flags.DEFINE_bool("fast", None, "Override the budget's GPU speed settings (bf16, cuDNN attention).")
+    flags.DEFINE_float("deadline_s", 0.0, "Seconds this command may take (0: no limit): fine-tuning then runs the "
+                       "control and top compute points first and leaves out earlier points that would end later.")
     flags.DEFINE_integer("finetune_workers", None, "Override the budget's fine-tuning processes (0: after "
                          "pre-training in this process; N > 0: one per task during pre-training).")
     flags.DEFINE_list("tasks", None, "Override the budget's tasks (of cola, sst2, mrpc, stsb, rte).")
@@ -565,7 +572,7 @@ def main(argv: Sequence[str]) -> None:
     run(FLAGS.output_dir, budget, text_dirs=FLAGS.text_dirs, python_doc_dir=FLAGS.python_doc_dir,
         glue_dir=FLAGS.glue_dir, vocab=FLAGS.vocab, results=FLAGS.results, objectives=objectives,
         corpus_dir=FLAGS.corpus_dir, tfds=FLAGS.tfds, tfds_data_dir=FLAGS.tfds_data_dir,
-        tfds_eval_split=FLAGS.tfds_eval_split, overrides=overrides,
+        tfds_eval_split=FLAGS.tfds_eval_split, overrides=overrides, deadline_s=FLAGS.deadline_s,
         command="python -m electra_jax.experiments.compute_efficiency " + " ".join(sys.argv[1:]))
 
 

@@ -55,8 +55,8 @@ def finetune_config(budget: Budget, task: str, glue_dir: Path, vocab: Path, cont
     }
     if budget.epochs:
         overrides["train.epochs"] = budget.epochs
-    if budget.fast:  # the pre-training speed settings (bf16, cuDNN attention without attention dropout)
-        overrides.update({"model.dtype": "bfloat16", "model.attention": "cudnn"})
+    if budget.fast:  # bf16 compute; attention stays XLA's, with its dropout (at seq 128 cuDNN's gain is small)
+        overrides["model.dtype"] = "bfloat16"
     if control:  # from scratch: the same discriminator as the pre-trained runs (with --init the checkpoint decides)
         # finetune_size only picks the recipe (learning rate, layer decay); the network is pretrain_size's.
         network = config_lib.load(f"configs/finetune.py:{task},{budget.pretrain_size}").model
@@ -107,20 +107,41 @@ class CheckpointWatch:
         return (self.out / PRETRAIN_DONE).exists() or os.getppid() != self.parent
 
 
+def is_headline(model: dict[str, Any]) -> bool:
+    """The control and the top compute points: the comparison itself (earlier points draw the curve)."""
+    return model["objective"] == CONTROL or bool(model.get("top"))
+
+
+def _fitting(pending: list[dict[str, Any]], budget: Budget, deadline: float, seed_seconds: list[float]
+             ) -> list[dict[str, Any]]:
+    """The models whose fine-tuning, at this task's measured seconds per seed, ends before the deadline."""
+    estimate = statistics.fmean(seed_seconds) if seed_seconds else 0.0
+    fitting = [m for m in pending if time.time() + estimate * len(seeds_for(budget, is_headline(m))) < deadline]
+    for model in pending:
+        if model not in fitting:
+            logging.warning("finetune: leaving out %s: ~%.0f s per seed would end after the deadline (%.0f s left)",
+                            model["name"], estimate, deadline - time.time())
+    return fitting
+
+
 def finetune_task(task: str, models: Sequence[dict[str, Any]], *, budget: Budget, out: Path, protocol: str,
                   glue_dir: Path, vocab: Path, stages: Stages, watch: CheckpointWatch | None = None,
-                  on_result: Callable[[], None] | None = None) -> None:
+                  on_result: Callable[[], None] | None = None, deadline: float | None = None,
+                  headline_only: bool = False) -> None:
     """Fine-tunes each model (init None: the control) on one task with its seeds; skips models with results.
 
     Without `watch` every checkpoint must exist. With it, models whose checkpoint is not written yet are waited
     for (polling); PretrainingOver is raised when pre-training ends without them. `on_result()` runs after each
-    model's results.json is written (the experiment rewrites its report there).
+    model's results.json is written (the experiment rewrites its report there). With a `deadline` (time.time()
+    seconds) the control and top points come first, and an earlier point runs only if it can end before it.
+    `headline_only` fine-tunes the control and the top points alone.
     """
     from electra_jax import finetune
     from electra_jax.data import tasks as tasks_lib
     from electra_jax.data import tokenizer as make_tokenizer
 
-    pending = [m for m in priority_order(models) if not results_path(out, protocol, m, task).exists()]
+    pending = [m for m in priority_order(models) if not results_path(out, protocol, m, task).exists()
+               and (is_headline(m) or not headline_only)]
     if not pending:
         return
     start = time.time()
@@ -134,16 +155,23 @@ def finetune_task(task: str, models: Sequence[dict[str, Any]], *, budget: Budget
     data = finetune.TaskData(config, tasks_lib.get_task(task), tokenizer)
     runner = finetune.Runner(config, data)  # compiled once for this task, reused by every model and seed
     logging.info("finetune %s: %d training rows, runner built in %.1f s", task, data.num_train, time.time() - start)
+    seed_seconds: list[float] = []
     while pending:
-        available = [m for m in pending if watch is None or watch.ready(m)]
+        headline = [m for m in pending if is_headline(m)]
+        if deadline is not None and not headline:
+            pending = _fitting(pending, budget, deadline, seed_seconds)
+        candidates = headline if deadline is not None and headline else pending
+        available = [m for m in candidates if watch is None or watch.ready(m)]
         if not available:
+            if not pending:
+                break
             if watch.over() and not any(watch.ready(m) for m in pending):
                 raise PretrainingOver(f"pre-training ended without {[m['init'] for m in pending]}")
             time.sleep(2.0)
             continue
         model = available[0]
         pending.remove(model)
-        seeds = seeds_for(budget, top=model["objective"] == CONTROL or model.get("top", False))
+        seeds = seeds_for(budget, top=is_headline(model))
         workdir = results_path(out, protocol, model, task).parent
         workdir.mkdir(parents=True, exist_ok=True)
         with Timer(stages, f"finetune_{protocol}_{model['name']}_{task}"):
@@ -160,6 +188,7 @@ def finetune_task(task: str, models: Sequence[dict[str, Any]], *, budget: Budget
             write_json(workdir / "results.json", {
                 "task": task, "metrics": [TASKS[task][1]], "seeds": per_seed, "best": best, "init": model["init"],
                 "train_examples": data.num_train_examples, "seconds": round(time.time() - begin, 1)})
+            seed_seconds.append((time.time() - begin) / len(seeds))
         logging.info("finetune %s on %s: %s", model["name"], task, {s["seed"]: s["best"] for s in per_seed})
         if on_result is not None:
             on_result()
@@ -219,7 +248,7 @@ def main(argv: Sequence[str]) -> None:
         finetune_task(flags.FLAGS.task, run["models"], budget=budget, out=out, protocol=run["protocol"],
                       glue_dir=Path(run["glue_dir"]), vocab=Path(run["vocab"]["path"]),
                       stages=Stages(out / "stages.json"), watch=CheckpointWatch(out),
-                      on_result=lambda: write_report(out, run["results"], plot=False))
+                      on_result=lambda: write_report(out, run["results"], plot=False), deadline=run.get("deadline"))
     except PretrainingOver as e:
         logging.warning("finetune %s: %s", flags.FLAGS.task, e)
 
