@@ -218,3 +218,24 @@ def test_the_device_script_rehearsed_on_cpu(tmp_path, shared_dir, uncased_vocab)
     summary = json.loads((out / "compute_efficiency.summary.json").read_text())
     assert summary["budget"] == json.loads(json.dumps(dataclasses.asdict(dataclasses.replace(
         toy, finetune_workers=1))))
+
+
+@pytest.mark.slow
+def test_a_tfds_corpus_becomes_the_experiments_records(tmp_path, uncased_vocab):
+    """--tfds: the records stage builds train and held-out numpy records from a prepared TFDS dataset (about a
+    minute on the loaded dev machine: TFDS prepares the dataset, each build_data process imports TensorFlow)."""
+    pytest.importorskip("tensorflow_datasets")
+    from test_build_data import _make_tiny_tfds
+
+    from electra_jax.experiments.inputs import build_records
+    from electra_jax.experiments.stages import Stages
+
+    docs = [f"Document {i} has a first sentence.\nIts second sentence is a little longer than that." for i in range(40)]
+    name = _make_tiny_tfds(tmp_path / "tfds", docs, "ElectraJaxEvidenceDocs")
+    corpus = {"kind": "tfds", "train": f"{name}:train[:90%]", "eval": f"{name}:train[90%:]"}
+    budget = dataclasses.replace(budgets.BUDGETS["toy"], records_format="numpy", build_processes=1)
+    counts = build_records(tmp_path / "out", budget, corpus, uncased_vocab, Stages(tmp_path / "stages.json"),
+                           tfds_data_dir=str(tmp_path / "tfds"))
+    assert counts["train"] + counts["eval"] >= 40 and counts["eval"] > 0 and counts["format"] == "numpy"
+    assert sorted(p.name for p in (tmp_path / "out" / "records" / "train").glob("*.npy")) == [
+        "pretrain_data-0-of-2.npy", "pretrain_data-1-of-2.npy"]

@@ -39,8 +39,8 @@ def build_records(out: Path, budget: Budget, corpus: dict[str, Any], vocab_path:
     jobs = {}
     if corpus["kind"] == "tfds":
         jobs["train"] = ([f"--tfds={corpus['train']}", f"--tfds_data_dir={tfds_data_dir}"], shards)
-        if corpus.get("eval"):
-            jobs["eval"] = ([f"--tfds={corpus['eval']}", f"--tfds_data_dir={tfds_data_dir}"], 1)
+        if corpus.get("eval"):  # a held-out split is small: one slice (an empty TFDS slice is an error)
+            jobs["eval"] = ([f"--tfds={corpus['eval']}", f"--tfds_data_dir={tfds_data_dir}", "--tfds_num_splits=1"], 1)
         processes = budget.build_processes
     else:
         jobs["train"] = ([f"--input={','.join(corpus['train_files'])}"], shards)
