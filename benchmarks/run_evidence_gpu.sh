@@ -44,7 +44,8 @@ export TF_CPP_MIN_LOG_LEVEL=1
 cd "$REPO" || exit 1
 
 {
-    echo "evidence run: budget $BUDGET, limit ${LIMIT_S}s, $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    # The device copy of the tree has no .git: pass COMMIT=$(git rev-parse --short HEAD) from the checkout.
+    echo "evidence run: budget $BUDGET, limit ${LIMIT_S}s, $(date -u +%Y-%m-%dT%H:%M:%SZ), commit ${COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}"
     nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader 2>&1 | head -n 2
     "$PY" -c "import jax, flax, optax; print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, jax.devices())" 2>&1
     "$PY" -c "import tensorflow" >/dev/null 2>&1 && echo "tensorflow: importable (not used)" || echo "tensorflow: absent"
