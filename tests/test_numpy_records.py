@@ -222,10 +222,11 @@ def test_build_and_read_without_tensorflow(tmp_path, shared_dir, uncased_vocab):
     assert not (tmp_path / "tf").exists()
 
 
+@pytest.mark.slow
 def test_pretraining_on_numpy_records_resumes_exactly(tmp_path, shared_dir, uncased_vocab):
     """pretrain with config.data.format=numpy: 3 steps, then a rerun to 6, gives the losses of an uninterrupted
     6-step run at steps 4-6 (the checkpoint restores the input position). A constant learning rate keeps the
-    first run's schedule equal to the longer one's."""
+    first run's schedule equal to the longer one's. Three compiles: 30 s idle, 2 minutes on the loaded dev machine."""
     from electra_jax import config as config_lib
     from electra_jax import pretrain
 

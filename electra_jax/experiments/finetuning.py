@@ -93,18 +93,16 @@ def priority_order(models: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 class CheckpointWatch:
-    """For a worker: a checkpoint is ready once written; pre-training is over when the experiment says so (or when
-    the experiment that started this worker is gone)."""
+    """For a worker: a checkpoint is ready once written; pre-training is over when the experiment says so."""
 
     def __init__(self, out: Path):
         self.out = out
-        self.parent = os.getppid()
 
     def ready(self, model: dict[str, Any]) -> bool:
         return model["init"] is None or has_checkpoint(Path(model["init"]).parent.parent, model["step"])
 
     def over(self) -> bool:
-        return (self.out / PRETRAIN_DONE).exists() or os.getppid() != self.parent
+        return (self.out / PRETRAIN_DONE).exists()
 
 
 def is_headline(model: dict[str, Any]) -> bool:
@@ -232,6 +230,21 @@ def wait_for_workers(out: Path, workers: dict[str, subprocess.Popen], results: s
             f"--- {task}:\n{tail}" for task, tail in tails.items()))
 
 
+def _exit_with_parent() -> None:
+    """A worker ends when the experiment that started it is gone (killed by a time limit, say)."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(2.0)
+        logging.warning("finetune worker: the experiment (pid %d) is gone; stopping", parent)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def main(argv: Sequence[str]) -> None:
     """A worker: fine-tunes one task for every model of the run described by DIR/run.json."""
     from absl import flags
@@ -240,6 +253,7 @@ def main(argv: Sequence[str]) -> None:
     from electra_jax.experiments.stages import configure_jax_cache
 
     del argv
+    _exit_with_parent()
     out = Path(flags.FLAGS.output_dir)
     run = json.loads((out / "run.json").read_text())
     budget = Budget(**{k: tuple(v) if isinstance(v, list) else v for k, v in run["budget"].items()})
