@@ -1,23 +1,32 @@
 """The ELECTRA pre-training step built from HF transformers PyTorch models: the baseline electra_jax is timed against.
 
     python benchmarks/hf_pytorch_baseline.py --config=configs/pretrain.py:base --batch_size=64 --seq_len=512 \
-        --steps=30 --dtype=bfloat16
+        --steps=50 --head=gathered [--compile=regional] [--attention_dropout=0]
 
 One step, as electra_jax's (ELECTRA_REFERENCE.md section 3): dynamic masking (k = round(0.15 n) slots per
 example, capped at max_predictions_per_seq; 85% [MASK], 15% kept), the generator (ElectraForMaskedLM) with its
 MLM loss, Gumbel-max sampled replacements (no gradient), the discriminator (ElectraForPreTraining) with its
-sigmoid loss on every real token, loss = mlm + 50 x disc, global-norm clipping at 1.0 and AdamW (fused on CUDA).
-The generator shares the discriminator's embeddings module (and its tied output layer reads the same table),
-as the original does. bf16 autocast, attn_implementation="sdpa", eager PyTorch (no torch.compile unless
---compile).
+sigmoid loss on every real token, loss = mlm + 50 x disc, global-norm clipping at 1.0 and fused AdamW. The
+generator shares the discriminator's embeddings module (and its tied output layer reads the same table), as
+the original does. bf16 autocast, TF32 for float32 matmuls, attn_implementation="sdpa".
 
-The generator head runs on the gathered masked positions only, as electra_jax's does (by calling
-ElectraForMaskedLM's own submodules), so both sides do the same work and are divided by the same FLOP count
-(electra_jax.flops.model_flops_per_step); --full_generator_logits runs HF's usual head over every position.
-Differences that do not change the work: positions are drawn without replacement (the original draws with
-replacement) and the learning-rate schedule is constant.
+Written the way a careful PyTorch user would, so that the baseline gets the same care as our own step:
+- the MLM loss is a cross-entropy over rows ([B*N, V] logits, one row per masked slot); the [B, V, N]
+  "spatial" layout sends PyTorch to a log-softmax kernel that walks all 30,522 classes per column;
+- no attention mask is passed: the synthetic batch has no padding, and with a mask transformers 5 checks
+  `mask.all()` on the host before every forward (a sync that stops the host queueing the next step).
+
+Heads (`--head`): `gathered` runs the generator's dense + tied output layer at the masked slots only, as
+electra_jax does (through ElectraForMaskedLM's own submodules: the same work, the same FLOP count);
+`stock` is what a user writes from the HF docs: `ElectraForMaskedLM(...).logits` over every position, then
+the loss on the masked rows (6-28% more FLOPs than ours; MFU still divides by our FLOP count).
+`--compile=regional` compiles every encoder layer with torch.compile (PyTorch's recipe for repeated blocks:
+each distinct layer compiles once, so compile time does not grow with depth); `--compile=step` compiles the
+whole step function. Differences that do not change the work: positions are drawn without replacement (the
+original draws with replacement) and the learning-rate schedule is constant.
 
 Prints one JSON line with the fields of `python -m electra_jax.benchmark` plus impl. Runs on CPU for tests.
+benchmarks/same_call.py times these steps beside electra_jax's in one process.
 """
 
 from __future__ import annotations
@@ -37,11 +46,22 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script from anywhere: electra_jax lives beside benchmarks/
     sys.path.insert(0, str(REPO))
 
-from electra_jax import config as config_lib  # noqa: E402  (needs the path above)
+from electra_jax import benchmark as benchmark_lib  # noqa: E402  (needs the path above)
+from electra_jax import config as config_lib  # noqa: E402
 from electra_jax import flops as flops_lib  # noqa: E402
 
+HEADS = ("gathered", "stock")
+COMPILE_MODES = ("none", "regional", "step")
 
-def build_models(config: Any, device: torch.device):
+
+def impl_name(head: str, compile_mode: str = "none") -> str:
+    """The `impl` of a result row: hf_pytorch_eager (gathered head), hf_pytorch_stock, hf_pytorch_compile."""
+    if compile_mode != "none":
+        return "hf_pytorch_compile"
+    return {"gathered": "hf_pytorch_eager", "stock": "hf_pytorch_stock"}[head]
+
+
+def build_models(config: Any, device: torch.device, attention_dropout: float | None = None):
     """Generator and discriminator with one shared embeddings module (the original's tied embeddings)."""
     from transformers import ElectraConfig, ElectraForMaskedLM, ElectraForPreTraining
 
@@ -49,21 +69,22 @@ def build_models(config: Any, device: torch.device):
     common = dict(vocab_size=m.vocab_size, embedding_size=m.embedding_size,
                   max_position_embeddings=m.max_position_embeddings, type_vocab_size=m.type_vocab_size,
                   hidden_dropout_prob=m.hidden_dropout,
-                  attention_probs_dropout_prob=m.attention_dropout, layer_norm_eps=m.layer_norm_eps,
-                  hidden_act="gelu", attn_implementation="sdpa")
+                  attention_probs_dropout_prob=m.attention_dropout if attention_dropout is None else attention_dropout,
+                  layer_norm_eps=m.layer_norm_eps, hidden_act="gelu", attn_implementation="sdpa")
     disc_config = ElectraConfig(hidden_size=m.hidden_size, num_hidden_layers=m.num_layers,
                                 num_attention_heads=m.num_heads, intermediate_size=m.intermediate_size, **common)
     gen_config = ElectraConfig(hidden_size=m.generator_hidden_size, num_hidden_layers=m.generator_num_layers,
                                num_attention_heads=m.generator_num_heads,
                                intermediate_size=m.generator_intermediate_size, **common)
-    discriminator = ElectraForPreTraining(disc_config)
-    generator = ElectraForMaskedLM(gen_config)
+    with torch.device(device):  # initialise on the device: building Large on the host takes seconds
+        discriminator = ElectraForPreTraining(disc_config)
+        generator = ElectraForMaskedLM(gen_config)
     generator.electra.embeddings = discriminator.electra.embeddings
     generator.generator_lm_head.weight = discriminator.electra.embeddings.word_embeddings.weight
     for model in (generator, discriminator):
         if getattr(model.config, "_attn_implementation", "sdpa") != "sdpa":
             raise RuntimeError(f"transformers chose attention {model.config._attn_implementation!r}, not sdpa")
-    return generator.to(device).train(), discriminator.to(device).train()
+    return generator.train(), discriminator.train()
 
 
 def unique_parameters(*modules) -> list[torch.nn.Parameter]:
@@ -73,6 +94,16 @@ def unique_parameters(*modules) -> list[torch.nn.Parameter]:
         for p in module.parameters():
             seen.setdefault(id(p), p)
     return list(seen.values())
+
+
+def make_optimizer(params: list[torch.nn.Parameter], config: Any, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW as the original (LayerNorm weights and biases not decayed), fused (one kernel for all tensors)."""
+    decay = [p for p in params if p.ndim > 1]
+    no_decay = [p for p in params if p.ndim <= 1]
+    o = config.optim
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=o.learning_rate, betas=(o.adam_b1, o.adam_b2), eps=o.adam_eps, fused=True)
 
 
 def mask_batch(input_ids, input_mask, *, max_predictions: int, mask_prob: float, mask_id: int, special_ids,
@@ -97,7 +128,25 @@ def mask_batch(input_ids, input_mask, *, max_predictions: int, mask_prob: float,
     return masked_ids, positions, targets, weights
 
 
-def make_step(generator, discriminator, optimizer, params, config, *, dtype: str, full_generator_logits: bool):
+def gather_positions(values: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """values[b, positions[b, n], :] as [B, N, D]."""
+    return torch.gather(values, 1, positions[..., None].expand(-1, -1, values.shape[-1]))
+
+
+def mlm_loss(gen_logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Weighted mean cross-entropy of [B, N, V] logits, computed on [B*N, V] rows in float32."""
+    vocab = gen_logits.shape[-1]
+    nll = F.cross_entropy(gen_logits.reshape(-1, vocab).float(), targets.reshape(-1), reduction="none")
+    flat_weights = weights.reshape(-1)
+    return (nll * flat_weights).sum() / (flat_weights.sum() + 1e-6)
+
+
+def make_step(generator, discriminator, optimizer, params, config, *, head: str = "gathered",
+              dtype: str = "bfloat16"):
+    """step(input_ids, input_mask, segment_ids) -> loss (on device). The models get no attention mask: the
+    batches here have no padding (HFStep checks), and a mask would cost a host sync per forward."""
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}; choose one of {HEADS}")
     o, d = config.objective, config.data
     device_type = next(generator.parameters()).device.type
     autocast_dtype = torch.bfloat16 if dtype == "bfloat16" else None
@@ -107,18 +156,15 @@ def make_step(generator, discriminator, optimizer, params, config, *, dtype: str
             input_ids, input_mask, max_predictions=o.max_predictions_per_seq, mask_prob=o.mask_prob,
             mask_id=d.mask_id, special_ids=(d.cls_id, d.sep_id, d.mask_id), mask_token_prob=o.mask_token_prob)
         with torch.autocast(device_type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
-            if full_generator_logits:
-                all_logits = generator(input_ids=masked_ids, attention_mask=input_mask,
-                                       token_type_ids=segment_ids).logits
-                gen_logits = torch.gather(all_logits, 1, positions[..., None].expand(-1, -1, all_logits.shape[-1]))
+            if head == "stock":
+                all_logits = generator(input_ids=masked_ids, token_type_ids=segment_ids).logits
+                gen_logits = gather_positions(all_logits, positions)
             else:
-                hidden = generator.electra(input_ids=masked_ids, attention_mask=input_mask,
-                                           token_type_ids=segment_ids).last_hidden_state
-                hidden = torch.gather(hidden, 1, positions[..., None].expand(-1, -1, hidden.shape[-1]))
-                gen_logits = generator.generator_lm_head(generator.generator_predictions(hidden))
+                hidden = generator.electra(input_ids=masked_ids, token_type_ids=segment_ids).last_hidden_state
+                gen_logits = generator.generator_lm_head(generator.generator_predictions(
+                    gather_positions(hidden, positions)))
             gen_logits = gen_logits.float()
-            nll = F.cross_entropy(gen_logits.transpose(1, 2), targets, reduction="none")
-            mlm_loss = (nll * weights).sum() / (weights.sum() + 1e-6)
+            loss_mlm = mlm_loss(gen_logits, targets, weights)
             with torch.no_grad():
                 uniform = torch.rand_like(gen_logits)
                 gumbel = -torch.log(-torch.log(uniform + 1e-9) + 1e-9)
@@ -128,12 +174,11 @@ def make_step(generator, discriminator, optimizer, params, config, *, dtype: str
                 fake_ids.scatter_(1, positions, sampled)
                 fake_ids[:, 0] = input_ids[:, 0]
                 labels = (fake_ids != input_ids).float()
-            disc_logits = discriminator(input_ids=fake_ids, attention_mask=input_mask,
-                                        token_type_ids=segment_ids).logits.float()
+            disc_logits = discriminator(input_ids=fake_ids, token_type_ids=segment_ids).logits.float()
             mask_f = input_mask.float()
             per_token = F.binary_cross_entropy_with_logits(disc_logits, labels, reduction="none") * mask_f
             disc_loss = per_token.sum() / (mask_f.sum() + 1e-6)
-            loss = o.gen_weight * mlm_loss + o.disc_weight * disc_loss
+            loss = o.gen_weight * loss_mlm + o.disc_weight * disc_loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, config.optim.clip_norm)
         optimizer.step()
@@ -143,127 +188,144 @@ def make_step(generator, discriminator, optimizer, params, config, *, dtype: str
     return step
 
 
+def compile_models(generator, discriminator, step, mode: str, backend: str = "inductor"):
+    """Applies torch.compile as `mode` says (see the module docstring); returns the step to call."""
+    if mode == "none":
+        return step
+    if mode == "regional":
+        for model in (generator, discriminator):
+            for layer in model.electra.encoder.layer:
+                layer.compile(backend=backend)
+        return step
+    if mode == "step":
+        return torch.compile(step, backend=backend)
+    raise ValueError(f"unknown compile mode {mode!r}; choose one of {COMPILE_MODES}")
+
+
 def synthetic_batch(batch_size: int, seq_len: int, config: Any, device: torch.device, seed: int = 0):
-    """Full-length [CLS] a [SEP] b [SEP] examples of random word pieces, as electra_jax.benchmark's."""
-    generator = torch.Generator().manual_seed(seed)
-    d = config.data
-    first_word = max(d.pad_id, d.unk_id, d.cls_id, d.sep_id, d.mask_id) + 1
-    ids = torch.randint(first_word, config.model.vocab_size, (batch_size, seq_len), generator=generator)
-    middle = seq_len // 2
-    ids[:, 0] = d.cls_id
-    ids[:, middle] = d.sep_id
-    ids[:, -1] = d.sep_id
-    segments = torch.zeros((batch_size, seq_len), dtype=torch.long)
-    segments[:, middle + 1:] = 1
-    mask = torch.ones((batch_size, seq_len), dtype=torch.long)
-    return ids.to(device), mask.to(device), segments.to(device)
+    """electra_jax.benchmark's batch (full-length [CLS] a [SEP] b [SEP], no padding) as torch tensors."""
+    batch = benchmark_lib.synthetic_batch(batch_size, seq_len, config.model.vocab_size, config, seed)
+    return tuple(torch.from_numpy(batch[k]).long().to(device) for k in ("input_ids", "input_mask", "segment_ids"))
 
 
-def _sync(device: torch.device) -> None:
+def check_no_padding(input_mask: torch.Tensor) -> None:
+    if not bool(input_mask.all()):
+        raise ValueError("the HF step passes no attention mask, so its batch must have no padding "
+                         f"({int((input_mask == 0).sum())} padded positions)")
+
+
+def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def measure_matmul_peak(device: torch.device, dtype: str, size: int | None = None, repeats: int = 3) -> float:
-    """Achievable matmul FLOP/s: a chain of [n, n] x [n, n] products in the step's compute dtype."""
-    n = size or (8192 if device.type == "cuda" else 512)
-    chain = 32 if device.type == "cuda" else 4
-    compute = torch.bfloat16 if dtype == "bfloat16" else torch.float32
-    x = torch.randn((n, n), device=device, dtype=compute)
-    w = (torch.randn((n, n), device=device) / n**0.5).to(compute)
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
-    def run():
-        acc = x
-        for _ in range(chain):
-            acc = acc @ w
-        return acc
 
-    run()
-    _sync(device)
-    best = float("inf")
-    for _ in range(repeats):
+class HFStep:
+    """One HF PyTorch pre-training step with its models, optimizer and batch on the device, timed in windows.
+
+    `run(n)` dispatches n steps and waits for the last (the same protocol as electra_jax.benchmark.PreparedStep).
+    """
+
+    def __init__(self, config: Any, device: torch.device, *, head: str = "gathered", compile_mode: str = "none",
+                 dtype: str = "bfloat16", attention_dropout: float | None = None, compile_backend: str = "inductor"):
+        # TF32 for float32 matmuls on Ampere+, which is what XLA does by default for float32 on GPU.
+        torch.set_float32_matmul_precision("high")
+        torch.manual_seed(config.train.seed)
+        self.config, self.device, self.head, self.compile_mode, self.dtype = config, device, head, compile_mode, dtype
+        self.batch_size, self.seq_len = config.train.batch_size, config.data.max_seq_length
+        self.generator, self.discriminator = build_models(config, device, attention_dropout)
+        self.attention_dropout = config.model.attention_dropout if attention_dropout is None else attention_dropout
+        self.params = unique_parameters(self.generator, self.discriminator)
+        self.optimizer = make_optimizer(self.params, config, device)
+        step = make_step(self.generator, self.discriminator, self.optimizer, self.params, config, head=head,
+                         dtype=dtype)
+        self.step = compile_models(self.generator, self.discriminator, step, compile_mode, compile_backend)
+        self.batch = synthetic_batch(self.batch_size, self.seq_len, config, device, config.train.seed)
+        check_no_padding(self.batch[1])  # once, outside the timed steps
+        self.last_loss = None
+        self.warmup_s: float | None = None
+
+    def run(self, count: int) -> None:
+        for _ in range(count):
+            self.last_loss = self.step(*self.batch)
+        sync(self.device)
+
+    def warm_up(self, count: int) -> float:
+        """Runs `count` untimed steps; returns their seconds (torch.compile compiles during the first)."""
         start = time.perf_counter()
-        run()
-        _sync(device)
-        best = min(best, time.perf_counter() - start)
-    return 2.0 * n**3 * chain / best
+        self.run(count)
+        self.warmup_s = time.perf_counter() - start
+        return self.warmup_s
+
+    def loss(self) -> float:
+        return float(self.last_loss) if self.last_loss is not None else float("nan")
+
+    def peak_memory_gib(self) -> float | None:
+        return torch.cuda.max_memory_allocated(self.device) / 2**30 if self.device.type == "cuda" else None
+
+    def variant(self) -> str:
+        head = "gathered head" if self.head == "gathered" else "full-vocab logits"
+        compiled = f", torch.compile ({self.compile_mode})" if self.compile_mode != "none" else ""
+        precision = "bf16 autocast" if self.dtype == "bfloat16" else self.dtype
+        return f"{head}{compiled}, {precision}, sdpa, attention dropout {self.attention_dropout:g}"
+
+    def describe(self) -> dict[str, Any]:
+        import transformers
+
+        name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu"
+        return {"impl": impl_name(self.head, self.compile_mode), "variant": self.variant(), "size": self.config.size,
+                "batch_size": self.batch_size, "seq_len": self.seq_len, "device": f"{self.device.type}:{name}",
+                "dtype": self.dtype, "attention": "sdpa", "attention_dropout": self.attention_dropout,
+                "head": self.head, "compile": self.compile_mode, "torch_version": torch.__version__,
+                "transformers_version": transformers.__version__}
+
+    def close(self) -> None:
+        self.generator = self.discriminator = self.optimizer = self.params = self.step = self.batch = None
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
 
 
 def run(args) -> dict[str, Any]:
     overrides = dict(args.override or [])
     overrides.update({"data.max_seq_length": args.seq_len, "train.batch_size": args.batch_size})
     config = config_lib.load(args.config, {k: _parse(v) for k, v in overrides.items()})
-    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
-    torch.manual_seed(config.train.seed)
-    # TF32 for float32 matmuls on Ampere+, which is what XLA does by default for float32 on GPU.
-    torch.set_float32_matmul_precision("high")
-    generator, discriminator = build_models(config, device)
-    params = unique_parameters(generator, discriminator)
-    decay = [p for p in params if p.ndim > 1]  # LayerNorm weights and biases are not decayed
-    no_decay = [p for p in params if p.ndim <= 1]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": config.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=config.optim.learning_rate, betas=(config.optim.adam_b1, config.optim.adam_b2), eps=config.optim.adam_eps,
-        fused=device.type == "cuda")
-    step = make_step(generator, discriminator, optimizer, params, config, dtype=args.dtype,
-                     full_generator_logits=args.full_generator_logits)
-    if args.compile:
-        step = torch.compile(step)
-    batch = synthetic_batch(args.batch_size, args.seq_len, config, device, config.train.seed)
+    device = torch.device(args.device) if args.device != "auto" else default_device()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-
-    start = time.perf_counter()
-    for _ in range(args.warmup):
-        loss = step(*batch)
-    _sync(device)
-    warmup_s = time.perf_counter() - start
-    window = max(1, min(args.window, args.steps))
-    per_step, done = [], 0
-    while done < args.steps:
-        count = min(window, args.steps - done)
-        start = time.perf_counter()
-        for _ in range(count):
-            loss = step(*batch)
-        _sync(device)
-        per_step.append((time.perf_counter() - start) / count)
-        done += count
-    final_loss = float(loss)
-    memory = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-    del optimizer, generator, discriminator, params, decay, no_decay
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
+    hf_step = HFStep(config, device, head=args.head, compile_mode=args.compile, dtype=args.dtype,
+                     attention_dropout=args.attention_dropout)
+    hf_step.warm_up(args.warmup)
+    per_step = benchmark_lib.time_windows(hf_step.run, args.steps, args.window)
+    row = hf_step.describe()
+    final_loss, memory = hf_step.loss(), hf_step.peak_memory_gib()
+    hf_step.close()
 
     step_s = statistics.median(per_step)
     model_flops = flops_lib.model_flops_per_step(config, args.batch_size, args.seq_len)
-    peak = measure_matmul_peak(device, args.dtype) if args.measure_peak else None
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    import transformers
-
-    return {
-        "impl": "hf_pytorch_compile" if args.compile else "hf_pytorch_eager",
-        "size": config.size,
-        "batch_size": args.batch_size,
-        "seq_len": args.seq_len,
+    peak = args.peak_tflops * 1e12 if args.peak_tflops else None
+    datasheet = benchmark_lib.datasheet_peak_flops(row["device"], args.dtype)
+    row.update({
         "step_ms": step_s * 1e3,
         "step_ms_min": min(per_step) * 1e3,
+        "window_ms": [t * 1e3 for t in per_step],
         "tokens_per_sec": args.batch_size * args.seq_len / step_s,
         "model_tflops_per_step": model_flops / 1e12,
         "mfu": model_flops / step_s / peak if peak else None,
-        "peak_tflops_measured": peak / 1e12 if peak else None,
-        "device": f"{device.type}:{name}",
+        "peak_tflops_measured": args.peak_tflops,
+        "mfu_datasheet": model_flops / step_s / datasheet if datasheet else None,
+        "peak_tflops_datasheet": datasheet / 1e12 if datasheet else None,
         "peak_memory_gb": memory,
-        "dtype": args.dtype,
-        "attention": "sdpa",
-        "full_generator_logits": bool(args.full_generator_logits),
         "steps": args.steps,
         "warmup": args.warmup,
-        "compile_s": warmup_s,  # warm-up steps, including any torch.compile time
+        "compile_s": hf_step.warmup_s,  # the warm-up steps, including any torch.compile time
         "final_loss": final_loss,
-        "torch_version": torch.__version__,
-        "transformers_version": transformers.__version__,
-        **({"variant": args.variant} if args.variant else {}),
-    }
+    })
+    if args.variant:
+        row["variant"] = args.variant
+    return row
 
 
 def _parse(value: str):
@@ -283,15 +345,19 @@ def parse_args(argv=None):
     parser.add_argument("--config", required=True, help="configs/pretrain.py:SIZE")
     parser.add_argument("--batch_size", type=int, required=True)
     parser.add_argument("--seq_len", type=int, required=True)
-    parser.add_argument("--steps", type=int, default=20, help="timed steps")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
-    parser.add_argument("--window", type=int, default=5, help="steps per timed window (one sync per window)")
+    parser.add_argument("--steps", type=int, default=50, help="timed steps")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (torch.compile compiles here)")
+    parser.add_argument("--window", type=int, default=10, help="steps per timed window (one sync per window)")
     parser.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16", help="autocast dtype")
     parser.add_argument("--device", default="auto", help="cuda, cpu or auto")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the step")
-    parser.add_argument("--full_generator_logits", action="store_true",
-                        help="run the generator head over every position (HF's default) and gather afterwards")
-    parser.add_argument("--no_measure_peak", dest="measure_peak", action="store_false")
+    parser.add_argument("--head", choices=HEADS, default="gathered",
+                        help="gathered: the generator head at the masked slots (as electra_jax); stock: "
+                             "ElectraForMaskedLM(...).logits over every position")
+    parser.add_argument("--compile", choices=COMPILE_MODES, default="none", help="torch.compile: none, regional "
+                        "(every encoder layer) or step (the whole step function)")
+    parser.add_argument("--attention_dropout", type=float, default=None,
+                        help="attention-probability dropout (default: the config's, 0.1)")
+    parser.add_argument("--peak_tflops", type=float, default=None, help="a measured peak for `mfu` (else null)")
     parser.add_argument("--override", action="append", type=lambda s: tuple(s.split("=", 1)), metavar="FIELD=VALUE",
                         help="config override, e.g. --override model.num_layers=2 (repeatable)")
     parser.add_argument("--variant", default="", help="a free-form label copied into the JSON row")

@@ -1,14 +1,14 @@
-"""Collects benchmark rows into one results file, and turns results files into the README's speed table.
+"""Collects a GPU call's rows into one results file, and turns results files into the README's speed tables.
 
-    python benchmarks/make_table.py collect --raw DIR --out benchmarks/results/2026-11-20-h100.json --card h100
+    python benchmarks/make_table.py collect --rows SCRATCH/rows.jsonl --out benchmarks/results/2026-12-02-h200.json
     python benchmarks/make_table.py table [benchmarks/results/*.json]
 
-`collect` reads what benchmarks/run_gpu.sh leaves in DIR for each run NAME: NAME.meta (one JSON object:
-run, impl, variant, rc, wall_s, limit_s) and NAME.out (the benchmark's stdout; its last JSON line is the
-row) and NAME.err (stderr, whose tail is kept for failed runs). `table` prints markdown: one table per
-results file (one card, one session), each electra_jax row with its speed relative to the HF PyTorch eager
-row of the same size and shape from the same file. Ratios across files are never formed: timings differ
-between cards and runs.
+A results file is one call on one card (benchmarks/run_gpu.sh -> gpu_session.py -> same_call.py): `collect`
+wraps the rows the drivers appended with the call's date, card, commit and versions. `table` prints one section
+per file, ratios only ever formed within a file. For a call (format 2): per pass and size, electra_jax's
+tokens/s over the fastest HF PyTorch variant timed in that pass (the same attention dropout on both sides),
+the median over the alternating rounds with their spread, then every timing. Files written before the
+baseline was fixed (format 1, 2026-11-26) are shown as history, against that old handicapped HF step.
 """
 
 from __future__ import annotations
@@ -16,64 +16,59 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
-BASELINE_IMPL = "hf_pytorch_eager"
-ROW_FIELDS = ("run", "impl", "size", "batch_size", "seq_len", "tokens_per_sec", "step_ms", "mfu", "device",
-              "peak_memory_gb", "variant")
+FORMAT = 2
+OLD_BASELINE_IMPL = "hf_pytorch_eager"
+OLD_BASELINE_NOTE = ("history, against the old HF baseline (cross-entropy on the [B, V, N] layout and an all-ones "
+                     "attention mask, which cost it a host sync per forward; see docs/SPEED.md), not the fixed one")
+PASS_TITLES = {"headline": "no attention-probability dropout on either side (HF p=0, electra_jax cuDNN)",
+               "faithful": "attention-probability dropout 0.1 on both sides (electra_jax XLA attention)"}
+CALL_FIELDS = ("commit", "dirty", "command", "python_version", "jax_version", "torch_version", "transformers_version",
+               "gpu_static")
 
 
-def _last_json_line(text: str) -> dict[str, Any] | None:
-    for line in reversed(text.splitlines()):
-        line = line.strip()
-        if line.startswith("{") and line.endswith("}"):
-            try:
-                return json.loads(line)
-            except json.JSONDecodeError:
-                continue
-    return None
+# ---- rows and results files ----
 
 
-def collect(raw_dir: str | Path, card: str = "", date: str = "") -> dict[str, Any]:
-    """One results document from a run_gpu.sh scratch folder, runs in the order they started."""
-    raw_dir = Path(raw_dir)
-    rows = []
-    metas = []
-    for meta_path in raw_dir.glob("*.meta"):
-        meta = json.loads(meta_path.read_text())
-        metas.append((meta.get("order", 0), meta_path, meta))
-    for _, meta_path, meta in sorted(metas, key=lambda item: (item[0], item[1].name)):
-        stem = meta_path.with_suffix("")
-        out = stem.with_suffix(".out")
-        err = stem.with_suffix(".err")
-        row = _last_json_line(out.read_text()) if out.exists() else None
-        merged: dict[str, Any] = {field: None for field in ROW_FIELDS}
-        merged.update(row or {})
-        merged.update({k: v for k, v in meta.items() if k != "order"})
-        if row is None or meta.get("rc", 0) != 0:
-            tail = err.read_text(errors="replace")[-1500:] if err.exists() else ""
-            if meta.get("skipped"):
-                merged["error"] = "skipped (out of time budget)"
-            elif meta.get("rc") in (124, 137):
-                merged["error"] = "timed out"
-            else:
-                merged["error"] = f"exit status {meta.get('rc')}" if meta.get("rc") else "no JSON row printed"
-            merged["stderr_tail"] = tail
-        rows.append(merged)
-    return {"date": date, "card": card, "rows": rows}
+def append_row(path: str | Path, row: dict[str, Any]) -> None:
+    """Appends one JSON row (flushed at once, so a driver stopped later keeps it)."""
+    with Path(path).open("a") as f:
+        f.write(json.dumps(row) + "\n")
 
 
-def load_rows(path: str | Path) -> tuple[str, list[dict[str, Any]]]:
-    """(title, rows) of one results file; accepts {"rows": [...], ...} or a bare list of rows."""
+def read_rows(path: str | Path) -> list[dict[str, Any]]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def collect(rows: list[dict[str, Any]], card: str = "", date: str = "") -> dict[str, Any]:
+    """One results document: the call's fields (from its first timed row) and every row."""
+    first = next((r for r in rows if r.get("kind") == "measure"), {})
+    peak = next((r for r in rows if r.get("kind") == "peak"), None)
+    return {"format": FORMAT, "date": date, "card": card, **{k: first.get(k) for k in CALL_FIELDS},
+            "peak": {k: peak.get(k) for k in ("method", "device", "tflops_median", "tflops_min", "tflops_max")}
+            if peak else None, "rows": rows}
+
+
+def write_results(rows_file: str | Path, out: str | Path, card: str = "", date: str = "") -> dict[str, Any]:
+    document = collect(read_rows(rows_file), card, date)
+    Path(out).write_text(json.dumps(document, indent=1) + "\n")
+    return document
+
+
+def load_document(path: str | Path) -> dict[str, Any]:
+    """A results file as a document; the first format (a bare list, or rows without "format") is kept as is."""
     data = json.loads(Path(path).read_text())
     if isinstance(data, list):
-        return Path(path).stem, data
-    title = " ".join(str(x) for x in (data.get("date"), data.get("card")) if x) or Path(path).stem
-    if title != Path(path).stem:
-        title += f" (`{Path(path).name}`)"
-    return title, data.get("rows", [])
+        data = {"rows": data}
+    data.setdefault("format", 1)
+    return data
 
 
 def results_files(folder: str | Path) -> list[str]:
@@ -88,33 +83,127 @@ def results_files(folder: str | Path) -> list[str]:
     return [str(p) for p in sorted(paths, key=key)]
 
 
+# ---- the tables ----
+
+
 def _fmt(value: Any, spec: str, scale: float = 1.0) -> str:
     return "—" if value is None else format(value * scale, spec)
 
 
-def table(rows: list[dict[str, Any]]) -> str:
-    """Markdown rows: every run of one results file, grouped by (size, batch, seq), HF eager first."""
-    lines = ["| model (batch × seq) | implementation | variant | step ms | tokens/s | MFU | peak GiB | vs HF eager |",
-             "|---|---|---|---|---|---|---|---|"]
-    groups: dict[tuple, list[dict[str, Any]]] = {}
+def _shape(row: dict[str, Any]) -> str:
+    size = str(row.get("size") or "?")
+    return f"{size.capitalize()} ({row.get('batch_size')} × {row.get('seq_len')})"
+
+
+def groups(rows: list[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
+    """Rows by (pass, size, flag set), in the order they first appear."""
+    grouped: dict[tuple, list[dict[str, Any]]] = {}
     for row in rows:
-        groups.setdefault((row.get("size"), row.get("batch_size"), row.get("seq_len")), []).append(row)
-    for (size, batch, seq), members in groups.items():
-        baseline = next((r for r in members if r.get("impl") == BASELINE_IMPL and r.get("tokens_per_sec")), None)
-        members = sorted(members, key=lambda r: r.get("impl") != BASELINE_IMPL)
+        if row.get("kind") in ("measure", "round", "error", "skipped"):
+            grouped.setdefault((row.get("pass"), row.get("size"), row.get("flag_set")), []).append(row)
+    return grouped
+
+
+def headline(members: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The fastest HF variant of a group, electra_jax's row, and the ratio over the rounds against that variant."""
+    measured = [r for r in members if r.get("kind") == "measure" and r.get("tokens_per_sec")]
+    hf = [r for r in measured if str(r.get("impl", "")).startswith("hf_pytorch")]
+    ours = next((r for r in measured if r.get("impl") == "electra_jax"), None)
+    if not hf or ours is None:
+        return None
+    fastest = max(hf, key=lambda r: r["tokens_per_sec"])
+    ratios = [r["ratio"] for r in members if r.get("kind") == "round" and r.get("hf_stage") == fastest.get("stage")]
+    result = {"hf": fastest, "jax": ours, "rounds": len(ratios)}
+    if ratios:
+        result.update(ratio=statistics.median(ratios), low=min(ratios), high=max(ratios))
+    else:  # no rounds against the fastest variant (cut short): the single timings, marked as such
+        result.update(ratio=ours["tokens_per_sec"] / fastest["tokens_per_sec"], low=None, high=None)
+    return result
+
+
+def _group_label(key: tuple) -> str:
+    pass_name, _, flag_set = key
+    return (PASS_TITLES.get(pass_name, str(pass_name)) + (f", XLA flags `{flag_set}`" if flag_set else ""))
+
+
+TIMINGS_HEADER = ("| model | pass | implementation | variant | step ms (windows min–max) | tokens/s | "
+                  "MFU (measured peak) | peak GiB | compile s | vs fastest HF |")
+
+
+def _timing_line(row: dict[str, Any], key: tuple, fastest: float | None) -> str:
+    """One timed variant: median window and spread, throughput, MFU both ways, memory, compile time."""
+    mfu = row.get("mfu_datasheet")
+    versus = row["tokens_per_sec"] / fastest if fastest else None
+    return (f"| {_shape(row)} | {key[0]}{' +' + key[2] if key[2] else ''} | {row.get('impl')} | "
+            f"{row.get('variant', '')} | {row['step_ms']:.1f} ({row['step_ms_min']:.1f}–{row['step_ms_max']:.1f}) | "
+            f"{row['tokens_per_sec']:,.0f} | {_fmt(mfu, '.1f', 100.0)}{'%' if mfu is not None else ''} "
+            f"({_fmt(row.get('mfu_measured_peak'), '.1f', 100.0)}%) | {_fmt(row.get('peak_memory_gb'), '.1f')} | "
+            f"{_fmt(row.get('compile_s'), '.0f')} | {_fmt(versus, '.2f')}× |")
+
+
+def render_call(title: str, document: dict[str, Any]) -> str:
+    rows = document.get("rows", [])
+    first = next((r for r in rows if r.get("kind") == "measure"), {})
+    peak = document.get("peak") or {}
+    commit = str(document.get("commit") or "unknown")[:10]
+    dirty = {True: "dirty", False: "clean"}.get(document.get("dirty"), "dirty flag unknown")
+    header = (f"**{title}**: {first.get('device', '?')}, commit {commit} ({dirty}), jax {document.get('jax_version')}, "
+              f"torch {document.get('torch_version')}, transformers {document.get('transformers_version')}; "
+              f"MFU against the datasheet dense bf16 peak (989 TFLOP/s on H100/H200 SXM), in brackets against the "
+              f"matmul peak measured once in this call ({_fmt(peak.get('tflops_median'), '.0f')} TFLOP/s)")
+    lines = [header, "", "| model (batch × seq) | attention dropout | fastest HF PyTorch variant | HF tokens/s | "
+             "electra_jax | electra_jax tokens/s | ratio (median of rounds) | rounds: min–max |",
+             "|---|---|---|---|---|---|---|---|"]
+    grouped = groups(rows)
+    for key, members in grouped.items():
+        result = headline(members)
+        if result is None:
+            continue
+        spread = (f"{result['low']:.2f}–{result['high']:.2f}×" if result["low"] is not None
+                  else "no rounds: single timings")
+        lines.append(f"| {_shape(result['jax'])} | {_group_label(key)} | {result['hf']['impl']}: "
+                     f"{result['hf'].get('variant', '')} | {result['hf']['tokens_per_sec']:,.0f} | "
+                     f"{result['jax'].get('variant', '')} | {result['jax']['tokens_per_sec']:,.0f} | "
+                     f"**{result['ratio']:.2f}×** ({result['rounds']}) | {spread} |")
+    lines += ["", TIMINGS_HEADER, "|---|---|---|---|---|---|---|---|---|---|"]
+    for key, members in grouped.items():
+        measured = [r for r in members if r.get("kind") == "measure" and r.get("tokens_per_sec")]
+        fastest = max((r["tokens_per_sec"] for r in measured if str(r.get("impl", "")).startswith("hf_pytorch")),
+                      default=None)
+        lines += [_timing_line(row, key, fastest) for row in measured]
         for row in members:
+            if row.get("kind") in ("error", "skipped"):
+                lines.append(f"| {_shape(row)} | {key[0]} | {row.get('stage')} | failed: {row.get('error', '')[:120]} "
+                             "| | | | | | |")
+    return "\n".join(lines)
+
+
+def render_history(title: str, rows: list[dict[str, Any]]) -> str:
+    """A first-format file: each electra_jax row against the old HF eager row of the same shape and file."""
+    devices = sorted({str(r.get("device")) for r in rows if r.get("device")})
+    lines = [f"**{title}**" + (f" ({', '.join(devices)})" if devices else "") + f": {OLD_BASELINE_NOTE}", "",
+             "| model (batch × seq) | implementation | variant | step ms | tokens/s | MFU | peak GiB | "
+             "vs old HF eager |",
+             "|---|---|---|---|---|---|---|---|"]
+    grouped: dict[tuple, list[dict[str, Any]]] = {}
+    for row in rows:
+        grouped.setdefault((row.get("size"), row.get("batch_size"), row.get("seq_len")), []).append(row)
+    for (size, batch, seq), members in grouped.items():
+        baseline = next((r for r in members if r.get("impl") == OLD_BASELINE_IMPL and r.get("tokens_per_sec")), None)
+        for row in sorted(members, key=lambda r: r.get("impl") != OLD_BASELINE_IMPL):
             if row.get("error"):
-                result = f"failed: {row['error']}"
                 shape = f"{size} ({batch} × {seq})" if size else f"run `{row.get('run')}`"
-                lines.append(f"| {shape} | {row.get('impl')} | {row.get('variant') or ''} | {result} | | | | |")
+                lines.append(f"| {shape} | {row.get('impl')} | {row.get('variant') or ''} | failed: {row['error']} "
+                             "| | | | |")
                 continue
             ratio = "1.00×" if row is baseline else (
                 f"{row['tokens_per_sec'] / baseline['tokens_per_sec']:.2f}×" if baseline and row.get("tokens_per_sec")
                 else "—")
+            mfu = row.get("mfu")
             lines.append(
                 f"| {size} ({batch} × {seq}) | {row.get('impl')} | {row.get('variant') or ''} | "
                 f"{_fmt(row.get('step_ms'), '.1f')} | {_fmt(row.get('tokens_per_sec'), ',.0f')} | "
-                f"{_fmt(row.get('mfu'), '.1f', 100.0)}{'%' if row.get('mfu') is not None else ''} | "
+                f"{_fmt(mfu, '.1f', 100.0)}{'%' if mfu is not None else ''} | "
                 f"{_fmt(row.get('peak_memory_gb'), '.1f')} | {ratio} |")
     return "\n".join(lines)
 
@@ -122,28 +211,31 @@ def table(rows: list[dict[str, Any]]) -> str:
 def render(paths: list[str]) -> str:
     sections = []
     for path in paths:
-        title, rows = load_rows(path)
-        devices = sorted({str(r.get("device")) for r in rows if r.get("device")})
-        header = f"**{title}**" + (f" ({', '.join(devices)})" if devices else "")
-        sections.append(header + "\n\n" + table(rows))
+        document = load_document(path)
+        title = " ".join(str(x) for x in (document.get("date"), document.get("card")) if x) or Path(path).stem
+        if title != Path(path).stem:
+            title += f" (`{Path(path).name}`)"
+        if document["format"] >= 2:
+            sections.append(render_call(title, document))
+        else:
+            sections.append(render_history(title, document.get("rows", [])))
     return "\n\n".join(sections) + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    c = sub.add_parser("collect", help="merge a run_gpu.sh scratch folder into one results JSON file")
-    c.add_argument("--raw", required=True)
+    c = sub.add_parser("collect", help="wrap a call's rows (JSONL) into one results JSON file")
+    c.add_argument("--rows", required=True)
     c.add_argument("--out", required=True)
     c.add_argument("--card", default="")
     c.add_argument("--date", default="")
-    t = sub.add_parser("table", help="print the markdown speed table")
+    t = sub.add_parser("table", help="print the markdown speed tables")
     t.add_argument("files", nargs="*")
     args = parser.parse_args(argv)
     if args.command == "collect":
-        doc = collect(args.raw, args.card, args.date)
-        Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
-        print(f"wrote {len(doc['rows'])} rows to {args.out}")
+        document = write_results(args.rows, args.out, args.card, args.date)
+        print(f"wrote {len(document['rows'])} rows to {args.out}")
         return
     files = args.files or results_files(Path(__file__).resolve().parent / "results")
     if not files:

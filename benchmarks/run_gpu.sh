@@ -1,35 +1,42 @@
 #!/usr/bin/env bash
-# Speed runs on one NVIDIA GPU, all in one session so the ratios mean something: HF transformers PyTorch
-# (eager) and electra_jax on the same shapes, Small (128 x 128), Base (64 x 512) and Large (32 x 512).
+# The whole speed table on one GPU in one call: HF PyTorch and electra_jax timed in the same processes.
 #
-#   bash benchmarks/run_gpu.sh            # results in $OUT (or benchmarks/results/)
+#   COMMIT=<git rev-parse HEAD> DIRTY=0 bash benchmarks/run_gpu.sh        # headline pass, then faithful, ~8 min
+#   SMOKE=1 bash benchmarks/run_gpu.sh                                    # the same plumbing on CPU, tiny shapes
 #
-# Needs no network and no TensorFlow: ml-collections comes from benchmarks/wheels/. Every run has its own
-# timeout, and the whole script keeps inside BUDGET_S seconds (default 540, under a 10-minute limit): runs
-# that no longer fit are recorded as skipped. Writes OUT/<date>-<card>.json (one row per run, see
-# benchmarks/make_table.py) and OUT/run.log (every run's stderr), and prints the markdown table last.
+# Sets up the environment (the carried ml-collections wheel, compile caches, JAX sharing the card with torch),
+# then benchmarks/gpu_session.py runs one benchmarks/same_call.py driver per (pass, size) within BUDGET_S and
+# writes the results file; the markdown table is printed last. docs/SPEED.md explains the method and the
+# device-time budget of each stage.
+#
+# Writes under OUT (default benchmarks/results/; at most 8 files come back from the GPU machine):
+#   <date>-<card>[-RUN_TAG].json   every row of the call        run.log    everything the drivers printed
+#   table.md                       the generated tables          hf_profile_base.md   torch.profiler summary
+#   profile_base.md / .json        jax.profiler summary          profile_base.trace.json.gz, profile_base_hlo.txt.gz
+#
+# Knobs: BUDGET_S (500), PASSES ("headline,faithful"), SIZES ("small,base,large"), XLA_FLAG_SETS (extra Base
+# runs, off by default; names in gpu_session.py), RUN_TAG (a suffix for a second call of the day), PYTHON,
+# COMMIT and DIRTY (the GPU machine's copy of the tree has no .git).
 set -u -o pipefail
 export PYTHONUNBUFFERED=1
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="${OUT:-$REPO/benchmarks/results}"
 PY="${PYTHON:-python3}"
-BUDGET_S="${BUDGET_S:-540}"
-STEPS="${STEPS:-20}"
-WARMUP="${WARMUP:-3}"
-ONLY="${ONLY:-}"  # a regular expression: run only the runs whose names match (e.g. ONLY='small')
-ATTN="${ATTN:-cudnn}"
-# SMOKE=1 checks the plumbing on a machine without a GPU: tiny model, plain attention, the Small pair only
-# (SMOKE_ATTN=cudnn exercises the fallback to XLA attention instead: cuDNN attention fails off GPU).
+BUDGET_S="${BUDGET_S:-500}"
+PASSES="${PASSES:-headline,faithful}"
+SIZES="${SIZES:-small,base,large}"
+XLA_FLAG_SETS="${XLA_FLAG_SETS:-}"
+SMOKE_ARGS=()
 if [[ -n "${SMOKE:-}" ]]; then
-    STEPS=2 WARMUP=1 ATTN="${SMOKE_ATTN:-xla}" ONLY="${ONLY:-^(hf|jax)_small(_xla)?$}"
+    SIZES="${SMOKE_SIZES:-small}"
+    PASSES="${SMOKE_PASSES:-headline}"
+    SMOKE_ARGS=(--smoke)
 fi
 mkdir -p "$OUT"
 SCRATCH="$(mktemp -d)"
 LOG="$OUT/run.log"
 : >"$LOG"
-START=$SECONDS
-ORDER=0
 
 # ml-collections is not in the GPU image: install the carried pure-Python wheel into a scratch folder.
 if [[ -n "${FORCE_WHEEL:-}" ]] || ! "$PY" -c "import ml_collections" 2>/dev/null; then
@@ -38,9 +45,18 @@ if [[ -n "${FORCE_WHEEL:-}" ]] || ! "$PY" -c "import ml_collections" 2>/dev/null
     export PYTHONPATH="$SCRATCH/site${PYTHONPATH:+:$PYTHONPATH}"
 fi
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
-# Reruns on a still-warm machine reuse compiled steps.
-export JAX_COMPILATION_CACHE_DIR="${JAX_COMPILATION_CACHE_DIR:-/tmp/electra_jax_compile_cache}"
+# Reruns on a still-warm machine reuse compiled steps and autotuning (JAX), and compiled graphs (torch).
+CACHE="${CACHE_DIR:-/tmp/electra_jax_cache}"
+export JAX_COMPILATION_CACHE_DIR="${JAX_COMPILATION_CACHE_DIR:-$CACHE/jax}"
+export TORCHINDUCTOR_CACHE_DIR="${TORCHINDUCTOR_CACHE_DIR:-$CACHE/inductor}"
+# An XLA flag this XLA does not know aborts every JAX process: probe (on the CPU backend, seconds) before using it.
+AUTOTUNE_FLAG="--xla_gpu_per_fusion_autotune_cache_dir=$CACHE/xla_autotune"
+if [[ -z "${SMOKE:-}" ]] && "$PY" "$REPO/benchmarks/gpu_session.py" --check_flags="$AUTOTUNE_FLAG" >/dev/null 2>&1; then
+    export XLA_FLAGS="$AUTOTUNE_FLAG${XLA_FLAGS:+ $XLA_FLAGS}"
+fi
+export XLA_PYTHON_CLIENT_PREALLOCATE=false  # JAX and torch share the card
 export TF_CPP_MIN_LOG_LEVEL=1
+export SESSION_COMMAND="BUDGET_S=$BUDGET_S PASSES=$PASSES SIZES=$SIZES XLA_FLAG_SETS=$XLA_FLAG_SETS${SMOKE:+ SMOKE=1} bash benchmarks/run_gpu.sh"
 
 GPU_NAME="$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)"
 case "$GPU_NAME" in
@@ -50,97 +66,19 @@ case "$GPU_NAME" in
     *) CARD="$(echo "$GPU_NAME" | tr 'A-Z' 'a-z' | tr -cs 'a-z0-9' '-' | sed 's/-$//')" ;;
 esac
 DATE="$(date -u +%Y-%m-%d)"
-RESULT="$OUT/$DATE-$CARD${RUN_TAG:+-$RUN_TAG}.json"  # RUN_TAG tells apart several runs of one day
+RESULT="$OUT/$DATE-$CARD${RUN_TAG:+-$RUN_TAG}.json"
 {
-    echo "card: $GPU_NAME ($CARD), date $DATE, budget ${BUDGET_S}s, $STEPS timed steps"
+    echo "card: $GPU_NAME ($CARD), date $DATE, budget ${BUDGET_S}s, passes $PASSES, sizes $SIZES, commit ${COMMIT:-?}"
     nvidia-smi 2>&1 | head -n 15
     "$PY" -c "import jax, flax, optax, torch, transformers; print('jax', jax.__version__, 'flax', flax.__version__, \
 'optax', optax.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__)" 2>&1
 } | tee -a "$LOG"
 
-# run NAME IMPL VARIANT LIMIT_S COMMAND...: one benchmark in its own timeout; never stops the script.
-run() {
-    local name=$1 impl=$2 variant=$3 limit=$4
-    shift 4
-    ORDER=$((ORDER + 1))
-    if [[ -n "$ONLY" && ! "$name" =~ $ONLY ]]; then
-        return 0
-    fi
-    local left=$((BUDGET_S - (SECONDS - START)))
-    if ((left < 45)); then
-        echo "=== $name: skipped, ${left}s of the budget left" | tee -a "$LOG"
-        printf '{"order": %d, "run": "%s", "impl": "%s", "variant": "%s", "rc": 125, "skipped": true}\n' \
-            "$ORDER" "$name" "$impl" "$variant" >"$SCRATCH/$name.meta"
-        return 0
-    fi
-    ((limit > left)) && limit=$left
-    echo "=== $name (limit ${limit}s, $((SECONDS - START))s elapsed): $*" | tee -a "$LOG"
-    local begin=$SECONDS
-    timeout -k 15 "$limit" "$@" >"$SCRATCH/$name.out" 2>"$SCRATCH/$name.err"
-    local rc=$?
-    cat "$SCRATCH/$name.err" >>"$LOG"
-    tail -n 1 "$SCRATCH/$name.out" | tee -a "$LOG"
-    ((rc != 0)) && echo "!!! $name failed with exit status $rc" | tee -a "$LOG" && tail -n 5 "$SCRATCH/$name.err"
-    printf '{"order": %d, "run": "%s", "impl": "%s", "variant": "%s", "rc": %d, "wall_s": %d, "limit_s": %d}\n' \
-        "$ORDER" "$name" "$impl" "$variant" "$rc" "$((SECONDS - begin))" "$limit" >"$SCRATCH/$name.meta"
-    # Rewritten after every run, so a run cut off by an outer time limit still leaves every finished row.
-    "$PY" "$REPO/benchmarks/make_table.py" collect --raw "$SCRATCH" --out "$RESULT" --card "$CARD" --date "$DATE" \
-        >/dev/null 2>&1
-    return $rc
-}
-
-HF=("$PY" "$REPO/benchmarks/hf_pytorch_baseline.py" --steps="$STEPS" --warmup="$WARMUP" --dtype=bfloat16)
-JX=("$PY" -m electra_jax.benchmark --steps="$STEPS" --warmup="$WARMUP" --dtype=bfloat16)
-SMALL=(--config=configs/pretrain.py:small --batch_size=128 --seq_len=128)
-BASE=(--config=configs/pretrain.py:base --batch_size=64 --seq_len=512)
-LARGE=(--config=configs/pretrain.py:large --batch_size=32 --seq_len=512)
-if [[ -n "${SMOKE:-}" ]]; then
-    SMALL=(--config=configs/pretrain.py:tiny --batch_size=2 --seq_len=32)
-    BASE=("${SMALL[@]}") LARGE=("${SMALL[@]}")
-fi
-
-# Where the Base step's time goes (a trace of 3 steps after the timed ones), with the trace and compiled HLO.
-save_profile() {
-    [[ -d "$PROFILE" ]] || return 0
-    "$PY" -m electra_jax.profile_summary "$PROFILE" --steps=3 --json "$OUT/profile_base.json" \
-        >"$OUT/profile_base.md" 2>>"$LOG" || echo "!!! profile summary failed" | tee -a "$LOG"
-    local trace
-    trace="$(find "$PROFILE" -name '*.trace.json.gz' | head -n 1)"
-    [[ -n "$trace" ]] && cp "$trace" "$OUT/profile_base.trace.json.gz"
-    [[ -f "$PROFILE/step_hlo.txt.gz" ]] && cp "$PROFILE/step_hlo.txt.gz" "$OUT/profile_base_hlo.txt.gz"
-    head -n 14 "$OUT/profile_base.md" | tee -a "$LOG"
-}
-
 cd "$REPO" || exit 1
-# Most important first: one HF / electra_jax pair per size with the settings docs/SPEED.md recommends for GPU
-# (configs/pretrain.py:SIZE,fast: bf16, cuDNN attention, unrolled layers below Large), then the variants that explain
-# the differences (measured 2026-11-26 on an H200: scanning costs Base 22%; rbg dropout bought nothing).
-# Unrolled Large compiles for minutes: run it alone with ONLY='^(hf_large|jax_large_unrolled)$'.
-PROFILE="$SCRATCH/profile"
-run hf_small hf_pytorch_eager "bf16 autocast, sdpa" 90 "${HF[@]}" "${SMALL[@]}" --variant="bf16 autocast, sdpa"
-if ! run jax_small electra_jax "bf16, $ATTN, unrolled" 150 "${JX[@]}" "${SMALL[@]}" --attention="$ATTN" \
-    --noscan_layers --variant="bf16, $ATTN, unrolled" && [[ "$ATTN" == cudnn ]]; then
-    ATTN=xla  # cuDNN attention failed here: measure everything else with plain attention rather than nothing
-    echo "!!! falling back to --attention=xla for the remaining runs" | tee -a "$LOG"
-    run jax_small_xla electra_jax "bf16, xla, unrolled" 150 "${JX[@]}" "${SMALL[@]}" --attention=xla \
-        --noscan_layers --variant="bf16, xla, unrolled"
-fi
-run hf_base hf_pytorch_eager "bf16 autocast, sdpa" 90 "${HF[@]}" "${BASE[@]}" --variant="bf16 autocast, sdpa"
-run jax_base electra_jax "bf16, $ATTN, unrolled" 150 "${JX[@]}" "${BASE[@]}" --attention="$ATTN" --noscan_layers \
-    --profile_dir="$PROFILE" --variant="bf16, $ATTN, unrolled"
-save_profile
-run hf_large hf_pytorch_eager "bf16 autocast, sdpa" 90 "${HF[@]}" "${LARGE[@]}" --variant="bf16 autocast, sdpa"
-run jax_large electra_jax "bf16, $ATTN, scan" 180 "${JX[@]}" "${LARGE[@]}" --attention="$ATTN" --scan_layers \
-    --remat=none --variant="bf16, $ATTN, scan"
-# Extras, as the budget allows.
-run jax_base_scan electra_jax "bf16, $ATTN, scan" 120 "${JX[@]}" "${BASE[@]}" --attention="$ATTN" --scan_layers \
-    --variant="bf16, $ATTN, scan"
-run jax_base_xla electra_jax "bf16, xla attention, unrolled" 150 "${JX[@]}" "${BASE[@]}" --attention=xla \
-    --noscan_layers --variant="bf16, xla attention, unrolled"
-run jax_large_unrolled electra_jax "bf16, $ATTN, unrolled" 300 "${JX[@]}" "${LARGE[@]}" \
-    --attention="$ATTN" --noscan_layers --remat=none --variant="bf16, $ATTN, unrolled"
-
-"$PY" "$REPO/benchmarks/make_table.py" collect --raw "$SCRATCH" --out "$RESULT" --card "$CARD" --date "$DATE" \
-    | tee -a "$LOG"
-echo "total ${SECONDS}s"
-"$PY" "$REPO/benchmarks/make_table.py" table "$RESULT"
+"$PY" "$REPO/benchmarks/gpu_session.py" --out="$OUT" --result="$RESULT" --scratch="$SCRATCH" --log="$LOG" \
+    --budget_s="$BUDGET_S" --passes="$PASSES" --sizes="$SIZES" --flag_sets="$XLA_FLAG_SETS" --card="$CARD" \
+    --date="$DATE" ${SMOKE_ARGS[@]+"${SMOKE_ARGS[@]}"}
+STATUS=$?
+tail -n 3 "$LOG"
+"$PY" "$REPO/benchmarks/make_table.py" table "$RESULT" | tee "$OUT/table.md"
+exit $STATUS

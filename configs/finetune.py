@@ -12,7 +12,7 @@ weight decay 0.01, batch 32, sequence 128 (512 SQuAD, 256 chunking).
 import ml_collections
 
 from electra_jax.config import REPO_ROOT, ConfigError, load, model_defaults, optim_defaults
-from electra_jax.data.tasks import TASKS
+from electra_jax.finetune.tasks import TASKS
 
 # size: (learning rate, layer-wise decay)
 RECIPES = {
@@ -43,7 +43,7 @@ def get_config(arg: str = "sst2"):
     if size not in RECIPES:
         raise ConfigError(f"unknown model size {size!r} in configs/finetune.py:{arg}; "
                           f"choose one of {', '.join(RECIPES)}")
-    spec = TASKS[task]
+    spec = TASKS[task]  # a registered electra_jax.finetune Task: its epochs and sequence length
     learning_rate, layer_decay = RECIPES[size]
 
     config = ml_collections.ConfigDict()
@@ -97,4 +97,11 @@ def get_config(arg: str = "sst2"):
     c = config.checkpoint = ml_collections.ConfigDict()
     c.init = ""  # same as --init
     c.save_final = True
+    c.every_steps = 0  # also checkpoint every N steps (0: only at the end of every epoch, and on SIGTERM)
+    c.keep = 1
+    c.async_save = True
+
+    # Data-parallel over every device and host by default, as pre-training.
+    config.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
+    config.sharding = ml_collections.ConfigDict({"rules": "dp"})
     return config

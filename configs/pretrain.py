@@ -11,54 +11,81 @@ layers (scanning cost Base 22% of its step; 24 unrolled Large layers compile for
 original's settings run.
 """
 
+import dataclasses
+
 from electra_jax.config import base_pretrain_config
 
-SIZES = {
-        # name: (layers, hidden, embedding, generator fraction, seq, batch, lr, steps, mask_prob)
-        "tiny": (2, 128, 64, 0.5, 128, 32, 5e-4, 1000, 0.15),
-        "small": (12, 256, 128, 0.25, 128, 128, 5e-4, 1_000_000, 0.15),
-        "small_plus": (12, 256, 128, 1.0, 512, 128, 5e-4, 4_000_000, 0.15),
-        "base": (12, 768, 768, 1 / 3, 512, 256, 2e-4, 766_000, 0.15),
-        "large": (24, 1024, 1024, 0.25, 512, 2048, 2e-4, 400_000, 0.25),
-}
 
+@dataclasses.dataclass(frozen=True)
+class Size:
+    """One model size and its pre-training recipe (0 or None: the default of base_pretrain_config)."""
+
+    num_layers: int
+    hidden_size: int
+    embedding_size: int
+    generator_hidden_fraction: float
+    max_seq_length: int
+    batch_size: int
+    learning_rate: float
+    steps: int
+    mask_prob: float = 0.15
+    num_heads: int = 0  # 0: hidden_size // 64, as the original
+    intermediate_size: int = 0  # 0: 4 * hidden_size
+    warmup_steps: int | None = None
+    scan_layers: bool = False
+    log_every: int | None = None
+    eval_every: int | None = None
+    checkpoint_every: int | None = None
+
+
+SIZES = {
+    "tiny": Size(num_layers=2, hidden_size=128, embedding_size=64, generator_hidden_fraction=0.5, max_seq_length=128,
+                 batch_size=32, learning_rate=5e-4, steps=1000, num_heads=2, intermediate_size=256, warmup_steps=100,
+                 log_every=50, eval_every=500, checkpoint_every=500),
+    "small": Size(num_layers=12, hidden_size=256, embedding_size=128, generator_hidden_fraction=0.25,
+                  max_seq_length=128, batch_size=128, learning_rate=5e-4, steps=1_000_000),
+    "small_plus": Size(num_layers=12, hidden_size=256, embedding_size=128, generator_hidden_fraction=1.0,
+                       max_seq_length=512, batch_size=128, learning_rate=5e-4, steps=4_000_000),
+    "base": Size(num_layers=12, hidden_size=768, embedding_size=768, generator_hidden_fraction=1 / 3,
+                 max_seq_length=512, batch_size=256, learning_rate=2e-4, steps=766_000),
+    "large": Size(num_layers=24, hidden_size=1024, embedding_size=1024, generator_hidden_fraction=0.25,
+                  max_seq_length=512, batch_size=2048, learning_rate=2e-4, steps=400_000, mask_prob=0.25,
+                  scan_layers=True),
+}
 
 OPTIONS = ("fast",)
 
 
 def get_config(arg: str = "small"):
-    size, *options = arg.split(",")
-    if size not in SIZES:
-        raise ValueError(f"unknown pre-training size {size!r}; choose one of {sorted(SIZES)}")
+    size_name, *options = arg.split(",")
+    if size_name not in SIZES:
+        raise ValueError(f"unknown pre-training size {size_name!r}; choose one of {sorted(SIZES)}")
     unknown = [o for o in options if o not in OPTIONS]
     if unknown:
         raise ValueError(f"unknown option(s) {unknown} in configs/pretrain.py:{arg}; choose from {list(OPTIONS)}")
-    layers, hidden, embedding, gen_fraction, seq, batch, lr, steps, mask_prob = SIZES[size]
+    size = SIZES[size_name]
     config = base_pretrain_config()
-    config.size = size
+    config.size = size_name
     m = config.model
-    m.num_layers = layers
-    m.hidden_size = hidden
-    m.embedding_size = embedding
-    m.num_heads = max(1, hidden // 64)
-    m.intermediate_size = 4 * hidden
-    m.generator_hidden_fraction = gen_fraction
-    config.data.max_seq_length = seq
-    config.train.batch_size = batch
-    config.train.steps = steps
-    config.optim.learning_rate = lr
-    config.objective.mask_prob = mask_prob
-    if size == "tiny":
-        m.num_heads = 2
-        m.intermediate_size = 256
-        config.optim.warmup_steps = 100
-        config.train.log_every = 50
-        config.train.eval_every = 500
-        config.checkpoint.every_steps = 500
-    if size == "large":
-        m.scan_layers = True
+    m.num_layers = size.num_layers
+    m.hidden_size = size.hidden_size
+    m.embedding_size = size.embedding_size
+    m.num_heads = size.num_heads or max(1, size.hidden_size // 64)
+    m.intermediate_size = size.intermediate_size or 4 * size.hidden_size
+    m.generator_hidden_fraction = size.generator_hidden_fraction
+    m.scan_layers = size.scan_layers
+    config.data.max_seq_length = size.max_seq_length
+    config.train.batch_size = size.batch_size
+    config.train.steps = size.steps
+    config.optim.learning_rate = size.learning_rate
+    config.objective.mask_prob = size.mask_prob
+    for section, field, value in (("optim", "warmup_steps", size.warmup_steps), ("train", "log_every", size.log_every),
+                                  ("train", "eval_every", size.eval_every),
+                                  ("checkpoint", "every_steps", size.checkpoint_every)):
+        if value is not None:
+            config[section][field] = value
     if "fast" in options:
         m.dtype = "bfloat16"
         m.attention = "cudnn"
-        m.scan_layers = size == "large"
+        m.scan_layers = size_name == "large"
     return config

@@ -5,13 +5,14 @@
 
 The step is `train_state.train_step` (the one `pretrain` runs) with `train_state.Trainer`'s shardings: dynamic
 masking, generator, Gumbel sampling, discriminator, clipping and the optimizer update, compiled ahead of time
-with the state donated. Timing
-starts after warm-up steps; steps are dispatched back to back (no host sync inside a window) and each window
-ends with `block_until_ready`; step_ms is the median over windows of window time / window steps.
+with the state donated (`PreparedStep`). Timing starts after warm-up steps; steps are dispatched back to back
+(no host sync inside a window) and each window ends with `block_until_ready`; step_ms is the median over
+windows of window time / window steps (`time_windows`, which the PyTorch baseline uses too).
 
-MFU = model FLOPs per step (`electra_jax.flops.model_flops_per_step`) / step time / a matmul peak measured in
-this process (a chain of large jnp.dot calls in the step's compute dtype), so it is comparable across runs
-on one card without trusting a datasheet. Prints one JSON line. Imports no TensorFlow.
+MFU = model FLOPs per step (`electra_jax.flops.model_flops_per_step`) / step time / a peak: `mfu` against a
+matmul peak measured in this process (a chain of large jnp.dot calls in the step's compute dtype),
+`mfu_datasheet` against the card's datasheet dense bf16 peak (989 TFLOP/s for H100/H200 SXM). Prints one JSON
+line. Imports no TensorFlow. benchmarks/same_call.py compares this step with HF PyTorch in one process.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import json
 import os
 import statistics
 import time
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -36,17 +37,43 @@ def synthetic_batch(batch_size: int, seq_len: int, vocab_size: int, config: Any,
 
     Pre-training examples are packed to the full length, so no padding is the representative case.
     """
-    rng = np.random.default_rng(seed)
-    d = config.data
-    first_word = max(d.pad_id, d.unk_id, d.cls_id, d.sep_id, d.mask_id) + 1
-    ids = rng.integers(first_word, vocab_size, size=(batch_size, seq_len), dtype=np.int32)
-    middle = seq_len // 2
-    ids[:, 0] = d.cls_id
-    ids[:, middle] = d.sep_id
-    ids[:, -1] = d.sep_id
-    segments = np.zeros((batch_size, seq_len), np.int32)
-    segments[:, middle + 1:] = 1
-    return {"input_ids": ids, "input_mask": np.ones((batch_size, seq_len), np.int32), "segment_ids": segments}
+    from electra_jax.data.pipeline import synthetic_batches
+
+    return next(synthetic_batches(per_host_batch_size=batch_size, seq_len=seq_len, vocab_size=vocab_size, seed=seed,
+                                  special_ids=config_lib.special_ids(config), full_length=True))
+
+
+# Dense bf16 tensor-core peaks from NVIDIA's datasheets (without sparsity), by a substring of the device name.
+# H100 SXM ("NVIDIA H100 80GB HBM3") and H200 SXM ("NVIDIA H200") share the same compute dies and clocks.
+DATASHEET_BF16_TFLOPS = (("H200 NVL", 835.0), ("H200", 989.0), ("H100 NVL", 835.0), ("H100 PCIe", 756.0),
+                         ("H100", 989.0))
+
+
+def datasheet_peak_flops(device_name: str, dtype: str = "bfloat16") -> float | None:
+    """The card's datasheet dense bf16 FLOP/s (the denominator of `mfu_datasheet`); None for other cards/dtypes."""
+    if dtype != "bfloat16":
+        return None
+    for fragment, tflops in DATASHEET_BF16_TFLOPS:
+        if fragment in device_name:
+            return tflops * 1e12
+    return None
+
+
+def time_windows(run_steps: Callable[[int], Any], steps: int, window: int) -> list[float]:
+    """Seconds per step of each timed window; `run_steps(n)` dispatches n steps and waits for the last one.
+
+    One host sync per window, none between its steps, so the host keeps queueing work while the device runs.
+    Shared by electra_jax and the PyTorch baseline so both sides are timed the same way.
+    """
+    window = max(1, min(window, steps))
+    per_step, done = [], 0
+    while done < steps:
+        count = min(window, steps - done)
+        start = time.perf_counter()
+        run_steps(count)
+        per_step.append((time.perf_counter() - start) / count)
+        done += count
+    return per_step
 
 
 def measure_matmul_peak(dtype: str, size: int | None = None, repeats: int = 3) -> float:
@@ -55,6 +82,11 @@ def measure_matmul_peak(dtype: str, size: int | None = None, repeats: int = 3) -
     The chain (x <- x @ w) keeps XLA from removing repeated products; w is scaled by 1/sqrt(n) so values
     stay finite. The best of a few timed runs is the peak.
     """
+    return max(measure_matmul_flops(dtype, size, repeats))
+
+
+def measure_matmul_flops(dtype: str, size: int | None = None, repeats: int = 3) -> list[float]:
+    """FLOP/s of each of `repeats` timed runs of measure_matmul_peak's matmul chain (after one warm-up run)."""
     backend = jax.default_backend()
     n = size or (8192 if backend in ("gpu", "tpu") else 512)
     chain = 32 if backend in ("gpu", "tpu") else 4
@@ -68,12 +100,12 @@ def measure_matmul_peak(dtype: str, size: int | None = None, repeats: int = 3) -
         return jax.lax.fori_loop(0, chain, lambda _, acc: jnp.dot(acc, w), x)
 
     run(x, w).block_until_ready()  # compile + warm-up
-    best = float("inf")
+    rates = []
     for _ in range(repeats):
         start = time.perf_counter()
         run(x, w).block_until_ready()
-        best = min(best, time.perf_counter() - start)
-    return 2.0 * n**3 * chain / best
+        rates.append(2.0 * n**3 * chain / (time.perf_counter() - start))
+    return rates
 
 
 def peak_memory_gib(device: jax.Device) -> float | None:
@@ -113,6 +145,62 @@ def compile_train_step(trainer: Any, batch_size: int):
     return trainer.compile(batch_size, log_memory=False, include_eval=False).train_step
 
 
+class PreparedStep:
+    """One compiled pre-training step with its state and batch on device, ready to be timed in windows.
+
+    Several can live in one process (the same-call comparison holds two beside the PyTorch steps): each
+    compiles once, and `run(n)` dispatches n steps back to back and waits for the last.
+    """
+
+    def __init__(self, config: Any):
+        from electra_jax import sharding as sharding_lib
+        from electra_jax import train_state
+
+        self.config = config
+        self.batch_size, self.seq_len = config.train.batch_size, config.data.max_seq_length
+        self.device = jax.devices()[0]
+        trainer = train_state.Trainer(config, sharding_lib.make_mesh(config.mesh))
+        self.state = trainer.init_state(config.train.seed)
+        start = time.perf_counter()
+        self.step = compile_train_step(trainer, self.batch_size)
+        self.compile_s = time.perf_counter() - start
+        host_batch = synthetic_batch(self.batch_size, self.seq_len, config.model.vocab_size, config, config.train.seed)
+        self.batch = {k: jax.device_put(v, trainer.batch_sharding) for k, v in host_batch.items()}
+        # A copy of the base key: the state (and with it state.rng) is donated to every step.
+        self.rng = jax.device_put(np.asarray(jax.device_get(self.state.rng)), trainer.replicated)
+        self.metrics = None
+
+    def run(self, count: int) -> None:
+        for _ in range(count):
+            self.state, self.metrics = self.step(self.state, self.batch, self.rng)
+        jax.block_until_ready((self.state, self.metrics))
+
+    def loss(self) -> float:
+        return float(jax.device_get(self.metrics["loss"])) if self.metrics is not None else float("nan")
+
+    def profile(self, profile_dir: str, steps: int = 3) -> None:
+        """Traces `steps` steps with jax.profiler into `profile_dir`, beside the compiled step's HLO."""
+        os.makedirs(profile_dir, exist_ok=True)
+        with gzip.open(os.path.join(profile_dir, "step_hlo.txt.gz"), "wt") as f:  # maps kernels to model code
+            f.write(self.step.as_text())
+        with jax.profiler.trace(profile_dir):
+            self.run(steps)
+
+    def close(self) -> None:
+        """Frees the state and batch (the compiled step stays, so a later step can reuse its autotuning)."""
+        self.state = self.batch = self.metrics = None
+
+    def describe(self) -> dict[str, Any]:
+        """The row fields that say what was run: device, model switches, versions."""
+        m = self.config.model
+        return {"impl": "electra_jax", "size": self.config.size, "batch_size": self.batch_size,
+                "seq_len": self.seq_len, "device": f"{self.device.platform}:{self.device.device_kind}",
+                "num_devices": jax.device_count(), "dtype": m.dtype, "attention": m.attention,
+                "attention_dropout": m.attention_dropout if m.attention == "xla" else 0.0,
+                "scan_layers": bool(m.scan_layers), "remat": m.remat, "dropout_prng": m.dropout_prng,
+                "objective": self.config.objective.kind, "jax_version": jax.__version__}
+
+
 def run_benchmark(config: Any, steps: int = 20, warmup: int = 3, window: int = 5, measure_peak: bool = True,
                   peak_flops: float | None = None, profile_dir: str | None = None,
                   profile_steps: int = 3) -> dict[str, Any]:
@@ -121,80 +209,37 @@ def run_benchmark(config: Any, steps: int = 20, warmup: int = 3, window: int = 5
     With `profile_dir`, `profile_steps` more steps run under `jax.profiler.trace(profile_dir)` after the
     timed ones (summarise the trace with `python -m electra_jax.profile_summary`).
     """
-    from electra_jax import sharding as sharding_lib
-    from electra_jax import train_state
-
-    batch_size, seq_len = config.train.batch_size, config.data.max_seq_length
-    device = jax.devices()[0]
-    mesh = sharding_lib.make_mesh(config.mesh)
-    trainer = train_state.Trainer(config, mesh)
-    state = trainer.init_state(config.train.seed)
-    start = time.perf_counter()
-    step = compile_train_step(trainer, batch_size)
-    compile_s = time.perf_counter() - start
-    host_batch = synthetic_batch(batch_size, seq_len, config.model.vocab_size, config, config.train.seed)
-    batch = {k: jax.device_put(v, trainer.batch_sharding) for k, v in host_batch.items()}
-    # A copy of the base key: the state (and with it state.rng) is donated to every step.
-    rng = jax.device_put(np.asarray(jax.device_get(state.rng)), trainer.replicated)
-
-    metrics = None
-    for _ in range(warmup):
-        state, metrics = step(state, batch, rng)
-    jax.block_until_ready((state, metrics))
-    window = max(1, min(window, steps))
-    per_step = []
-    done = 0
-    while done < steps:
-        count = min(window, steps - done)
-        start = time.perf_counter()
-        for _ in range(count):
-            state, metrics = step(state, batch, rng)
-        jax.block_until_ready((state, metrics))
-        per_step.append((time.perf_counter() - start) / count)
-        done += count
-    loss = float(jax.device_get(metrics["loss"]))
-    memory = peak_memory_gib(device)
+    prepared = PreparedStep(config)
+    prepared.run(warmup)
+    per_step = time_windows(prepared.run, steps, window)
+    loss = prepared.loss()
+    memory = peak_memory_gib(prepared.device)
     if profile_dir:
-        os.makedirs(profile_dir, exist_ok=True)
-        with gzip.open(os.path.join(profile_dir, "step_hlo.txt.gz"), "wt") as f:  # maps kernels to model code
-            f.write(step.as_text())
-        with jax.profiler.trace(profile_dir):
-            for _ in range(profile_steps):
-                state, metrics = step(state, batch, rng)
-            jax.block_until_ready((state, metrics))
-    del state, batch
+        prepared.profile(profile_dir, profile_steps)
+    prepared.close()
 
     step_s = statistics.median(per_step)
-    model_flops = flops_lib.model_flops_per_step(config, batch_size, seq_len)
+    model_flops = flops_lib.model_flops_per_step(config, prepared.batch_size, prepared.seq_len)
     if peak_flops is None and measure_peak:
         peak_flops = measure_matmul_peak(config.model.dtype)
-    m = config.model
-    return {
-        "impl": "electra_jax",
-        "size": config.size,
-        "batch_size": batch_size,
-        "seq_len": seq_len,
+    datasheet = datasheet_peak_flops(prepared.device.device_kind, config.model.dtype)
+    row = prepared.describe()
+    row.update({
         "step_ms": step_s * 1e3,
         "step_ms_min": min(per_step) * 1e3,
-        "tokens_per_sec": batch_size * seq_len / step_s,
+        "tokens_per_sec": prepared.batch_size * prepared.seq_len / step_s,
         "model_tflops_per_step": model_flops / 1e12,
         "mfu": model_flops / step_s / peak_flops if peak_flops else None,
         "peak_tflops_measured": peak_flops / 1e12 if peak_flops else None,
-        "device": f"{device.platform}:{device.device_kind}",
-        "num_devices": jax.device_count(),
+        "mfu_datasheet": model_flops / step_s / datasheet if datasheet else None,
+        "peak_tflops_datasheet": datasheet / 1e12 if datasheet else None,
         "peak_memory_gb": memory,
-        "dtype": m.dtype,
-        "attention": m.attention,
-        "scan_layers": bool(m.scan_layers),
-        "remat": m.remat,
-        "dropout_prng": m.dropout_prng,
-        "objective": config.objective.kind,
         "steps": steps,
         "warmup": warmup,
-        "compile_s": compile_s,
+        "compile_s": prepared.compile_s,
         "final_loss": loss,
-        "jax_version": jax.__version__,
-    }
+    })
+    return row
 
 
 def main(argv) -> None:

@@ -28,6 +28,9 @@ RECORD_FORMATS = ("tfrecord", "numpy")
 REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch")
 
 
+SPECIAL_FIELDS = ("pad_id", "unk_id", "cls_id", "sep_id", "mask_id")  # config.data's special-token ids
+
+
 class ConfigError(ValueError):
     """A config field has a bad value; the message names the field, the value and the fix."""
 
@@ -152,6 +155,11 @@ def base_pretrain_config() -> ml_collections.ConfigDict:
     config.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
     config.sharding = ml_collections.ConfigDict({"rules": "dp"})
     return config
+
+
+def special_ids(config: ml_collections.ConfigDict) -> dict[str, int]:
+    """{pad_id, unk_id, cls_id, sep_id, mask_id} of config.data."""
+    return {name: int(config.data[name]) for name in SPECIAL_FIELDS}
 
 
 def max_predictions_per_seq(mask_prob: float, max_seq_length: int) -> int:

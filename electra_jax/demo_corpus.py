@@ -77,10 +77,14 @@ def write_corpus(output_dir: str, num_files: int = 8, eval_fraction: float = 0.1
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("output_dir", None, "Folder for train_*.txt and eval.txt.")
-flags.DEFINE_integer("num_files", 8, "Number of training text files (build_data parallelises over files).")
-flags.DEFINE_float("eval_fraction", 0.1, "Share of documents held out in eval.txt.")
-flags.DEFINE_integer("max_chars", 0, "Stop after this many characters (0 = everything).")
+
+
+def define_flags() -> None:
+    """Defines this tool's flags (only when it runs as a program, so every tool imports side by side)."""
+    flags.DEFINE_string("output_dir", None, "Folder for train_*.txt and eval.txt.")
+    flags.DEFINE_integer("num_files", 8, "Number of training text files (build_data parallelises over files).")
+    flags.DEFINE_float("eval_fraction", 0.1, "Share of documents held out in eval.txt.")
+    flags.DEFINE_integer("max_chars", 0, "Stop after this many characters (0 = everything).")
 
 
 def main(argv):
@@ -93,4 +97,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

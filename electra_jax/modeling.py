@@ -35,6 +35,7 @@ import numpy as np
 
 from electra_jax import attention as attention_lib
 from electra_jax.config import finalize_model
+from electra_jax.tree_paths import path_name
 
 PAD_LOGIT = -1e9
 
@@ -381,8 +382,7 @@ def count_params(params, config: Any = None, exclude_vocab_padding: bool = True)
     if config is not None and exclude_vocab_padding:
         cfg = ModelConfig.from_config(config)
         pad = cfg.padded_vocab_size - cfg.vocab_size
-        flat = {"/".join(str(getattr(k, "key", k)) for k in path): leaf
-                for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]}
+        flat = {path_name(path): leaf for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]}
         for name, leaf in flat.items():
             if name.endswith("word_embeddings"):
                 total -= pad * leaf.shape[1]

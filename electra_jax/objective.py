@@ -149,11 +149,6 @@ def auc_from_histograms(pos, neg):
     return wins / jnp.maximum(jnp.sum(pos) * jnp.sum(neg), 1.0)
 
 
-def _special_ids(config) -> dict[str, int]:
-    d = config.data
-    return dict(mask_id=d.mask_id, cls_id=d.cls_id, sep_id=d.sep_id)
-
-
 def dropout_key(key: jax.Array, impl: str = "threefry") -> jax.Array:
     """The key dropout masks are drawn from: `key` itself for "threefry", else a typed key of `impl`
     ("rbg", "unsafe_rbg") seeded from `key`'s bits, so the draw is still a pure function of the step key."""
@@ -181,7 +176,8 @@ def pretrain_loss(params, batch: dict[str, Any], rng: jax.Array, *, model, confi
         mask_rng, input_ids, input_mask, mask_prob=o.mask_prob, max_predictions=o.max_predictions_per_seq,
         mask_token_prob=o.mlm_mask_token_prob if mlm else o.mask_token_prob,
         random_token_prob=o.mlm_random_token_prob if mlm else o.random_token_prob,
-        vocab_size=config.model.vocab_size, **_special_ids(config))
+        vocab_size=config.model.vocab_size, mask_id=config.data.mask_id, cls_id=config.data.cls_id,
+        sep_id=config.data.sep_id)
     variables = {"params": params}
     gen_logits = model.apply(variables, masked.input_ids, segment_ids, input_mask, masked.positions,
                              deterministic, method=type(model).generator_logits_at,

@@ -16,6 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from electra_jax.tree_paths import path_name
+
 NO_DECAY_PATTERN = re.compile(r"LayerNorm|layer_norm|bias")
 
 
@@ -76,10 +78,6 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-6,
         return direction, ScaleByAdamState(count, mu, nu)
 
     return optax.GradientTransformation(init, update)
-
-
-def path_name(path) -> str:
-    return "/".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path)
 
 
 def decay_mask(params):

@@ -147,10 +147,17 @@ def main(argv: Sequence[str]) -> None:
         print(os.path.join(output, f"{name}.png"))
 
 
-if __name__ == "__main__":
-    from absl import app, flags
+def define_flags() -> None:
+    """Defines this tool's flags (only when it runs as a program, so every tool imports side by side)."""
+    from absl import flags
 
     flags.DEFINE_string("workdir", None, "The pre-training workdir holding metrics.jsonl (or the .jsonl itself).",
                         required=True)
     flags.DEFINE_string("output", None, "Folder for the PNG files (default: WORKDIR/plots).")
+
+
+if __name__ == "__main__":
+    from absl import app
+
+    define_flags()
     app.run(main)

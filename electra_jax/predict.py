@@ -3,9 +3,10 @@
     python -m electra_jax.predict fill_mask --checkpoint=WORKDIR_OR_HF_DIR --text="the [MASK] sat on the mat." --top_k=5
     python -m electra_jax.predict detect --checkpoint=WORKDIR_OR_HF_DIR --text="the cat ate on the mat."
 
-`--checkpoint` is anything `checkpoints.restore_params` reads (a pre-training workdir, a checkpoint folder, a
-params-only export) or an HF folder (one holding config.json, or the OUT folder of `convert to_hf` with
-discriminator/ and generator/ inside). The vocabulary is --vocab, else the one the checkpoint names.
+`--checkpoint` is anything `checkpoint_formats.open_checkpoint` reads: a pre-training workdir, a checkpoint folder,
+a params-only export, an HF folder (one holding config.json, or the OUT folder of `convert to_hf` with
+discriminator/ and generator/ inside) or an original TF checkpoint. The vocabulary is --vocab, else the one the
+checkpoint names.
 
 In notebooks:
 
@@ -17,7 +18,6 @@ In notebooks:
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -34,44 +34,20 @@ COMMANDS = ("fill_mask", "detect")
 # Loading
 
 
-def _hf_folders(path: str, generator: str | None) -> tuple[str, str | None] | None:
-    """(main folder, generator folder or None) when `path` is an HF export; None for electra_jax checkpoints."""
-    def is_hf(folder: str) -> bool:
-        return os.path.isfile(os.path.join(folder, "config.json"))
-
-    if is_hf(os.path.join(path, "discriminator")):  # the OUT folder of `convert to_hf`
-        gen = generator or os.path.join(path, "generator")
-        return os.path.join(path, "discriminator"), gen if is_hf(gen) else None
-    if is_hf(path):
-        if generator is None:
-            # The discriminator folder of a `convert to_hf` export has its generator beside it.
-            sibling = os.path.join(os.path.dirname(os.path.abspath(path)), "generator")
-            if os.path.basename(os.path.abspath(path)) == "discriminator" and is_hf(sibling):
-                generator = sibling
-        return path, generator
-    if is_hf(os.path.join(path, "generator")):  # only a generator was exported (a masked-LM baseline)
-        return os.path.join(path, "generator"), None
-    return None
-
-
 def load(path: str, generator: str | None = None) -> tuple[dict, Any]:
-    """(params, config) from an electra_jax checkpoint or an HF ELECTRA folder (see the module docstring)."""
-    hf = _hf_folders(path, generator)
-    if hf is not None:
-        from electra_jax import convert
+    """(params, config) of any checkpoint `checkpoint_formats.open_checkpoint` reads (see the module docstring)."""
+    from electra_jax.checkpoint_formats import open_checkpoint
 
-        return convert.load_hf(*hf)
-    from electra_jax import checkpoints
-
-    return checkpoints.restore_params(path)
+    checkpoint = open_checkpoint(path, generator, flag="--checkpoint")
+    return checkpoint.params, checkpoint.config
 
 
 def load_tokenizer(config: Any, vocab: str | None = None, lower_case: bool | None = None):
     """The tokenizer of a checkpoint: `vocab`, else config.data.vocab, else the records' metadata.json."""
-    from electra_jax import convert
+    from electra_jax.checkpoint_formats import find_vocab
     from electra_jax.data import tokenizer
 
-    path, configured_lower_case = convert.find_vocab(config, vocab)
+    path, configured_lower_case = find_vocab(config, vocab)
     return tokenizer(path, lower_case=configured_lower_case if lower_case is None else lower_case)
 
 
@@ -190,7 +166,8 @@ def format_detect(results: list[tuple[str, float]], threshold: float = 0.5, colo
 # Command line
 
 
-def _define_flags() -> None:
+def define_flags() -> None:
+    """Defines this tool's flags (only when it runs as a program, so every tool imports side by side)."""
     from absl import flags
 
     flags.DEFINE_string("checkpoint", None, "An electra_jax workdir / checkpoint / params-only export, or an HF "
@@ -228,5 +205,5 @@ def main(argv: Sequence[str]) -> None:
 if __name__ == "__main__":
     from absl import app
 
-    _define_flags()
+    define_flags()
     app.run(main)

@@ -15,12 +15,9 @@ enough (JAX detects the cluster); on CPU the gloo collectives are selected.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 import time
-from collections.abc import Iterator, Mapping
 from typing import Any
 
 import jax
@@ -32,173 +29,12 @@ from electra_jax import checkpoints as checkpoints_lib
 from electra_jax import config as config_lib
 from electra_jax import sharding as sharding_lib
 from electra_jax import train_state as train_state_lib
+from electra_jax.data.inputs import EVAL_SEED_OFFSET, make_input
+from electra_jax.data.records import apply_records_metadata
 from electra_jax.metrics_writer import MetricsWriter, Progress, peak_flops_per_device
-
-SPECIAL_FIELDS = ("pad_id", "unk_id", "cls_id", "sep_id", "mask_id")
-EVAL_SEED_OFFSET = 1_000_003  # eval data and masks use a seed apart from training's
-
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or inf; the message names the step and the last good checkpoint."""
-
-
-# -------------------------------------------------------------------------------------------------------
-# Multi-host start-up
-
-
-def initialize_distributed(multihost: bool | None = None) -> bool:
-    """Calls jax.distributed.initialize() for multi-process runs; returns whether it did.
-
-    multihost=None decides from the environment: JAX_COORDINATOR_ADDRESS set means multi-process. The
-    explicit JAX_* variables are passed through; without them JAX auto-detects TPU pods and Slurm.
-    """
-    address = os.environ.get("JAX_COORDINATOR_ADDRESS")
-    if multihost is None:
-        multihost = bool(address)
-    if not multihost:
-        return False
-    # CPU processes need a collectives backend for cross-process all-reduces (no effect on GPU/TPU).
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    kwargs: dict[str, Any] = {}
-    if address:
-        kwargs["coordinator_address"] = address
-        for env, key in (("JAX_NUM_PROCESSES", "num_processes"), ("JAX_PROCESS_ID", "process_id")):
-            if os.environ.get(env):
-                kwargs[key] = int(os.environ[env])
-    jax.distributed.initialize(**kwargs)
-    logging.info("jax.distributed: process %d of %d, %d local / %d global devices", jax.process_index(),
-                 jax.process_count(), jax.local_device_count(), jax.device_count())
-    return True
-
-
-# -------------------------------------------------------------------------------------------------------
-# Data
-
-
-def _read_text(path: str) -> str:
-    if "://" in path:
-        import tensorflow as tf
-
-        with tf.io.gfile.GFile(path) as f:
-            return f.read()
-    with open(path) as f:
-        return f.read()
-
-
-def records_metadata(file_pattern: str) -> tuple[str, dict] | None:
-    """(path, contents) of the metadata.json beside the first record file matching the pattern, if any."""
-    from electra_jax.data.pipeline import glob_files  # TF-free for local patterns
-
-    files = glob_files(file_pattern)
-    if not files:
-        return None
-    path = os.path.join(os.path.dirname(files[0]), "metadata.json")
-    if "://" not in path and not os.path.exists(path):
-        return None
-    try:
-        return path, json.loads(_read_text(path))
-    except (OSError, ValueError) as e:
-        logging.warning("could not read %s (%s); using the config's special ids and vocab_size", path, e)
-        return None
-
-
-def apply_records_metadata(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """Takes special ids, vocab size and vocab path from the records' metadata.json; checks the length.
-
-    Raises ValueError naming both values when the records were built for another max_seq_length.
-    """
-    if config.data.synthetic or not config.data.train_files:
-        return config
-    found = records_metadata(config.data.train_files)
-    if found is None:
-        return config
-    path, meta = found
-    seq = meta.get("max_seq_length")
-    if seq is not None and int(seq) != config.data.max_seq_length:
-        raise ValueError(
-            f"the records' {path} says max_seq_length = {seq} but config.data.max_seq_length = "
-            f"{config.data.max_seq_length}; pass --config.data.max_seq_length={seq} or rebuild the records with "
-            f"build_data --max_seq_length={config.data.max_seq_length}")
-    for name, value in (meta.get("special_ids") or {}).items():
-        if name in SPECIAL_FIELDS and config.data[name] != int(value):
-            logging.info("data.%s = %d from %s (config had %d)", name, int(value), path, config.data[name])
-            config.data[name] = int(value)
-    vocab_size = meta.get("vocab_size")
-    if vocab_size and int(vocab_size) != config.model.vocab_size:
-        logging.info("model.vocab_size = %d from %s (config had %d)", int(vocab_size), path,
-                     config.model.vocab_size)
-        config.model.vocab_size = int(vocab_size)
-    if meta.get("vocab") and not config.data.vocab:
-        config.data.vocab = meta["vocab"]
-    return config_lib.finalize(config)
-
-
-def _special_ids(config) -> dict[str, int]:
-    return {name: int(config.data[name]) for name in SPECIAL_FIELDS}
-
-
-class SyntheticInput:
-    """Random-token batches without TensorFlow, a pure function of (seed, batch index).
-
-    Every host builds the same global batch and keeps its own rows, so the global batch does not depend on
-    the number of hosts, and the position is one integer (restoring costs nothing).
-    """
-
-    def __init__(self, *, config, per_host_batch_size: int, seed: int, process_index: int, process_count: int):
-        from electra_jax.data.pipeline import synthetic_batches
-
-        self._make = synthetic_batches
-        self.config = config
-        self.per_host_batch_size = per_host_batch_size
-        self.global_batch_size = per_host_batch_size * process_count
-        self.seed = seed
-        self.process_index = process_index
-        self.batches = 0
-
-    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
-        return self
-
-    def __next__(self) -> dict[str, np.ndarray]:
-        digest = hashlib.sha256(f"synthetic/{self.seed}/{self.batches}".encode()).digest()
-        batch = next(self._make(per_host_batch_size=self.global_batch_size, seq_len=self.config.data.max_seq_length,
-                                vocab_size=self.config.model.vocab_size, seed=int.from_bytes(digest[:8], "little"),
-                                special_ids=_special_ids(self.config)))
-        self.batches += 1
-        rows = slice(self.process_index * self.per_host_batch_size, (self.process_index + 1) * self.per_host_batch_size)
-        return {k: v[rows] for k, v in batch.items()}
-
-    def get_state(self) -> dict:
-        return {"kind": "synthetic", "seed": self.seed, "batches": self.batches}
-
-    def set_state(self, state: Mapping[str, Any]) -> None:
-        if state.get("kind") != "synthetic":
-            raise ValueError(f"the checkpoint's input position {dict(state)} is not from synthetic data")
-        self.batches = int(state["batches"])
-
-
-def make_input(config, *, split: str, per_host_batch_size: int):
-    """The train or eval input of this host (synthetic, or TFRecords through PretrainInput); None if no eval."""
-    seed = config.train.seed + (EVAL_SEED_OFFSET if split == "eval" else 0)
-    if config.data.synthetic:
-        return SyntheticInput(config=config, per_host_batch_size=per_host_batch_size, seed=seed,
-                              process_index=jax.process_index(), process_count=jax.process_count())
-    pattern = config.data.train_files if split == "train" else config.data.eval_files
-    if not pattern:
-        if split == "train":
-            raise ValueError("config.data.train_files is empty: pass a glob of records built by "
-                             "`python -m electra_jax.build_data`, or set config.data.synthetic=True")
-        return None
-    if config.data.format == "numpy":  # build_data --format=numpy: memory-mapped shards, no TensorFlow
-        from electra_jax.data.numpy_records import NumpyRecordsInput
-
-        return NumpyRecordsInput(pattern, per_host_batch_size=per_host_batch_size, seq_len=config.data.max_seq_length,
-                                 seed=seed, shuffle=split == "train", repeat=True, process_index=jax.process_index(),
-                                 process_count=jax.process_count(), block_size=config.data.shuffle_buffer)
-    from electra_jax.data.pipeline import PretrainInput
-
-    return PretrainInput(pattern, per_host_batch_size=per_host_batch_size, seq_len=config.data.max_seq_length,
-                         seed=seed, shuffle=split == "train", repeat=True, process_index=jax.process_index(),
-                         process_count=jax.process_count(), shuffle_buffer=config.data.shuffle_buffer)
 
 
 # -------------------------------------------------------------------------------------------------------
@@ -279,7 +115,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             state = trainer.reset_optimizer(state)
             logging.info("checkpoint.reset_optimizer: the optimizer state starts afresh at step %d", latest)
     elif config.checkpoint.init:
-        params, _ = checkpoints_lib.restore_params(config.checkpoint.init)
+        from electra_jax.checkpoint_formats import open_checkpoint
+
+        params = open_checkpoint(config.checkpoint.init, flag="--config.checkpoint.init").params
         state = trainer.state_from_params(params, config.train.seed)
         logging.info("continued pre-training from %s (fresh optimizer state, step 0)", config.checkpoint.init)
     else:
@@ -382,7 +220,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 # absl main
 
 
-def _define_flags() -> None:
+def define_flags() -> None:
+    """Defines this tool's flags (only when it runs as a program, so every tool imports side by side)."""
     from ml_collections import config_flags
 
     config_flags.DEFINE_config_file("config", None, "pre-training config file, e.g. configs/pretrain.py:small",
@@ -397,11 +236,11 @@ def _define_flags() -> None:
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    initialize_distributed(flags.FLAGS.multihost)
+    sharding_lib.initialize_distributed(flags.FLAGS.multihost)
     summary = train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
     logging.info("finished at step %d%s", summary["step"], " (preempted)" if summary["preempted"] else "")
 
 
 if __name__ == "__main__":
-    _define_flags()
+    define_flags()
     app.run(main)

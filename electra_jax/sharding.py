@@ -17,12 +17,16 @@ generator has one attention head, which cannot be split over tensor=2.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from typing import Any
 
 import jax
 import numpy as np
+from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from electra_jax.tree_paths import path_keys
 
 MESH_AXES = ("data", "fsdp", "tensor")
 BATCH_AXES = ("data", "fsdp")
@@ -55,6 +59,31 @@ RULES: dict[str, tuple[tuple[str, Any], ...]] = {
         ("heads", "fsdp"),
     ),
 }
+
+
+def initialize_distributed(multihost: bool | None = None) -> bool:
+    """Calls jax.distributed.initialize() for multi-process runs; returns whether it did.
+
+    multihost=None decides from the environment: JAX_COORDINATOR_ADDRESS set means multi-process. The
+    explicit JAX_* variables are passed through; without them JAX auto-detects TPU pods and Slurm.
+    """
+    address = os.environ.get("JAX_COORDINATOR_ADDRESS")
+    if multihost is None:
+        multihost = bool(address)
+    if not multihost:
+        return False
+    # CPU processes need a collectives backend for cross-process all-reduces (no effect on GPU/TPU).
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    kwargs: dict[str, Any] = {}
+    if address:
+        kwargs["coordinator_address"] = address
+        for env, key in (("JAX_NUM_PROCESSES", "num_processes"), ("JAX_PROCESS_ID", "process_id")):
+            if os.environ.get(env):
+                kwargs[key] = int(os.environ[env])
+    jax.distributed.initialize(**kwargs)
+    logging.info("jax.distributed: process %d of %d, %d local / %d global devices", jax.process_index(),
+                 jax.process_count(), jax.local_device_count(), jax.device_count())
+    return True
 
 
 class ShardingError(ValueError):
@@ -184,11 +213,11 @@ def state_specs_like(tree: Any, param_spec_tree: Any, params_shapes: Any) -> Any
     param_paths = {}
     for path, spec in jax.tree_util.tree_flatten_with_path(
             param_spec_tree, is_leaf=lambda x: isinstance(x, PartitionSpec))[0]:
-        param_paths[_path_key(path)] = spec
-    shapes = {_path_key(path): leaf.shape for path, leaf in jax.tree_util.tree_flatten_with_path(params_shapes)[0]}
+        param_paths[path_keys(path)] = spec
+    shapes = {path_keys(path): leaf.shape for path, leaf in jax.tree_util.tree_flatten_with_path(params_shapes)[0]}
 
     def spec_for(path, leaf):
-        key = _path_key(path)
+        key = path_keys(path)
         for start in range(len(key)):
             suffix = key[start:]
             if suffix in param_paths and shapes[suffix] == tuple(leaf.shape):
@@ -196,10 +225,6 @@ def state_specs_like(tree: Any, param_spec_tree: Any, params_shapes: Any) -> Any
         return PartitionSpec()
 
     return jax.tree_util.tree_map_with_path(spec_for, tree)
-
-
-def _path_key(path) -> tuple:
-    return tuple(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
 
 
 def bytes_per_device(tree: Any) -> dict[int, int]:

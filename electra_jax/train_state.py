@@ -1,29 +1,37 @@
-"""The training state, its shardings, and the jitted pre-training and evaluation steps.
+"""The training state, its shardings, and the jitted train and evaluation steps of every training program.
 
 `TrainState` holds params, opt_state, step and the run's base PRNG key. The train step is a pure function
 `step(state, batch, rng) -> (state, metrics)`; `rng` is the run's base key (the loop passes a copy of
 `state.rng`: the state is donated, so its own buffer cannot be a second argument) and the step's key is
-`fold_in(rng, state.step)`, so a resumed run draws exactly the masks and samples an
+`fold_in(rng, state.step)`, so a resumed run draws exactly the masks, samples and dropout an
 uninterrupted one would. Both steps are compiled once, ahead of time, with explicit in/out shardings and the
 state donated (`Trainer.compile`).
+
+What is trained is a `Program`: parameters with logical axis names, a loss, an evaluation and an optimizer.
+`PretrainProgram` is ELECTRA pre-training (the default); fine-tuning supplies its own
+(`electra_jax.finetune.train.FinetuneProgram`), so both run on the same mesh, shardings, compiled steps and
+checkpoint layout.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol
 
 import flax
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
 from absl import logging
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh, PartitionSpec
 
 from electra_jax import modeling, objective, optim
 from electra_jax import sharding as sharding_lib
+from electra_jax.tree_paths import path_name
 
 BATCH_KEYS = ("input_ids", "input_mask", "segment_ids")
 # Train metrics that leave the device every step (histograms stay behind: only eval sums them).
@@ -55,27 +63,74 @@ def _scalar(x) -> jax.Array:
     return jnp.asarray(x, jnp.float32)
 
 
-def train_step(state: TrainState, batch: dict, rng: jax.Array, *, model, config, tx, schedule):
-    """One ELECTRA update: value_and_grad of objective.pretrain_loss, then the optax update."""
+class Program(Protocol):
+    """What a Trainer trains. Every method is traced inside jit except `make_optimizer`."""
+
+    train_metrics: tuple[str, ...]  # the scalar metrics of `loss` that leave the device every step
+
+    def init_boxed_params(self, rng: jax.Array) -> Any:
+        """Fresh parameters, still wrapped in their logical-axis boxes (`nn.with_logical_partitioning`)."""
+
+    def loss(self, params, batch: dict, rng: jax.Array, train: bool) -> tuple[jax.Array, dict]:
+        """(scalar loss, metrics) of one global batch; `rng` is the step's key."""
+
+    def evaluate(self, params, batch: dict, rng: jax.Array) -> dict:
+        """Eval-mode outputs of one batch (metrics or per-row predictions), replicated on every host."""
+
+    def make_optimizer(self, param_shapes: Any) -> tuple[optax.GradientTransformation, Callable]:
+        """(optimizer, learning-rate schedule)."""
+
+    def abstract_batch(self, global_batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
+        """Shapes and dtypes of one global batch (no shardings)."""
+
+
+class PretrainProgram:
+    """ELECTRA pre-training (or the masked-LM baseline): objective.pretrain_loss on the ElectraPretrainer."""
+
+    train_metrics = TRAIN_METRICS
+
+    def __init__(self, config: ml_collections.ConfigDict):
+        self.config = config
+        self.model = modeling.build_model(config)
+
+    def init_boxed_params(self, rng):
+        return modeling.init_boxed_params(self.config, rng)
+
+    def loss(self, params, batch, rng, train: bool):
+        return objective.pretrain_loss(params, batch, rng, model=self.model, config=self.config, train=train)
+
+    def evaluate(self, params, batch, rng):
+        """Deterministic (no dropout) objective metrics of one batch, histograms included for exact AUC."""
+        _, metrics = self.loss(params, batch, rng, train=False)
+        return {k: v.astype(jnp.float32) for k, v in metrics.items()}
+
+    def make_optimizer(self, param_shapes):
+        return optim.make_optimizer(self.config.optim, total_steps=self.config.train.steps)
+
+    def abstract_batch(self, global_batch_size: int):
+        seq = self.config.data.max_seq_length
+        return {k: jax.ShapeDtypeStruct((global_batch_size, seq), jnp.int32) for k in BATCH_KEYS}
+
+
+def train_step(state: TrainState, batch: dict, rng: jax.Array, *, program: Program, tx, schedule):
+    """One update: value_and_grad of the program's loss at the step's key, then the optax update."""
     step_rng = jax.random.fold_in(rng, state.step)
 
     def loss_fn(params):
-        return objective.pretrain_loss(params, batch, step_rng, model=model, config=config, train=True)
+        return program.loss(params, batch, step_rng, train=True)
 
     (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    out = {k: _scalar(metrics[k]) for k in TRAIN_METRICS if k in metrics}
+    out = {k: _scalar(metrics[k]) for k in program.train_metrics if k in metrics}
     out["loss"] = _scalar(loss)
     out["grad_norm"] = optax.global_norm(grads)
     out["learning_rate"] = _scalar(schedule(state.step))
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), out
 
 
-def eval_step(params, batch: dict, rng: jax.Array, *, model, config):
-    """Deterministic (no dropout) objective metrics of one batch, histograms included for exact AUC."""
-    _, metrics = objective.pretrain_loss(params, batch, rng, model=model, config=config, train=False)
-    return {k: v.astype(jnp.float32) for k, v in metrics.items()}
+def eval_step(params, batch: dict, rng: jax.Array, *, program: Program):
+    return program.evaluate(params, batch, rng)
 
 
 def accumulate_eval(per_batch: list[dict]) -> dict[str, float]:
@@ -96,22 +151,23 @@ def accumulate_eval(per_batch: list[dict]) -> dict[str, float]:
 
 
 class Trainer:
-    """Owns the mesh, model, optimizer and shardings of one run; builds states and compiled steps.
+    """Owns the mesh, program, optimizer and shardings of one run; builds states and compiled steps.
 
-    >>> trainer = Trainer(config, mesh)
+    >>> trainer = Trainer(config, mesh)  # ELECTRA pre-training; Trainer(config, mesh, program) for others
     >>> state = trainer.init_state(seed=0)
     >>> compiled = trainer.compile()
     >>> rng = jax.device_put(np.asarray(state.rng), trainer.replicated)  # a copy: the state is donated
     >>> state, metrics = compiled.train_step(state, global_batch, rng)
     """
 
-    def __init__(self, config: ml_collections.ConfigDict, mesh: Mesh):
+    def __init__(self, config: ml_collections.ConfigDict, mesh: Mesh, program: Program | None = None):
         self.config = config
         self.mesh = mesh
-        self.model = modeling.build_model(config)
-        self.tx, self.schedule = optim.make_optimizer(config.optim, total_steps=config.train.steps)
-        self.param_shapes = modeling.param_shapes(config)
-        self.param_specs = sharding_lib.param_specs(modeling.logical_axes(config), self.param_shapes,
+        self.program = program if program is not None else PretrainProgram(config)
+        boxed = jax.eval_shape(self.program.init_boxed_params, jax.random.PRNGKey(0))
+        self.param_shapes = nn.unbox(boxed)
+        self.tx, self.schedule = self.program.make_optimizer(self.param_shapes)
+        self.param_specs = sharding_lib.param_specs(nn.get_partition_spec(boxed), self.param_shapes,
                                                     config.sharding.rules, mesh)
         opt_shapes = jax.eval_shape(self.tx.init, self.param_shapes)
         self.opt_specs = sharding_lib.state_specs_like(opt_shapes, self.param_specs, self.param_shapes)
@@ -134,11 +190,10 @@ class Trainer:
 
     def init_state(self, seed: int) -> TrainState:
         """A fresh state created directly in its shardings (no parameter is ever whole on one device)."""
-        config = self.config
 
         def init(key):
             param_key, train_key = jax.random.split(key)
-            params = modeling.init_params(config, param_key)
+            params = nn.unbox(self.program.init_boxed_params(param_key))
             return TrainState(step=jnp.zeros([], jnp.int32), params=params, opt_state=self.tx.init(params),
                               rng=train_key)
 
@@ -174,31 +229,35 @@ class Trainer:
     # -- steps --------------------------------------------------------------------------------------------
 
     def abstract_batch(self, global_batch_size: int) -> dict:
-        seq = self.config.data.max_seq_length
-        return {k: jax.ShapeDtypeStruct((global_batch_size, seq), jnp.int32, sharding=self.batch_sharding)
-                for k in BATCH_KEYS}
+        """The program's batch as ShapeDtypeStructs with the batch sharding (rows over the data axes)."""
+        return {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=self.batch_sharding)
+                for k, v in self.program.abstract_batch(global_batch_size).items()}
 
     def compile(self, global_batch_size: int | None = None, log_memory: bool = True,
-                include_eval: bool = True) -> Compiled:
-        """AOT-compiles the train and eval steps for this mesh and batch size (once per run).
+                include_eval: bool = True, eval_batch_size: int | None = None) -> Compiled:
+        """AOT-compiles the train and eval steps for this mesh and batch sizes (once per run).
 
-        With include_eval=False the eval step is None (saves a compile where no evaluation runs).
+        With include_eval=False the eval step is None (saves a compile where no evaluation runs); the eval
+        step's batch size is `eval_batch_size`, by default the training one.
         """
         batch_size = global_batch_size or self.config.train.batch_size
+        eval_batch_size = eval_batch_size or batch_size
         sharding_lib.check_batch_size(batch_size, self.mesh)
-        batch = self.abstract_batch(batch_size)
-        batch_shardings = {k: self.batch_sharding for k in BATCH_KEYS}
         rng = jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=self.replicated)
-        step_fn = functools.partial(train_step, model=self.model, config=self.config, tx=self.tx,
-                                    schedule=self.schedule)
-        eval_fn = functools.partial(eval_step, model=self.model, config=self.config)
+        step_fn = functools.partial(train_step, program=self.program, tx=self.tx, schedule=self.schedule)
+        eval_fn = functools.partial(eval_step, program=self.program)
         with self.mesh:
-            train = jax.jit(step_fn, in_shardings=(self.state_shardings, batch_shardings, self.replicated),
+            batch = self.abstract_batch(batch_size)
+            train = jax.jit(step_fn, in_shardings=(self.state_shardings, self.batch_sharding, self.replicated),
                             out_shardings=(self.state_shardings, self.replicated), donate_argnums=(0,))
             compiled_train = train.lower(self.abstract_state(), batch, rng).compile()
-            evaluate = jax.jit(eval_fn, in_shardings=(self.state_shardings.params, batch_shardings, self.replicated),
-                               out_shardings=self.replicated)
-            compiled_eval = evaluate.lower(self.abstract_state().params, batch, rng).compile() if include_eval else None
+            compiled_eval = None
+            if include_eval:
+                sharding_lib.check_batch_size(eval_batch_size, self.mesh, field="train.eval_batch_size")
+                evaluate = jax.jit(eval_fn, in_shardings=(self.state_shardings.params, self.batch_sharding,
+                                                          self.replicated), out_shardings=self.replicated)
+                compiled_eval = evaluate.lower(self.abstract_state().params, self.abstract_batch(eval_batch_size),
+                                               rng).compile()
         if log_memory:
             log_memory_analysis(compiled_train, "train step")
         return Compiled(compiled_train, compiled_eval)
@@ -233,8 +292,8 @@ def log_memory_analysis(compiled, name: str) -> dict[str, float] | None:
 
 def check_params_match(params: dict, expected: dict) -> None:
     """Raises ValueError naming missing, extra or mis-shaped parameters (e.g. a discriminator-only import)."""
-    flat = {"/".join(map(str, _keys(p))): v for p, v in jax.tree_util.tree_flatten_with_path(params)[0]}
-    want = {"/".join(map(str, _keys(p))): v for p, v in jax.tree_util.tree_flatten_with_path(expected)[0]}
+    flat = {path_name(p): v for p, v in jax.tree_util.tree_flatten_with_path(params)[0]}
+    want = {path_name(p): v for p, v in jax.tree_util.tree_flatten_with_path(expected)[0]}
     missing = sorted(set(want) - set(flat))
     if missing:
         gen = [m for m in missing if m.startswith(("generator", "generator_predictions"))]
@@ -252,11 +311,3 @@ def check_params_match(params: dict, expected: dict) -> None:
         if tuple(np.shape(value)) != tuple(want[name].shape):
             raise ValueError(f"checkpoint.init parameter {name} has shape {tuple(np.shape(value))} but the model "
                              f"expects {tuple(want[name].shape)}; check config.model against the checkpoint")
-
-
-def _keys(path) -> tuple:
-    return tuple(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k))) for k in path)
-
-
-def replicated_sharding(mesh: Mesh) -> NamedSharding:
-    return NamedSharding(mesh, PartitionSpec())

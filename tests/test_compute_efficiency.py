@@ -1,4 +1,5 @@
-"""Issue #8's experiment (ELECTRA vs masked LM at equal compute) end to end at the toy budget, plus its corpus cleanup.
+"""Issue #8's experiment (ELECTRA vs masked LM at equal compute) end to end at the toy budget (its corpus cleaners
+are tested in tests/test_corpus.py).
 
 The end-to-end test runs the real command in a subprocess, checks every output file and the row schema, that the
 two objectives were given the same pre-training FLOPs, and that a rerun resumes (redoes nothing). The toy budget
@@ -25,59 +26,6 @@ from electra_jax.experiments.pretraining import pretrain_config
 
 REPO = Path(__file__).resolve().parents[1]
 ROW_KEYS = {"objective", "pretrain_flops", "task", "seed", "metric", "score"}
-
-
-def test_rst_markup_becomes_plain_sentences():
-    text = "\n".join([
-        ":mod:`json` --- JSON encoder",
-        "==============================",
-        "",
-        ".. module:: json",
-        "   :synopsis: Encode and decode the JSON format.",
-        "",
-        "The :func:`~json.dumps` function returns a ``str``. See `the spec <https://json.org>`_ for details.",
-        "Encoding basic objects::",
-        "",
-        "    >>> import json",
-        "    >>> json.dumps([1, 2])",
-        "",
-        ".. function:: dump(obj, fp, *, \\",
-        "              skipkeys=False)",
-        "",
-        "   Serialize *obj* as a **JSON** stream to *fp*.",
-        "",
-        "   .. versionchanged:: 3.6",
-        "      All optional parameters are now keyword-only.",
-        "",
-        ".. code-block:: python",
-        "",
-        "   print('not prose')",
-        "",
-        "* A bullet item that is prose.",
-        "",
-        ">>> x = 1",
-        "",
-        ".. _label-target:",
-        "",
-        "Last sentence here.",
-    ])
-    assert ce.rst_to_sentences(text) == [
-        "json --- JSON encoder",
-        "The json.dumps function returns a str.",
-        "See the spec for details.",
-        "Encoding basic objects:",
-        "Serialize obj as a JSON stream to fp.",
-        "All optional parameters are now keyword-only.",
-        "A bullet item that is prose.",
-        "Last sentence here.",
-    ]
-
-
-def test_wikitext_articles_are_documents():
-    text = "\n".join([" ", " = First = ", " ", " It is red @-@ tipped . It has <unk> claws . ", " ",
-                      " = = Section = = ", " More text here . ", " = Second = ", " Another article starts . "])
-    assert ce.wikitext_documents(text) == [["It is red-tipped .", "It has claws .", "More text here ."],
-                                           ["Another article starts ."]]
 
 
 def _run(output_dir: Path, results: Path, *extra: str) -> tuple[subprocess.CompletedProcess, float]:

@@ -21,9 +21,11 @@ import jax
 import numpy as np
 import pytest
 from hf_reference import random_hf_pair
+from tf_reference import original_tf_variables, write_tf_checkpoint
 
 from electra_jax import config as config_lib
-from electra_jax import convert, modeling
+from electra_jax import checkpoints, convert, modeling
+from electra_jax.convert import cli
 
 torch = pytest.importorskip("torch", reason="conversion tests need torch (pip install -e .[convert])")
 transformers = pytest.importorskip("transformers", reason="conversion tests need transformers")
@@ -270,49 +272,6 @@ def test_masked_lm_baseline_exports_one_masked_lm(tmp_path):
 # Original TF checkpoints
 
 
-def _original_tf_variables(vocab, emb, hidden, layers, inter, gen_hidden, gen_inter, pos, rng):
-    """Variable name -> value in the original layout (ELECTRA_REFERENCE 7.1), written out by hand."""
-    v = {}
-
-    def add(name, *shape):
-        v[name] = rng.normal(0, 0.2, shape).astype(np.float32)
-
-    add("electra/embeddings/word_embeddings", vocab, emb)
-    add("electra/embeddings/position_embeddings", pos, emb)
-    add("electra/embeddings/token_type_embeddings", 2, emb)
-    add("electra/embeddings/LayerNorm/gamma", emb)
-    add("electra/embeddings/LayerNorm/beta", emb)
-    for scope, width, ffn in (("electra", hidden, inter), ("generator", gen_hidden, gen_inter)):
-        if width != emb:
-            add(f"{scope}/embeddings_project/kernel", emb, width)
-            add(f"{scope}/embeddings_project/bias", width)
-        for i in range(layers):
-            layer = f"{scope}/encoder/layer_{i}"
-            for name in ("query", "key", "value"):
-                add(f"{layer}/attention/self/{name}/kernel", width, width)
-                add(f"{layer}/attention/self/{name}/bias", width)
-            add(f"{layer}/attention/output/dense/kernel", width, width)
-            add(f"{layer}/attention/output/dense/bias", width)
-            add(f"{layer}/attention/output/LayerNorm/gamma", width)
-            add(f"{layer}/attention/output/LayerNorm/beta", width)
-            add(f"{layer}/intermediate/dense/kernel", width, ffn)
-            add(f"{layer}/intermediate/dense/bias", ffn)
-            add(f"{layer}/output/dense/kernel", ffn, width)
-            add(f"{layer}/output/dense/bias", width)
-            add(f"{layer}/output/LayerNorm/gamma", width)
-            add(f"{layer}/output/LayerNorm/beta", width)
-    add("discriminator_predictions/dense/kernel", hidden, hidden)
-    add("discriminator_predictions/dense/bias", hidden)
-    add("discriminator_predictions/dense_1/kernel", hidden, 1)
-    add("discriminator_predictions/dense_1/bias", 1)
-    add("generator_predictions/dense/kernel", gen_hidden, emb)
-    add("generator_predictions/dense/bias", emb)
-    add("generator_predictions/LayerNorm/gamma", emb)
-    add("generator_predictions/LayerNorm/beta", emb)
-    add("generator_predictions/output_bias", vocab)
-    return v
-
-
 def _load_tf_weights_like_transformers4(model, tf_vars: dict, which: str):
     """A port of transformers 4's `load_tf_weights_in_electra` (removed in v5): the reference TF->PT path."""
     for original, array in tf_vars.items():
@@ -348,33 +307,12 @@ def _load_tf_weights_like_transformers4(model, tf_vars: dict, which: str):
         pointer.data = torch.from_numpy(np.ascontiguousarray(array))
 
 
-def _write_tf_checkpoint(tf_vars: dict, prefix: str, with_slots: bool = True) -> list[str]:
-    tf = pytest.importorskip("tensorflow", reason="the TF checkpoint test needs tensorflow")
-    slots = []
-    graph = tf.Graph()
-    with graph.as_default():
-        variables = [tf.compat.v1.Variable(value, name=name) for name, value in tf_vars.items()]
-        if with_slots:
-            for name, value in tf_vars.items():
-                for slot in ("adam_m", "adam_v"):
-                    variables.append(tf.compat.v1.Variable(np.zeros_like(value), name=f"{name}/{slot}"))
-                    slots.append(f"{name}/{slot}")
-        variables.append(tf.compat.v1.Variable(np.int64(1234), name="global_step"))
-        saver = tf.compat.v1.train.Saver(variables)
-        with tf.compat.v1.Session(graph=graph) as session:
-            session.run(tf.compat.v1.global_variables_initializer())
-            saver.save(session, prefix)
-    names = {n for n, _ in tf.train.list_variables(prefix)}
-    assert "electra/encoder/layer_0/attention/self/query/kernel" in names and "global_step" in names
-    return sorted(slots)
-
-
-def test_original_tf_checkpoint_imports_like_the_hf_tf_loader(tmp_path, checkpoints_module, capsys):
+def test_original_tf_checkpoint_imports_like_the_hf_tf_loader(tmp_path, capsys):
     vocab, emb, hidden, layers, inter, gen_hidden, gen_inter, pos = 301, 64, 128, 2, 256, 32, 128, 64
-    tf_vars = _original_tf_variables(vocab, emb, hidden, layers, inter, gen_hidden, gen_inter, pos,
+    tf_vars = original_tf_variables(vocab, emb, hidden, layers, inter, gen_hidden, gen_inter, pos,
                                      np.random.default_rng(0))
     tf_vars["task_specific/sst2/dense/kernel"] = np.ones((hidden, 2), np.float32)  # unknown: must be reported
-    slots = _write_tf_checkpoint(tf_vars, str(tmp_path / "ckpt" / "model.ckpt-1234"))
+    slots = write_tf_checkpoint(tf_vars, str(tmp_path / "ckpt" / "model.ckpt-1234"))
     params, config, report = convert.from_tf_checkpoint(str(tmp_path / "ckpt"))
     assert report.optimizer_slots == slots and len(slots) == 2 * len(tf_vars)
     assert report.global_step == 1234
@@ -401,18 +339,18 @@ def test_original_tf_checkpoint_imports_like_the_hf_tf_loader(tmp_path, checkpoi
                                _hf_logits(gen, ids, segments, mask)[valid], atol=1e-5, rtol=1e-5)
 
     # The command prints the report and writes a params-only checkpoint that restore_params reads.
-    convert.run("from_tf", _flags(input=str(tmp_path / "ckpt" / "model.ckpt-1234"), output_dir=str(tmp_path / "o")))
+    cli.run("from_tf", _flags(input=str(tmp_path / "ckpt" / "model.ckpt-1234"), output_dir=str(tmp_path / "o")))
     out = capsys.readouterr().out
     assert f"optimizer slots not imported (optimizer state starts fresh): {len(slots)}" in out
     assert "unknown variables not imported: 1" in out and "global_step: 1234" in out
-    restored, restored_config = checkpoints_module.restore_params(str(tmp_path / "o"))
+    restored, restored_config = checkpoints.restore_params(str(tmp_path / "o"))
     _assert_same_params(restored, params)
     assert restored_config.model.generator_hidden_size == 32
 
 
 def test_tf_checkpoint_untied_and_discriminator_only(tmp_path):
     rng = np.random.default_rng(1)
-    tf_vars = _original_tf_variables(200, 32, 64, 1, 128, 64, 256, 64, rng)
+    tf_vars = original_tf_variables(200, 32, 64, 1, 128, 64, 256, 64, rng)
     # Untied: the generator has its own embeddings of its width (and then no projection).
     for name in ("word_embeddings", "position_embeddings", "token_type_embeddings"):
         rows = tf_vars[f"electra/embeddings/{name}"].shape[0]
@@ -424,7 +362,7 @@ def test_tf_checkpoint_untied_and_discriminator_only(tmp_path):
     tf_vars["generator_predictions/dense/bias"] = np.zeros(64, np.float32)
     tf_vars["generator_predictions/LayerNorm/gamma"] = np.ones(64, np.float32)
     tf_vars["generator_predictions/LayerNorm/beta"] = np.zeros(64, np.float32)
-    _write_tf_checkpoint(tf_vars, str(tmp_path / "u" / "model.ckpt"), with_slots=False)
+    write_tf_checkpoint(tf_vars, str(tmp_path / "u" / "model.ckpt"), with_slots=False)
     params, config, report = convert.from_tf_checkpoint(str(tmp_path / "u" / "model.ckpt"))
     assert config.model.untied_generator_embeddings and config.model.generator_hidden_size == 64
     assert not report.unknown and not report.optimizer_slots
@@ -434,7 +372,7 @@ def test_tf_checkpoint_untied_and_discriminator_only(tmp_path):
     assert np.isfinite(np.asarray(modeling.generator_logits(params, config, ids))).all()
 
     disc_only = {k: v for k, v in tf_vars.items() if not k.startswith("generator")}
-    _write_tf_checkpoint(disc_only, str(tmp_path / "d" / "model.ckpt"), with_slots=False)
+    write_tf_checkpoint(disc_only, str(tmp_path / "d" / "model.ckpt"), with_slots=False)
     params, _, report = convert.from_tf_checkpoint(str(tmp_path / "d" / "model.ckpt"))
     assert not convert.has_generator(params) and "discriminator only" in report.summary()
 
@@ -529,38 +467,6 @@ def test_exported_sentencepiece_tokenizer_equals_electra_jax(shared_dir, tmp_pat
 # The command line and a training-system checkpoint fine-tuned in PyTorch
 
 
-@pytest.fixture
-def checkpoints_module(monkeypatch):
-    """The training system's electra_jax.checkpoints; a pickle stand-in while that module does not exist yet."""
-    try:
-        from electra_jax import checkpoints
-
-        return checkpoints
-    except ImportError:
-        import pickle
-
-        fake = types.ModuleType("electra_jax.checkpoints")
-
-        def save_params(path, params, config):
-            Path(path).mkdir(parents=True, exist_ok=True)
-            with open(Path(path) / "params.pkl", "wb") as f:
-                pickle.dump((jax.device_get(params), config.to_dict()), f)
-
-        def restore_params(path):
-            import ml_collections
-
-            with open(Path(path) / "params.pkl", "rb") as f:
-                params, config = pickle.load(f)
-            return params, ml_collections.ConfigDict(config)
-
-        fake.save_params, fake.restore_params = save_params, restore_params
-        monkeypatch.setitem(sys.modules, "electra_jax.checkpoints", fake)
-        import electra_jax
-
-        monkeypatch.setattr(electra_jax, "checkpoints", fake, raising=False)
-        return fake
-
-
 def _flags(**values):
     defaults = dict(checkpoint=None, output_dir=None, dtype="float32", vocab=None, tokenizer_class="BertTokenizer",
                     discriminator_only=False, input=None, generator=None, hf_dir=None, check=False, tolerance=None,
@@ -569,29 +475,28 @@ def _flags(**values):
     return types.SimpleNamespace(**defaults)
 
 
-def test_commands_round_trip_through_checkpoints(checkpoints_module, uncased_vocab, tmp_path, capsys):
+def test_commands_round_trip_through_checkpoints(uncased_vocab, tmp_path, capsys):
     config = config_lib.load("configs/pretrain.py:tiny", {"model.num_layers": 1})
     params = _random_params(config)
-    checkpoints_module.save_params(str(tmp_path / "ckpt"), params, config)
-    convert.run("to_hf", _flags(checkpoint=str(tmp_path / "ckpt"), output_dir=str(tmp_path / "hf"),
+    checkpoints.save_params(str(tmp_path / "ckpt"), params, config)
+    cli.run("to_hf", _flags(checkpoint=str(tmp_path / "ckpt"), output_dir=str(tmp_path / "hf"),
                                 vocab=str(uncased_vocab), check=True))
     out = capsys.readouterr().out
     assert "wrote discriminator" in out and "generator: max |logit difference|" in out
-    convert.run("from_hf", _flags(input=str(tmp_path / "hf" / "discriminator"),
+    cli.run("from_hf", _flags(input=str(tmp_path / "hf" / "discriminator"),
                                   generator=str(tmp_path / "hf" / "generator"), output_dir=str(tmp_path / "back")))
-    back, back_config = checkpoints_module.restore_params(str(tmp_path / "back"))
+    back, back_config = checkpoints.restore_params(str(tmp_path / "back"))
     _assert_same_params(back, params)
     assert Path(back_config.data.vocab) == (tmp_path / "back" / "vocab.txt").resolve()
-    convert.run("check", _flags(checkpoint=str(tmp_path / "back"), hf_dir=str(tmp_path / "hf")))
+    cli.run("check", _flags(checkpoint=str(tmp_path / "back"), hf_dir=str(tmp_path / "hf")))
 
 
-def test_exported_discriminator_fine_tunes_in_pytorch(checkpoints_module, shared_dir, uncased_vocab, tmp_path):
+def test_exported_discriminator_fine_tunes_in_pytorch(shared_dir, uncased_vocab, tmp_path):
     """A tiny pre-training checkpoint -> to_hf -> ElectraForSequenceClassification, a few AdamW steps."""
     config = config_lib.load("configs/pretrain.py:tiny", {"model.num_layers": 1})
-    # TODO(training system): once `python -m electra_jax.pretrain` exists, produce this checkpoint with a
-    # few synthetic steps instead; until then it is a freshly initialized model saved by checkpoints.save_params.
-    checkpoints_module.save_params(str(tmp_path / "ckpt"), _fresh_params(config), config)
-    convert.run("to_hf", _flags(checkpoint=str(tmp_path / "ckpt"), output_dir=str(tmp_path / "hf"),
+    # A freshly initialized model keeps this fast; the slow test below exports a real `pretrain` checkpoint.
+    checkpoints.save_params(str(tmp_path / "ckpt"), _fresh_params(config), config)
+    cli.run("to_hf", _flags(checkpoint=str(tmp_path / "ckpt"), output_dir=str(tmp_path / "hf"),
                                 vocab=str(uncased_vocab)))
     _fine_tune_a_few_steps(str(tmp_path / "hf" / "discriminator"), shared_dir)
 

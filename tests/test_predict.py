@@ -125,9 +125,8 @@ def _run_cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_cli_on_a_params_only_checkpoint(config, tok, tmp_path, init_params):
-    checkpoints = pytest.importorskip("electra_jax.checkpoints", reason="electra_jax.checkpoints is not written yet")
-    if not hasattr(checkpoints, "save_params"):
-        pytest.skip("electra_jax.checkpoints.save_params does not exist yet")
+    from electra_jax import checkpoints
+
     params = _hand_set(init_params, {ID["dog"]: 5.0}, disc_bias=2.0)
     checkpoints.save_params(str(tmp_path / "export"), params, config)
     result = _run_cli("fill_mask", f"--checkpoint={tmp_path / 'export'}", "--text=the [MASK] sat.", "--top_k=2")

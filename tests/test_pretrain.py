@@ -53,7 +53,7 @@ RUNNER = textwrap.dedent(r"""
 
     from absl import app
     from electra_jax import pretrain
-    pretrain._define_flags()
+    pretrain.define_flags()
     sys.argv = ["pretrain"] + sys.argv[1:]
     app.run(pretrain.main)
 """)
@@ -197,7 +197,7 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
 
 def test_metadata_seq_length_mismatch_names_both(tmp_path):
     from electra_jax import config as config_lib
-    from electra_jax.pretrain import apply_records_metadata
+    from electra_jax.data.records import apply_records_metadata
 
     (tmp_path / "pretrain_data.tfrecord-0-of-1").write_bytes(b"")
     (tmp_path / "metadata.json").write_text(json.dumps({"max_seq_length": 512, "vocab_size": 30522}))
@@ -208,7 +208,7 @@ def test_metadata_seq_length_mismatch_names_both(tmp_path):
 
 def test_metadata_sets_special_ids_and_vocab(tmp_path):
     from electra_jax import config as config_lib
-    from electra_jax.pretrain import apply_records_metadata
+    from electra_jax.data.records import apply_records_metadata
 
     (tmp_path / "pretrain_data.tfrecord-0-of-1").write_bytes(b"")
     specials = {"pad_id": 0, "unk_id": 1, "cls_id": 2, "sep_id": 3, "mask_id": 4}

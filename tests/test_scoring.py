@@ -5,7 +5,7 @@ import pytest
 import scipy.stats
 import sklearn.metrics
 
-from electra_jax import scoring
+from electra_jax.finetune import scoring
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -58,7 +58,7 @@ WORKER = textwrap.dedent(r"""
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
     import jax, numpy as np
     from electra_jax import config as config_lib, sharding, train_state
-    from electra_jax.pretrain import SyntheticInput
+    from electra_jax.data.inputs import SyntheticInput
     from electra_jax.data.pipeline import to_global_batch
 
     overrides = json.loads(sys.argv[1])

@@ -9,7 +9,9 @@ Modules:
   numpy_records    the TF-free records format (build_data --format=numpy): memory-mapped .npy shards and
                    `NumpyRecordsInput`, PretrainInput's interface read by index (config.data.format=numpy).
   token_corpus     a tokenized, xz-compressed corpus (NAME.tokens.xz) that build_data reads like the text.
-  tasks            fine-tuning task readers (GLUE, SQuAD, tagging); written separately.
+  records          a records folder's metadata.json: found, read and applied to a config in one place.
+  inputs           what pre-training reads: `make_input` (records or `SyntheticInput`) for a split.
+Fine-tuning task readers live with their tasks in electra_jax.finetune.
 
 Importing this package does not import TensorFlow: only functions that read or write TFRecords or TFDS import it,
 inside the function, so the model and benchmark run on machines without TensorFlow.

@@ -324,14 +324,16 @@ def _special(special_ids: Mapping[str, int], name: str) -> int:
 
 
 def synthetic_batches(*, per_host_batch_size: int, seq_len: int, vocab_size: int, seed: int,
-                      special_ids: Mapping[str, int]) -> Iterator[dict[str, np.ndarray]]:
+                      special_ids: Mapping[str, int], full_length: bool = False) -> Iterator[dict[str, np.ndarray]]:
     """Endless random batches shaped like PretrainInput's (no TensorFlow).
 
     Each row is `[CLS] A [SEP]` or `[CLS] A [SEP] B [SEP]` with random non-special tokens, a random length
-    in [2, seq_len] and [PAD] after it. `special_ids` maps pad_id/cls_id/sep_id (also "pad" or "[PAD]").
+    in [2, seq_len] and [PAD] after it. With `full_length`, every row is `[CLS] A [SEP] B [SEP]` filling
+    seq_len with the middle [SEP] at seq_len // 2 (packed pre-training examples have no padding: what the
+    benchmark times). `special_ids` maps pad_id/cls_id/sep_id (also "pad" or "[PAD]").
     """
-    if seq_len < 2:
-        raise ValueError(f"seq_len={seq_len} must be at least 2 ([CLS] and [SEP]).")
+    if seq_len < (4 if full_length else 2):
+        raise ValueError(f"seq_len={seq_len} must be at least {4 if full_length else 2} ([CLS] and [SEP]s).")
     pad, cls, sep = (_special(special_ids, n) for n in ("pad", "cls", "sep"))
     specials = {int(v) for v in special_ids.values()}
     low = max(specials) + 1 if max(specials) + 1 < vocab_size else 0
@@ -340,11 +342,14 @@ def synthetic_batches(*, per_host_batch_size: int, seq_len: int, vocab_size: int
     pos = np.arange(s)[None, :]
     rows = np.arange(b)
     while True:
-        lengths = rng.integers(2, s + 1, size=b)
+        if full_length:
+            lengths, split = np.full(b, s), np.full(b, s // 2 + 1)
+        else:
+            lengths = rng.integers(2, s + 1, size=b)
+            # Two segments in about half the rows: a middle [SEP] at split-1, segment 1 from split on.
+            two = (rng.random(b) < 0.5) & (lengths >= 4)
+            split = np.where(two, rng.integers(2, np.maximum(lengths - 1, 3)), 0)
         ids = rng.integers(low, vocab_size, size=(b, s), dtype=np.int32)
-        # Two segments in about half the rows: a middle [SEP] at split-1, segment 1 from split on.
-        two = (rng.random(b) < 0.5) & (lengths >= 4)
-        split = np.where(two, rng.integers(2, np.maximum(lengths - 1, 3)), 0)
         mask = pos < lengths[:, None]
         segment = (split[:, None] > 0) & (pos >= split[:, None]) & mask
         ids[:, 0] = cls

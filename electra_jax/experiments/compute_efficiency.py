@@ -43,8 +43,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import random
-import re
 import sys
 import time
 from collections.abc import Sequence
@@ -54,285 +52,14 @@ from typing import Any
 
 from absl import app, flags, logging
 
+from electra_jax.corpus.local import write_corpus
 from electra_jax.experiments import budgets as budgets_lib
 from electra_jax.experiments.budgets import BUDGETS, CONTROL, SHARED_DATA, TASKS, Budget
 
-EVAL_EVERY_NTH_DOCUMENT = 20  # held-out documents for the pre-training eval records
 DEFAULT_PYTHON_DOCS = "/usr/share/doc/python3.11/html/_sources"
-SKIP_TEXT_FILES = {"provenance.md", "readme", "readme.md", "readme.txt", "license", "license.txt"}
 TRAIN_PREFIXES = ("train",)  # --corpus_dir: training files; held-out files start with one of HELD_OUT_PREFIXES
 HELD_OUT_PREFIXES = ("heldout", "held_out", "eval", "valid")
 CORPUS_SUFFIXES = (".txt", ".tokens.xz")
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Corpus: raw English text and reST documentation, both into one-sentence-per-line documents
-
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\"'`])")
-_WIKI_TITLE = re.compile(r"^ ?= [^=].* = ?$")
-_WIKI_SUBTITLE = re.compile(r"^ ?(= ){2,}.*(= ?){2,}$")
-_ADORNMENT = re.compile(r"^([=\-~^*+#\"'`.:_])\1{2,}\s*$")
-_DIRECTIVE = re.compile(r"^(\s*)\.\.\s+([\w:.-]+)::(.*)$")
-_COMMENT = re.compile(r"^(\s*)\.\.(\s|$)")
-_FIELD = re.compile(r"^\s*:[^:`\s][^:`]*:(\s|$)")
-_BULLET = re.compile(r"^(\s*)([*\-+\u2022]|#\.|\d+\.|\(\d+\)|[a-z]\.)\s+")
-# Directives whose indented content is prose (admonitions, object descriptions); their argument line (a
-# signature, a version number) is dropped. Every other directive (code, tables, toctree, index, ...) is dropped
-# with its content.
-_PROSE_DIRECTIVES = {
-    "note", "warning", "seealso", "important", "tip", "hint", "caution", "attention", "danger", "error",
-    "admonition", "versionadded", "versionchanged", "deprecated", "deprecated-removed", "impl-detail", "topic",
-    "sidebar", "only", "glossary", "centered", "rubric", "availability", "audit-event",
-    "function", "method", "class", "attribute", "data", "exception", "module", "decorator", "decoratormethod",
-    "classmethod", "staticmethod", "coroutinefunction", "coroutinemethod", "abstractmethod", "opcode",
-    "cmdoption", "option", "envvar", "describe", "object", "pdbcommand", "2to3fixer", "monitoring-event",
-    "c:function", "c:type", "c:member", "c:macro", "c:var", "c:struct", "c:union", "c:enum", "c:enumerator",
-}
-
-
-# Admonitions whose argument is prose (content may follow without a blank line).
-_ADMONITIONS = {"note", "warning", "seealso", "important", "tip", "hint", "caution", "attention", "danger", "error",
-                "admonition", "deprecated", "deprecated-removed", "versionadded", "versionchanged", "topic",
-                "sidebar", "rubric", "centered", "impl-detail", "only", "glossary", "availability"}
-
-
-def split_sentences(text: str) -> list[str]:
-    text = " ".join(text.split())
-    return [s for s in (part.strip() for part in _SENTENCE_END.split(text)) if len(s.split()) >= 2]
-
-
-def _role_text(content: str) -> str:
-    content = content.strip()
-    if content.endswith(">") and "<" in content:
-        content = content[: content.rindex("<")].strip() or content[content.rindex("<") + 1:-1]
-    return content.lstrip("~!")
-
-
-def clean_inline_rst(text: str) -> str:
-    """Inline reST markup to plain text: :func:`~a.b` -> a.b, `text <url>`_ -> text, ``x`` -> x, **x** -> x."""
-    text = re.sub(r":[\w:.+-]+:`([^`]*)`", lambda m: _role_text(m.group(1)), text)
-    text = re.sub(r"`([^`<]*?)\s*<[^>`]*>`_{1,2}", r"\1", text)
-    text = re.sub(r"``([^`]*)``", r"\1", text)
-    text = re.sub(r"`([^`]*)`_{0,2}", r"\1", text)
-    text = re.sub(r"\s*\[(#[\w-]*|\d+|\*)\]_", "", text)
-    text = re.sub(r"\*\*([^*]+)\*\*", r"\1", text)
-    text = re.sub(r"(?<![\w*])\*([^*\s][^*]*?)\*(?![\w*])", r"\1", text)
-    text = re.sub(r"\|([\w][\w .-]*)\|_{0,2}", r"\1", text)
-    text = re.sub(r"\\(.)", r"\1", text)
-    return " ".join(text.split())
-
-
-def rst_to_sentences(text: str) -> list[str]:
-    """The prose of one reST file, one sentence per item: directives, code, tables and comments dropped."""
-    paragraphs: list[str] = []
-    current: list[str] = []
-    para_indent = 0
-    skip_deeper_than: int | None = None  # skip blank lines and lines indented more than this
-    skip_to_blank = False  # doctest blocks and directive headers (signatures, options) end at a blank line
-
-    def flush():
-        if current:
-            paragraphs.append(" ".join(current))
-            current.clear()
-
-    for raw in text.splitlines():
-        line = raw.expandtabs(8).rstrip()
-        stripped = line.strip()
-        indent = len(line) - len(line.lstrip())
-        if skip_deeper_than is not None:
-            if not stripped or indent > skip_deeper_than:
-                continue
-            skip_deeper_than = None
-        if skip_to_blank:
-            if stripped:
-                continue
-            skip_to_blank = False
-        if not stripped:
-            flush()
-            continue
-        if _ADORNMENT.match(stripped):
-            flush()  # the title above an underline becomes its own line
-            continue
-        if stripped.startswith(("+-", "+=")) or (stripped.startswith("|") and stripped.endswith("|")):
-            flush()  # grid tables
-            continue
-        directive = _DIRECTIVE.match(line)
-        if directive:
-            flush()
-            name = directive.group(2).lower()
-            if name not in _PROSE_DIRECTIVES:
-                skip_deeper_than = indent
-            elif name not in _ADMONITIONS:
-                skip_to_blank = True  # object descriptions: continued signatures and :options: up to a blank line
-            else:
-                argument = directive.group(3).strip()
-                if name in {"versionadded", "versionchanged", "deprecated", "deprecated-removed"}:
-                    argument = re.sub(r"^[\d.]+\s*", "", argument)  # the version number is not prose
-                prose_argument = name not in {"only", "glossary", "availability", "impl-detail"}
-                if prose_argument and re.search(r"[A-Za-z]{3}", argument):
-                    current.append(argument)
-                    para_indent = indent
-            continue
-        if _COMMENT.match(line):
-            flush()
-            skip_deeper_than = indent  # comments, link targets, footnote bodies
-            continue
-        if _FIELD.match(line):
-            flush()
-            continue
-        if stripped.startswith(">>>"):
-            flush()
-            skip_to_blank = True
-            continue
-        bullet = _BULLET.match(line)
-        if bullet:
-            flush()
-            stripped = line[bullet.end():].strip()
-        if not current:
-            para_indent = indent
-        if stripped.endswith("::"):
-            stripped = stripped[:-2].rstrip()
-            if stripped and not stripped.endswith(":"):
-                stripped += ":"
-            if stripped:
-                current.append(stripped)
-            flush()
-            skip_deeper_than = para_indent  # the literal block that follows
-            continue
-        current.append(stripped)
-    flush()
-
-    sentences = []
-    for paragraph in paragraphs:
-        plain = clean_inline_rst(paragraph)
-        letters = sum(ch.isalpha() for ch in plain)
-        if letters < 0.5 * max(1, len(plain)):
-            continue  # mostly symbols: leftovers of code or tables
-        sentences.extend(split_sentences(plain))
-    return sentences
-
-
-def wikitext_documents(text: str) -> list[list[str]]:
-    """WikiText's tokenized articles: one document per top-level ' = Title = ' heading, subheadings dropped."""
-    documents: list[list[str]] = []
-    current: list[str] = []
-    for line in text.splitlines():
-        if _WIKI_TITLE.match(line) and not _WIKI_SUBTITLE.match(line):
-            if current:
-                documents.append(current)
-            current = []
-            continue
-        if not line.strip() or _WIKI_SUBTITLE.match(line):
-            continue
-        line = line.replace(" @-@ ", "-").replace(" @,@ ", ",").replace(" @.@ ", ".").replace("<unk>", "")
-        current.extend(split_sentences(line))
-    if current:
-        documents.append(current)
-    return documents
-
-
-def plain_documents(text: str, paragraphs_per_document: int = 60) -> list[list[str]]:
-    """Plain text: paragraphs are blocks between blank lines; a long file is cut every N paragraphs."""
-    blocks = [b for b in re.split(r"\n\s*\n", text) if b.strip()]
-    documents = []
-    for start in range(0, len(blocks), paragraphs_per_document):
-        sentences = []
-        for block in blocks[start:start + paragraphs_per_document]:
-            for line in block.splitlines():
-                sentences.extend(split_sentences(line))
-        if sentences:
-            documents.append(sentences)
-    return documents
-
-
-def text_documents(path: Path) -> list[list[str]]:
-    from electra_jax.data.example_builder import read_text_file  # UTF-8 with the Latin-1 fallback
-
-    text = read_text_file(str(path))
-    if path.name.endswith(".tokens"):
-        return wikitext_documents(text)
-    return plain_documents(text)
-
-
-def _source_files(root: Path, suffixes: tuple[str, ...] = ()) -> list[Path]:
-    files = [p for p in sorted(root.rglob("*")) if p.is_file() and p.name.lower() not in SKIP_TEXT_FILES]
-    return [p for p in files if not suffixes or p.name.endswith(suffixes)]
-
-
-def collect_documents(text_dirs: Sequence[str], python_doc_dir: str, max_chars: int = 0
-                      ) -> tuple[list[list[str]], dict[str, dict[str, int]]]:
-    """All documents of every source (at most about max_chars // #sources characters each when max_chars>0)."""
-    sources: list[tuple[str, list[Path], Any]] = []
-    for folder in text_dirs:
-        root = Path(folder).expanduser()
-        if not root.is_dir():
-            logging.warning("corpus: the text folder %s does not exist; continuing without it", root)
-            continue
-        sources.append((str(root), _source_files(root), text_documents))
-    docs_root = Path(python_doc_dir).expanduser() if python_doc_dir else None
-    if docs_root and docs_root.is_dir():
-        def rst_documents(path: Path) -> list[list[str]]:
-            from electra_jax.data.example_builder import read_text_file
-
-            sentences = rst_to_sentences(read_text_file(str(path)))
-            return [sentences] if sentences else []
-        sources.append((str(docs_root), _source_files(docs_root, (".rst.txt", ".rst")), rst_documents))
-    elif python_doc_dir:
-        logging.warning("corpus: the Python documentation folder %s does not exist (install Debian's "
-                        "python3.11-doc, or pass --python_doc_dir); continuing with the other sources",
-                        python_doc_dir)
-    if not sources:
-        raise FileNotFoundError(f"no corpus sources found: --text_dirs={','.join(text_dirs)} and "
-                                f"--python_doc_dir={python_doc_dir} are all missing")
-    per_source = max_chars // len(sources) if max_chars else 0
-    documents: list[list[str]] = []
-    stats: dict[str, dict[str, int]] = {}
-    for name, files, reader in sources:
-        chars = 0
-        for path in files:
-            # Label by the first folder under the source (wikitext-2-tokens, state_union, ...); docs as one label.
-            relative = path.relative_to(name).parts
-            label = "python3.11-doc (reST)" if reader is not text_documents else (
-                relative[0] if len(relative) > 1 else path.name)
-            entry = stats.setdefault(label, {"documents": 0, "chars": 0})
-            try:
-                found = reader(path)
-            except ValueError as e:  # binary files
-                logging.warning("corpus: skipping %s (%s)", path, e)
-                continue
-            for document in found:
-                documents.append(document)
-                size = sum(len(s) for s in document)
-                chars += size
-                entry["documents"] += 1
-                entry["chars"] += size
-                if per_source and chars >= per_source:
-                    break
-            if per_source and chars >= per_source:
-                break
-    for label, entry in stats.items():
-        logging.info("corpus: %s: %d documents, %.2f M characters", label, entry["documents"], entry["chars"] / 1e6)
-    return documents, stats
-
-
-def write_corpus(output_dir: Path, text_dirs: Sequence[str], python_doc_dir: str, max_chars: int = 0,
-                 num_train_files: int = 8) -> dict[str, Any]:
-    """Writes train_XX.txt and eval.txt (a sentence per line, blank lines between documents); returns stats."""
-    documents, stats = collect_documents(text_dirs, python_doc_dir, max_chars)
-    random.Random(0).shuffle(documents)
-    eval_docs = documents[::EVAL_EVERY_NTH_DOCUMENT]
-    train_docs = [d for i, d in enumerate(documents) if i % EVAL_EVERY_NTH_DOCUMENT]
-    output_dir.mkdir(parents=True, exist_ok=True)
-    train_files = []
-    for shard in range(num_train_files):
-        path = output_dir / f"train_{shard:02d}.txt"
-        path.write_text("\n\n".join("\n".join(d) for d in train_docs[shard::num_train_files]) + "\n",
-                        encoding="utf-8")
-        train_files.append(str(path))
-    (output_dir / "eval.txt").write_text("\n\n".join("\n".join(d) for d in eval_docs) + "\n", encoding="utf-8")
-    return {"sources": stats, "train_documents": len(train_docs), "eval_documents": len(eval_docs),
-            "train_chars": sum(len(s) for d in train_docs for s in d), "train_files": train_files,
-            "eval_file": str(output_dir / "eval.txt")}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -343,8 +70,8 @@ def given_corpus(corpus_dir: str) -> dict[str, Any]:
     """The training and held-out files of a corpus folder in build_data's form (text or tokenized)."""
     from electra_jax.data.token_corpus import is_token_file, read_header
 
-    root = Path(corpus_dir).expanduser()
-    files = sorted(p for p in root.iterdir() if p.is_file() and p.name.endswith(CORPUS_SUFFIXES)) if (
+    root = Path(corpus_dir).expanduser()  # files in it or in its subfolders (electra_jax.corpus: train/, heldout/)
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.name.endswith(CORPUS_SUFFIXES)) if (
         root.is_dir()) else []
     train = [str(p) for p in files if p.name.lower().startswith(TRAIN_PREFIXES)]
     held_out = [str(p) for p in files if p.name.lower().startswith(HELD_OUT_PREFIXES)]

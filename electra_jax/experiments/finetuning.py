@@ -2,9 +2,9 @@ r"""Fine-tuning for the compute-efficiency experiment: one task at a time, compi
 
 `finetune_task` is the one door: it fine-tunes a list of models (pre-training checkpoints, or None for the
 no-pre-training control) on one GLUE task, and writes DIR/finetune/<protocol>/<model>/<task>/results.json per
-model in `electra_jax.finetune`'s format. Today it builds `electra_jax.finetune`'s task data and Runner once per
-task (the jitted init/train/eval steps are compiled once for that task's shapes) and runs every model's seeds
-through them one after another; a vmapped-over-seeds trainer can replace its body without changing its callers.
+model in `electra_jax.finetune`'s format. It builds one `electra_jax.finetune.TaskSession` per task (featurized
+once, its steps compiled once for that task's shapes) and runs every model's seeds through it one after another;
+a vmapped-over-seeds trainer can replace its body without changing its callers.
 
 With a budget's `finetune_workers > 0`, the experiment starts one worker process per task before pre-training
 (`python -m electra_jax.experiments.finetuning --output_dir=DIR --task=TASK`): it fine-tunes the control at once,
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -29,7 +30,7 @@ from absl import logging
 from electra_jax.config import REPO_ROOT
 from electra_jax.experiments.budgets import CONTROL, TASKS, Budget, seeds_for
 from electra_jax.experiments.pretraining import has_checkpoint
-from electra_jax.experiments.stages import Stages, Timer, write_json
+from electra_jax.experiments.stages import Stages, Timer
 
 PRETRAIN_DONE = "pretrain_done.json"  # written by the experiment when every pre-training run has finished
 
@@ -134,9 +135,12 @@ def finetune_task(task: str, models: Sequence[dict[str, Any]], *, budget: Budget
     seconds) the control and top points come first, and an earlier point runs only if it can end before it.
     `headline_only` fine-tunes the control and the top points alone.
     """
-    from electra_jax import finetune
-    from electra_jax.data import tasks as tasks_lib
+    import flax.linen as nn
+
+    from electra_jax import config as config_lib
+    from electra_jax.checkpoint_formats import open_checkpoint
     from electra_jax.data import tokenizer as make_tokenizer
+    from electra_jax.finetune import TaskSession
 
     pending = [m for m in priority_order(models) if not results_path(out, protocol, m, task).exists()
                and (is_headline(m) or not headline_only)]
@@ -147,12 +151,10 @@ def finetune_task(task: str, models: Sequence[dict[str, Any]], *, budget: Budget
     tokenizer = make_tokenizer(str(vocab), lower_case=config.data.lower_case)
     config.model.vocab_size = tokenizer.vocab_size
     config.model.padded_vocab_size = 0
-    from electra_jax import config as config_lib
-
     config_lib.finalize(config)
-    data = finetune.TaskData(config, tasks_lib.get_task(task), tokenizer)
-    runner = finetune.Runner(config, data)  # compiled once for this task, reused by every model and seed
-    logging.info("finetune %s: %d training rows, runner built in %.1f s", task, data.num_train, time.time() - start)
+    session = TaskSession(config, tokenizer)  # featurized and compiled once, for every model and seed
+    logging.info("finetune %s: %d training rows, session ready in %.1f s", task, session.data.num_train,
+                 time.time() - start)
     seed_seconds: list[float] = []
     while pending:
         headline = [m for m in pending if is_headline(m)]
@@ -171,29 +173,25 @@ def finetune_task(task: str, models: Sequence[dict[str, Any]], *, budget: Budget
         pending.remove(model)
         seeds = seeds_for(budget, top=is_headline(model))
         workdir = results_path(out, protocol, model, task).parent
-        workdir.mkdir(parents=True, exist_ok=True)
         with Timer(stages, f"finetune_{protocol}_{model['name']}_{task}"):
-            begin = time.time()
             pretrained = None
             if model["init"]:
-                pretrained, ckpt_config, _, _ = finetune.load_init(model["init"])
-                _check_same_network(config, ckpt_config, model["init"])
-            per_seed = []
-            for seed in seeds:
-                history, _ = finetune.run_seed(runner, seed, pretrained, str(workdir), None, f"seed_{seed}/")
-                per_seed.append({"seed": seed, "epochs": history, "best": dict(history[-1]["dev"])})
-            best = {k: statistics.median(s["best"][k] for s in per_seed) for k in per_seed[0]["best"]}
-            write_json(workdir / "results.json", {
-                "task": task, "metrics": [TASKS[task][1]], "seeds": per_seed, "best": best, "init": model["init"],
-                "train_examples": data.num_train_examples, "seconds": round(time.time() - begin, 1)})
-            seed_seconds.append((time.time() - begin) / len(seeds))
-        logging.info("finetune %s on %s: %s", model["name"], task, {s["seed"]: s["best"] for s in per_seed})
+                checkpoint = open_checkpoint(model["init"], flag="the experiment's checkpoint")
+                _check_same_network(config, checkpoint.config, model["init"])
+                pretrained = nn.unbox(checkpoint.params)
+            results = session.fine_tune(str(workdir), pretrained, seeds=list(seeds), init=model["init"])
+        if results.get("preempted"):
+            raise SystemExit(f"fine-tuning {model['name']} on {task} stopped on a signal; rerun to resume")
+        for folder in [workdir, *workdir.glob("seed_*")]:  # resume state, no longer needed once results exist
+            shutil.rmtree(folder / "checkpoints", ignore_errors=True)
+        seed_seconds.append(float(results["seconds"]) / len(seeds))
+        logging.info("finetune %s on %s: %s", model["name"], task, results["best"])
         if on_result is not None:
             on_result()
 
 
 def _check_same_network(config, ckpt_config, path: str) -> None:
-    from electra_jax.finetune import CHECKPOINT_MODEL_FIELDS
+    from electra_jax.finetune.model import CHECKPOINT_MODEL_FIELDS
 
     section = ckpt_config["model"] if "model" in ckpt_config else ckpt_config
     differ = {f: (section[f], config.model[f]) for f in CHECKPOINT_MODEL_FIELDS if f in section

@@ -13,7 +13,8 @@ a CPU ratio:
   * the fine-tuning step at batch 32: between 14.7 ms x cpu(fine-tune step) / cpu(ELECTRA step) x 32 / 128
     (time proportional to FLOPs, the low end) and the same without the batch factor (a step that does not get
     cheaper below batch 128 on the GPU: launch-bound, the high end);
-  * compiles: 52.9 s x cpu(compile) / cpu(ELECTRA compile).
+  * compiles: 52.9 s x cpu(compile) / cpu(ELECTRA compile) (fine-tuning: building its TaskSession, which
+    featurizes a few examples and compiles the train and eval steps).
 
 The timeline adds the fine-tuning work (every model, task, seed and epoch of the budget, an eval batch counted as a
 third of a training step) to the pre-training's, as the GPU runs one program at a time, less what fits while the GPU
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import json
 import time
-import types
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -67,42 +67,43 @@ def _pretrain_step(objective: str, batch_size: int) -> tuple[float, Any]:
     return compile_s, run
 
 
-def _finetune_step(batch_size: int) -> tuple[float, Any]:
-    """(compile seconds, one more step) of the Runner's jitted fine-tuning step (SST-2, the Small network)."""
+def _finetune_step(batch_size: int, glue_dir: Path) -> tuple[float, Any]:
+    """(seconds to build the task session, i.e. featurize a few examples and compile, one more step) of the
+    fine-tuning step the experiment runs (electra_jax.finetune.TaskSession; SST-2, the Small network)."""
     import jax
     import numpy as np
 
     from electra_jax import config as config_lib
-    from electra_jax.data import tasks as tasks_lib
-    from electra_jax.finetune import Runner
+    from electra_jax.data import tokenizer as make_tokenizer
+    from electra_jax.experiments.budgets import SHARED_DATA
+    from electra_jax.finetune import TaskSession
 
-    config = config_lib.load("configs/finetune.py:sst2,small", {"train.batch_size": batch_size})
-    rng = np.random.default_rng(0)
-    train = {"input_ids": rng.integers(1000, 30000, (batch_size, 128), dtype=np.int32),
-             "input_mask": np.ones((batch_size, 128), np.int32), "segment_ids": np.zeros((batch_size, 128), np.int32),
-             "labels": rng.integers(0, 2, batch_size).astype(np.int32)}
-    data = types.SimpleNamespace(spec=tasks_lib.get_task("sst2"), train=train, num_outputs=2, num_train=batch_size)
-    runner = Runner(config, data)
-    params = runner.init_params(jax.random.key(0))
-    box = {"params": params, "opt": runner.init_opt_state(params)}
+    vocab = SHARED_DATA / "bert_vocab" / "uncased" / "vocab.txt"
+    config = config_lib.load("configs/finetune.py:sst2,small", {
+        "train.batch_size": batch_size, "train.max_train_examples": 4 * batch_size, "train.max_eval_examples": 32,
+        "data.dir": str(glue_dir / "SST-2"), "data.vocab": str(vocab)})
     start = time.perf_counter()
-    step = runner.train_step.lower(box["params"], box["opt"], train, jax.random.key(1)).compile()
+    session = TaskSession(config, make_tokenizer(str(vocab)))
     compile_s = time.perf_counter() - start
+    trainer = session.trainer
+    box = {"state": trainer.init_state(0)}
+    batch = {k: jax.device_put(v[:batch_size], trainer.batch_sharding) for k, v in session.data.train.items()}
+    rng = jax.device_put(np.asarray(jax.device_get(box["state"].rng)), trainer.replicated)
 
     def run() -> None:
-        box["params"], box["opt"], loss = step(box["params"], box["opt"], train, jax.random.key(1))
-        jax.block_until_ready(loss)
+        box["state"], metrics = session.compiled.train_step(box["state"], batch, rng)
+        jax.block_until_ready(metrics)
 
     return compile_s, run
 
 
-def measure_cpu(batch_size: int = CPU_BATCH, rounds: int = 5) -> dict[str, dict[str, float]]:
+def measure_cpu(glue_dir: Path, batch_size: int = CPU_BATCH, rounds: int = 5) -> dict[str, dict[str, float]]:
     """Compile seconds and the median step seconds of the three steps, timed in alternating rounds (the
     dev machine is shared, so alternating spreads its load over all three)."""
     import statistics
 
     steps = {"electra": _pretrain_step("electra", batch_size), "mlm": _pretrain_step("mlm", batch_size),
-             "finetune": _finetune_step(batch_size)}
+             "finetune": _finetune_step(batch_size, glue_dir)}
     times: dict[str, list[float]] = {name: [] for name in steps}
     for _, run in steps.values():
         run()  # warm-up
@@ -203,7 +204,7 @@ def main(argv: Sequence[str]) -> None:
     gpu = json.loads((REPO_ROOT / GPU_RESULTS).read_text())
     gpu_row = next(row for row in gpu["rows"] if row.get("run") == GPU_ROW)
     records = measure_records(args.tokens_glob, args.vocab) if args.tokens_glob else None
-    cpu = measure_cpu()
+    cpu = measure_cpu(Path(args.glue_dir))
     prediction = predict(BUDGETS[args.budget], cpu, {**gpu_row, "run": GPU_ROW}, Path(args.glue_dir), records,
                          args.corpus_tokens)
     prediction["cpu_machine"] = f"{platform.machine()} {jax.devices()[0].device_kind}, JAX {jax.__version__}"

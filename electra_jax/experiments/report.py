@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from electra_jax.experiments.budgets import CONTROL, TASKS
-from electra_jax.experiments.finetuning import results_path, seed_scores
+from electra_jax.experiments.finetuning import is_headline, results_path, seed_scores
 from electra_jax.experiments.stages import Stages, write_json, write_text
 
 STYLES = {"electra": ("ELECTRA (replaced-token detection)", "tab:blue", "o"),
@@ -38,7 +38,9 @@ def collect_rows(out: Path, run: dict[str, Any]) -> list[dict[str, Any]]:
             if not path.exists():
                 continue
             metric = TASKS[task][1]
-            for seed, score in seed_scores(json.loads(path.read_text()), metric, run["budget"]["seeds"]):
+            budget = run["budget"]
+            seeds = budget["seeds"] if is_headline(model) or not budget["early_seeds"] else budget["early_seeds"]
+            for seed, score in seed_scores(json.loads(path.read_text()), metric, seeds):
                 rows.append({"objective": model["objective"], "pretrain_flops": float(model["flops"]), "task": task,
                              "seed": seed, "metric": metric, "score": round(score, 4)})
     return rows

@@ -1,0 +1,132 @@
+r"""The command line: `python -m electra_jax.convert {to_hf|from_hf|from_tf|check} --flags`.
+
+  python -m electra_jax.convert to_hf --checkpoint=WORKDIR --output_dir=OUT [--dtype=bfloat16] [--vocab=PATH]
+  python -m electra_jax.convert from_hf --input=HF_DISC_DIR [--generator=HF_GEN_DIR] --output_dir=OUT
+  python -m electra_jax.convert from_tf --input=TF_CKPT --output_dir=OUT
+  python -m electra_jax.convert check --checkpoint=ELECTRA_JAX_CKPT --hf_dir=OUT
+
+`--checkpoint` is anything `checkpoint_formats.open_checkpoint` reads.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from electra_jax.convert.hf import has_generator
+from electra_jax.convert.hf_folders import HF_DTYPES, load_hf, save_hf
+from electra_jax.convert.parity import check_parity
+from electra_jax.convert.tf import from_tf_checkpoint
+from electra_jax.convert.tokenizer_files import HF_TOKENIZER_CLASSES
+
+COMMANDS = ("to_hf", "from_hf", "from_tf", "check")
+
+
+def _save_checkpoint(output_dir: str, params, config, vocab: str | None) -> None:
+    from electra_jax import checkpoints
+
+    os.makedirs(output_dir, exist_ok=True)
+    if vocab:  # keep the vocabulary with the weights, so the checkpoint is self-contained
+        copy = os.path.join(os.path.abspath(output_dir), os.path.basename(vocab))
+        if os.path.abspath(vocab) != copy:
+            shutil.copyfile(vocab, copy)
+        config.data.vocab = copy
+    checkpoints.save_params(output_dir, params, config)
+
+
+def run(command: str, args: Any) -> None:
+    """Runs one subcommand with the parsed flags (an object with the attributes `define_flags` defines)."""
+    if command == "to_hf":
+        _require(args, "checkpoint", "output_dir")
+        params, config = _open(args.checkpoint)
+        written = save_hf(params, config, args.output_dir, vocab_path=args.vocab, dtype=args.dtype,
+                          discriminator_only=args.discriminator_only, tokenizer_class=args.tokenizer_class)
+        for name, folder in written.items():
+            print(f"wrote {name}: {folder}")
+        if "discriminator" not in written:
+            print("note: a masked-LM baseline has no discriminator; fine-tune from the generator folder's encoder")
+        if args.check:
+            check_parity(params, config, args.output_dir, args.tolerance)
+    elif command == "from_hf":
+        _require(args, "input", "output_dir")
+        params, config = load_hf(args.input, args.generator)
+        vocab = config.data.vocab or None
+        _save_checkpoint(args.output_dir, params, config, vocab)
+        what = "discriminator + generator" if has_generator(params) else (
+            "masked-LM model" if config.objective.kind == "mlm" else "discriminator only (for fine-tuning)")
+        print(f"wrote {what} to {args.output_dir}" + ("" if vocab else " (no vocabulary found in the HF folder)"))
+        if args.check:
+            folders = ({"generator": args.input} if config.objective.kind == "mlm"
+                       else {"discriminator": args.input, "generator": args.generator})
+            check_parity(params, config, None, args.tolerance, folders=folders)
+    elif command == "from_tf":
+        _require(args, "input", "output_dir")
+        params, config, report = from_tf_checkpoint(args.input, args.num_heads, args.generator_num_heads)
+        print(report.summary())
+        _save_checkpoint(args.output_dir, params, config, args.vocab)
+        print(f"wrote {args.output_dir}")
+    elif command == "check":
+        _require(args, "checkpoint", "hf_dir")
+        params, config = _open(args.checkpoint)
+        check_parity(params, config, args.hf_dir, args.tolerance)
+    else:
+        raise ValueError(f"unknown command {command!r}; choose one of {list(COMMANDS)}")
+
+
+def _open(path: str):
+    from electra_jax.checkpoint_formats import open_checkpoint
+
+    checkpoint = open_checkpoint(path, flag="--checkpoint")
+    return checkpoint.params, checkpoint.config
+
+
+def _require(args, *names: str) -> None:
+    missing = [f"--{name}" for name in names if not getattr(args, name)]
+    if missing:
+        raise ValueError(f"this command needs {' and '.join(missing)}")
+
+
+def define_flags() -> None:
+    """Defines the flags of every subcommand (only when the tool runs as a program)."""
+    from absl import flags
+
+    flags.DEFINE_string("checkpoint", None, "to_hf/check: an electra_jax workdir, checkpoint folder or "
+                        "params-only export.")
+    flags.DEFINE_string("output_dir", None, "to_hf: folder for discriminator/ and generator/; from_*: the "
+                        "params-only electra_jax checkpoint to write.")
+    flags.DEFINE_enum("dtype", "float32", list(HF_DTYPES), "to_hf: weight dtype of model.safetensors.")
+    flags.DEFINE_string("vocab", None, "to_hf: the vocabulary (vocab.txt or .model) when config.data.vocab and "
+                        "the records' metadata do not name one; from_tf: a vocabulary to store alongside.")
+    flags.DEFINE_enum("tokenizer_class", "BertTokenizer", list(HF_TOKENIZER_CLASSES),
+                      "to_hf: tokenizer_class in tokenizer_config.json. BertTokenizer is what released ELECTRA "
+                      "models use (transformers 5 rebuilds it from vocab.txt with a 100-character word limit); "
+                      "PreTrainedTokenizerFast loads tokenizer.json as written (the original 200 limit).")
+    flags.DEFINE_bool("discriminator_only", False, "to_hf: export only the discriminator (for checkpoints "
+                      "without a generator).")
+    flags.DEFINE_string("input", None, "from_hf: an HF ElectraForPreTraining folder (or ElectraForMaskedLM alone); "
+                        "from_tf: a TF checkpoint prefix or folder.")
+    flags.DEFINE_string("generator", None, "from_hf: the matching HF ElectraForMaskedLM folder (continued "
+                        "pre-training needs it).")
+    flags.DEFINE_string("hf_dir", None, "check: a folder written by to_hf.")
+    flags.DEFINE_bool("check", False, "to_hf: run the parity check on the written folders.")
+    flags.DEFINE_float("tolerance", None, "check: largest allowed |logit difference| (default 1e-4 for a float32 "
+                       "export, 5% of the logit scale for bfloat16).")
+    flags.DEFINE_integer("num_heads", None, "from_tf: discriminator heads (default hidden_size // 64, as the "
+                         "original).")
+    flags.DEFINE_integer("generator_num_heads", None, "from_tf: generator heads (default width // 64).")
+
+
+def main(argv: Sequence[str]) -> None:
+    from absl import app, flags
+
+    if len(argv) != 2 or argv[1] not in COMMANDS:
+        raise app.UsageError(f"give one command: python -m electra_jax.convert {{{'|'.join(COMMANDS)}}} --flags "
+                             f"(got {list(argv[1:])})")
+    try:
+        run(argv[1], flags.FLAGS)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)

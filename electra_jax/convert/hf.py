@@ -1,0 +1,209 @@
+"""HF transformers ELECTRA: config.json translation and state dicts in both directions (no file I/O here).
+
+`to_hf_state_dicts` / `from_hf_state_dicts` map electra_jax parameters to and from the state dicts of an HF
+`ElectraForPreTraining` (discriminator) and `ElectraForMaskedLM` (generator) through the mapping table.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from electra_jax import modeling
+from electra_jax.config import base_pretrain_config, finalize, finalize_model, model_defaults
+from electra_jax.convert.mapping import export_tensor, get_path, has_path, hf_rules, import_tensor, set_path
+
+
+def has_generator(params: dict) -> bool:
+    """True when the parameters hold a generator head (a pre-training checkpoint, not a fine-tuning import)."""
+    return "generator_predictions" in params
+
+
+def hf_config_dict(cfg: modeling.ModelConfig, generator: bool, dtype: str = "float32") -> dict[str, Any]:
+    """The `config.json` of the HF ElectraForPreTraining (discriminator) or ElectraForMaskedLM (generator)."""
+    if generator and not cfg.mlm_only:
+        hidden, layers, heads, inter = (cfg.generator_hidden_size, cfg.generator_num_layers,
+                                        cfg.generator_num_heads, cfg.generator_intermediate_size)
+        embedding = cfg.generator_hidden_size if cfg.untied_generator_embeddings else cfg.embedding_size
+    else:
+        hidden, layers, heads, inter = cfg.hidden_size, cfg.num_layers, cfg.num_heads, cfg.intermediate_size
+        embedding = cfg.embedding_size
+    return {
+        "architectures": ["ElectraForMaskedLM" if generator else "ElectraForPreTraining"],
+        "model_type": "electra",
+        "vocab_size": cfg.vocab_size,
+        "embedding_size": embedding,
+        "hidden_size": hidden,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "intermediate_size": inter,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": cfg.hidden_dropout,
+        "attention_probs_dropout_prob": cfg.attention_dropout,
+        "max_position_embeddings": cfg.max_position_embeddings,
+        "type_vocab_size": cfg.type_vocab_size,
+        "initializer_range": cfg.initializer_range,
+        "layer_norm_eps": cfg.layer_norm_eps,
+        "pad_token_id": 0,
+        "position_embedding_type": "absolute",
+        "tie_word_embeddings": True,
+        "dtype": dtype,
+    }
+
+
+def to_hf_state_dicts(params, config) -> tuple[dict | None, dict | None, tuple[dict | None, dict | None]]:
+    """electra_jax parameters -> (disc_state_dict, gen_state_dict, (disc_hf_config, gen_hf_config)).
+
+    State dicts map HF parameter names to float32 numpy arrays. The generator's `generator_lm_head.weight`
+    is tied to its word embeddings and is included as the same array. Parameters without a generator (a
+    discriminator-only import) give `None` for the generator; the masked-LM baseline (objective.kind='mlm')
+    gives `None` for the discriminator (it has no replaced-token head).
+    """
+    cfg = modeling.ModelConfig.from_config(config)
+    params = modeling.unstack_layers(jax.device_get(params))
+    disc_rules, gen_rules = hf_rules(cfg)
+    disc = gen = disc_config = gen_config = None
+    if not cfg.mlm_only:
+        disc = {r.hf: export_tensor(get_path(params, r.path), r.kind, cfg) for r in disc_rules}
+        disc_config = hf_config_dict(cfg, generator=False)
+    if has_generator(params):
+        gen = {r.hf: export_tensor(get_path(params, r.path), r.kind, cfg) for r in gen_rules}
+        gen["generator_lm_head.weight"] = gen["electra.embeddings.word_embeddings.weight"]
+        gen_config = hf_config_dict(cfg, generator=True)
+    return disc, gen, (disc_config, gen_config)
+
+
+def model_config_from_hf(disc_hf_config: dict, gen_hf_config: dict | None = None) -> ml_collections.ConfigDict:
+    """An electra_jax model section equivalent to the given HF config.json dicts."""
+    m = model_defaults()
+    c = disc_hf_config
+    act = c.get("hidden_act", "gelu")
+    if act != "gelu":
+        raise ValueError(f"hidden_act {act!r} is not supported; ELECTRA uses the exact 'gelu'")
+    if c.get("position_embedding_type", "absolute") != "absolute":
+        raise ValueError("only absolute position embeddings are supported")
+    m.vocab_size = int(c["vocab_size"])
+    m.embedding_size = int(c.get("embedding_size", c["hidden_size"]))
+    m.hidden_size = int(c["hidden_size"])
+    m.num_layers = int(c["num_hidden_layers"])
+    m.num_heads = int(c["num_attention_heads"])
+    m.intermediate_size = int(c["intermediate_size"])
+    m.max_position_embeddings = int(c.get("max_position_embeddings", 512))
+    m.type_vocab_size = int(c.get("type_vocab_size", 2))
+    m.hidden_dropout = float(c.get("hidden_dropout_prob", 0.1))
+    m.attention_dropout = float(c.get("attention_probs_dropout_prob", 0.1))
+    m.initializer_range = float(c.get("initializer_range", 0.02))
+    m.layer_norm_eps = float(c.get("layer_norm_eps", 1e-12))
+    if gen_hf_config is not None:
+        g = gen_hf_config
+        if int(g["vocab_size"]) != m.vocab_size:
+            raise ValueError(f"generator vocab_size {g['vocab_size']} differs from the discriminator's "
+                             f"{m.vocab_size}")
+        m.generator_hidden_size = int(g["hidden_size"])
+        m.generator_num_heads = int(g["num_attention_heads"])
+        m.generator_intermediate_size = int(g["intermediate_size"])
+        m.generator_num_layers = int(g["num_hidden_layers"])
+        m.generator_hidden_fraction = min(1.0, m.generator_hidden_size / m.hidden_size)
+        gen_embedding = int(g.get("embedding_size", g["hidden_size"]))
+        m.untied_generator_embeddings = gen_embedding != m.embedding_size
+        if m.untied_generator_embeddings and gen_embedding != m.generator_hidden_size:
+            raise ValueError(f"the generator's embedding_size {gen_embedding} differs from both the "
+                             f"discriminator's {m.embedding_size} and its own hidden_size "
+                             f"{m.generator_hidden_size}; ELECTRA shares the embeddings or unties them at the "
+                             "generator's width, nothing else")
+    return finalize_model(m)
+
+
+def _is_mlm_only(state_dict: dict) -> bool:
+    """An ElectraForMaskedLM state dict given on its own: the masked-LM baseline (no replaced-token head)."""
+    return ("generator_lm_head.bias" in state_dict
+            and not any(k.startswith("discriminator_predictions.") for k in state_dict))
+
+
+def from_hf_state_dicts(disc_state_dict: dict, gen_state_dict: dict | None = None,
+                        disc_hf_config: dict | None = None, gen_hf_config: dict | None = None):
+    """HF state dicts (name -> array) -> (params, config with a `model` section).
+
+    Without a generator the result holds the shared embeddings, the discriminator encoder and its head:
+    enough for fine-tuning and `discriminator_logits`. With both, the shared embedding block must agree.
+    An ElectraForMaskedLM state dict given alone imports as the masked-LM baseline: the config then carries
+    `objective.kind = 'mlm'` and the parameters are its encoder plus generator head.
+    """
+    disc_state_dict = {k: np.asarray(to_numpy(v)) for k, v in disc_state_dict.items()}
+    if disc_hf_config is None:
+        disc_hf_config = infer_hf_config(disc_state_dict)
+    if gen_state_dict is not None:
+        gen_state_dict = {k: np.asarray(to_numpy(v)) for k, v in gen_state_dict.items()}
+        if gen_hf_config is None:
+            gen_hf_config = infer_hf_config(gen_state_dict)
+    mlm_only = gen_state_dict is None and _is_mlm_only(disc_state_dict)
+    model = model_config_from_hf(disc_hf_config, gen_hf_config)
+    config = ml_collections.ConfigDict({"model": model})
+    if mlm_only:
+        config.objective = ml_collections.ConfigDict({"kind": "mlm"})
+    cfg = modeling.ModelConfig.from_config(config, mlm_only=mlm_only)
+    shapes = modeling.param_shapes(cfg)
+    disc_rules, gen_rules = hf_rules(cfg)
+    params: dict = {}
+
+    def load(rules, state, which):
+        missing = [r.hf for r in rules if r.hf not in state]
+        if missing:
+            raise ValueError(f"the {which} state dict lacks {len(missing)} expected tensors, e.g. {missing[:5]}; "
+                             f"is it an HF ELECTRA {'ElectraForMaskedLM' if which == 'generator' else 'model'} "
+                             "with the config given?")
+        for r in rules:
+            value = import_tensor(state[r.hf], r.kind, get_path(shapes, r.path).shape, cfg, f"{which} {r.hf}")
+            if which == "generator" and has_path(params, r.path):
+                shared = get_path(params, r.path)
+                if not np.array_equal(shared, value):
+                    raise ValueError(
+                        f"the generator's {r.hf} differs from the discriminator's (max abs difference "
+                        f"{np.max(np.abs(shared - value)):.3g}); ELECTRA shares the embedding block, so these "
+                        "two folders do not come from one pre-training run")
+            set_path(params, r.path, value)
+
+    if mlm_only:
+        load(gen_rules, disc_state_dict, "masked-LM")
+    else:
+        load(disc_rules, disc_state_dict, "discriminator")
+    if gen_state_dict is not None:
+        load(gen_rules, gen_state_dict, "generator")
+    return params, config
+
+
+def infer_hf_config(state_dict: dict) -> dict:
+    """A best-effort HF config from tensor shapes alone (heads assume a head size of 64)."""
+    word = state_dict["electra.embeddings.word_embeddings.weight"]
+    layers = {int(k.split(".")[3]) for k in state_dict if k.startswith("electra.encoder.layer.")}
+    hidden = state_dict["electra.encoder.layer.0.attention.self.query.weight"].shape[0]
+    return {
+        "vocab_size": word.shape[0], "embedding_size": word.shape[1], "hidden_size": hidden,
+        "num_hidden_layers": len(layers), "num_attention_heads": max(1, hidden // 64),
+        "intermediate_size": state_dict["electra.encoder.layer.0.intermediate.dense.weight"].shape[0],
+        "max_position_embeddings": state_dict["electra.embeddings.position_embeddings.weight"].shape[0],
+        "type_vocab_size": state_dict["electra.embeddings.token_type_embeddings.weight"].shape[0],
+    }
+
+
+def to_numpy(value):
+    if hasattr(value, "detach"):  # a torch tensor; avoid importing torch here
+        return value.detach().float().cpu().numpy()
+    return value
+
+
+def full_config(model_config: ml_collections.ConfigDict, mlm_only: bool = False, vocab: str = "",
+                lower_case: bool = True) -> ml_collections.ConfigDict:
+    """A complete pre-training config around an imported model section (what `checkpoints.save_params` stores)."""
+    config = base_pretrain_config()
+    config.size = "imported"
+    for key, value in model_config.to_dict().items():
+        config.model[key] = value
+    config.objective.kind = "mlm" if mlm_only else "electra"
+    config.data.vocab = vocab
+    config.data.lower_case = bool(lower_case)
+    config.data.max_seq_length = min(config.data.max_seq_length, config.model.max_position_embeddings)
+    return finalize(config)

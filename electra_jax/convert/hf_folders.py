@@ -1,0 +1,132 @@
+"""HF folders on disk: `save_hf` writes OUT/discriminator/ and OUT/generator/; `load_hf` reads one back.
+
+Each folder holds config.json, model.safetensors (float32, or bfloat16 on request) and the tokenizer files;
+`load_hf` also reads sharded safetensors and pytorch_model.bin. safetensors and torch load inside the functions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import ml_collections
+import numpy as np
+
+from electra_jax import modeling
+from electra_jax.checkpoint_formats import find_vocab, hf_vocab
+from electra_jax.convert.hf import from_hf_state_dicts, full_config, has_generator, to_hf_state_dicts, to_numpy
+from electra_jax.convert.tokenizer_files import write_tokenizer_files
+
+
+HF_DTYPES = ("float32", "bfloat16")
+
+
+def _write_safetensors(state_dict: dict, path: str, dtype: str) -> None:
+    metadata = {"format": "pt"}  # what transformers' save_pretrained writes
+    if dtype == "float32":
+        from safetensors.numpy import save_file
+
+        save_file({k: np.ascontiguousarray(v, np.float32) for k, v in state_dict.items()}, path, metadata=metadata)
+    else:  # numpy has no bfloat16 that safetensors accepts; go through torch
+        import torch
+        from safetensors.torch import save_file
+
+        save_file({k: torch.from_numpy(np.array(v, np.float32)).to(torch.bfloat16) for k, v in state_dict.items()},
+                  path, metadata=metadata)
+
+
+def save_hf(params, config, output_dir: str, vocab_path: str | None = None, dtype: str = "float32",
+            discriminator_only: bool = False, tokenizer_class: str = "BertTokenizer") -> dict[str, str]:
+    """Writes OUT/discriminator/ (ElectraForPreTraining) and OUT/generator/ (ElectraForMaskedLM).
+
+    Each folder gets config.json, model.safetensors (float32, or bfloat16 on request) and tokenizer files.
+    The vocabulary is `vocab_path`, else config.data.vocab, else the one named in the records' metadata.json.
+    A masked-LM baseline (objective.kind='mlm') has no discriminator: only OUT/generator/ is written (its
+    encoder loads into any ElectraFor* class for fine-tuning). Parameters without a generator (a discriminator
+    imported for fine-tuning) raise unless `discriminator_only`. Returns {"discriminator"|"generator": folder}.
+    """
+    if dtype not in HF_DTYPES:
+        raise ValueError(f"dtype {dtype!r} is not one of {list(HF_DTYPES)}")
+    cfg = modeling.ModelConfig.from_config(config)
+    params = modeling.unstack_layers(jax.device_get(params))
+    if not has_generator(params) and not discriminator_only:
+        raise ValueError("this checkpoint holds no generator (it was probably imported from a discriminator-only "
+                         "HF folder); pass --discriminator_only (discriminator_only=True) to export "
+                         "OUT/discriminator alone")
+    vocab, lower_case = find_vocab(config if isinstance(config, ml_collections.ConfigDict)
+                                   else ml_collections.ConfigDict(config), vocab_path)
+    disc, gen, (disc_config, gen_config) = to_hf_state_dicts(params, cfg)
+    written = {}
+    for name, state, hf_config in (("discriminator", disc, disc_config), ("generator", gen, gen_config)):
+        if state is None or (name == "generator" and discriminator_only):
+            continue
+        folder = os.path.join(output_dir, name)
+        # Tokenizer first: a wrong vocabulary fails before any model file is written.
+        write_tokenizer_files(vocab, folder, cfg.vocab_size, lower_case, cfg.max_position_embeddings,
+                              tokenizer_class)
+        hf_config = dict(hf_config, dtype=dtype)
+        with open(os.path.join(folder, "config.json"), "w") as f:
+            json.dump(hf_config, f, indent=2)
+        # The lm_head weight is tied to the word embeddings; like save_pretrained, store it once.
+        state = {k: v for k, v in state.items() if k != "generator_lm_head.weight"}
+        _write_safetensors(state, os.path.join(folder, "model.safetensors"), dtype)
+        written[name] = folder
+    return written
+
+
+def _read_hf_state_dict(folder: str) -> dict[str, np.ndarray]:
+    """model.safetensors (single or sharded) or pytorch_model.bin -> {name: float32 numpy array}."""
+    single = os.path.join(folder, "model.safetensors")
+    index = os.path.join(folder, "model.safetensors.index.json")
+    binary = os.path.join(folder, "pytorch_model.bin")
+    files: list[str] = []
+    if os.path.isfile(single):
+        files = [single]
+    elif os.path.isfile(index):
+        with open(index) as f:
+            files = [os.path.join(folder, n) for n in sorted(set(json.load(f)["weight_map"].values()))]
+    state: dict[str, np.ndarray] = {}
+    if files:
+        try:  # torch reads bfloat16; numpy cannot
+            from safetensors.torch import load_file
+        except ImportError:
+            from safetensors.numpy import load_file
+        for file in files:
+            state.update({k: np.asarray(to_numpy(v), np.float32) for k, v in load_file(file).items()})
+    elif os.path.isfile(binary):
+        import torch
+
+        loaded = torch.load(binary, map_location="cpu", weights_only=True)
+        state = {k: np.asarray(to_numpy(v), np.float32) for k, v in loaded.items()}
+    else:
+        raise FileNotFoundError(f"{folder} holds neither model.safetensors(.index.json) nor pytorch_model.bin")
+    if not any(k.startswith("electra.") for k in state):  # an ElectraModel saved on its own has no prefix
+        state = {("electra." + k if k.startswith(("embeddings", "encoder")) else k): v for k, v in state.items()}
+    return state
+
+
+def _read_json(path: str) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def load_hf(folder: str, generator_folder: str | None = None) -> tuple[dict, ml_collections.ConfigDict]:
+    """An HF ELECTRA folder (+ optionally its generator) -> (params, full electra_jax config).
+
+    `folder` is an ElectraForPreTraining discriminator (or an ElectraForMaskedLM alone: the masked-LM
+    baseline). config.data.vocab points at the folder's vocab.txt / SentencePiece model when it has one.
+    """
+    for f in (folder, generator_folder):
+        if f and not os.path.isfile(os.path.join(f, "config.json")):
+            raise FileNotFoundError(f"{f} holds no config.json: not an HF model folder (give the folder that "
+                                    "save_pretrained or `convert to_hf` wrote)")
+    disc_config = _read_json(os.path.join(folder, "config.json"))
+    gen_config = _read_json(os.path.join(generator_folder, "config.json")) if generator_folder else None
+    disc_state = _read_hf_state_dict(folder)
+    gen_state = _read_hf_state_dict(generator_folder) if generator_folder else None
+    params, model_config = from_hf_state_dicts(disc_state, gen_state, disc_config, gen_config)
+    vocab, lower_case = hf_vocab(folder)
+    config = full_config(model_config.model, mlm_only="objective" in model_config, vocab=vocab or "",
+                         lower_case=lower_case)
+    return params, config

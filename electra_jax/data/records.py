@@ -1,0 +1,91 @@
+"""A records folder's metadata.json: the one place that finds it, reads it and applies it to a config.
+
+`build_data` writes DIR/metadata.json beside the record files (vocabulary path and digest, special-token ids,
+vocab_size, max_seq_length, counts). Pre-training reads it through `apply_records_metadata`, and vocabulary
+discovery (`electra_jax.checkpoint_formats.find_vocab`) falls back to it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import ml_collections
+from absl import logging
+
+from electra_jax import config as config_lib
+from electra_jax.data.pipeline import glob_files
+
+METADATA_FILE = "metadata.json"
+
+
+def read_text(path: str) -> str:
+    """A local or remote (gs://...) text file."""
+    if "://" in path:
+        import tensorflow as tf
+
+        with tf.io.gfile.GFile(path) as f:
+            return f.read()
+    with open(path) as f:
+        return f.read()
+
+
+def records_metadata(file_pattern: str) -> tuple[str, dict] | None:
+    """(path, contents) of the metadata.json beside the first record file matching the pattern, if any."""
+    files = glob_files(file_pattern)
+    if not files:
+        return None
+    path = os.path.join(os.path.dirname(files[0]), METADATA_FILE)
+    if "://" not in path and not os.path.exists(path):
+        return None
+    try:
+        return path, json.loads(read_text(path))
+    except (OSError, ValueError) as e:
+        logging.warning("could not read %s (%s); using the config's special ids and vocab_size", path, e)
+        return None
+
+
+def apply_records_metadata(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Takes special ids, vocab size and vocab path from the records' metadata.json; checks the length.
+
+    Raises ValueError naming both values when the records were built for another max_seq_length.
+    """
+    if config.data.synthetic or not config.data.train_files:
+        return config
+    found = records_metadata(config.data.train_files)
+    if found is None:
+        return config
+    path, meta = found
+    seq = meta.get("max_seq_length")
+    if seq is not None and int(seq) != config.data.max_seq_length:
+        raise ValueError(
+            f"the records' {path} says max_seq_length = {seq} but config.data.max_seq_length = "
+            f"{config.data.max_seq_length}; pass --config.data.max_seq_length={seq} or rebuild the records with "
+            f"build_data --max_seq_length={config.data.max_seq_length}")
+    for name, value in (meta.get("special_ids") or {}).items():
+        if name in config_lib.SPECIAL_FIELDS and config.data[name] != int(value):
+            logging.info("data.%s = %d from %s (config had %d)", name, int(value), path, config.data[name])
+            config.data[name] = int(value)
+    vocab_size = meta.get("vocab_size")
+    if vocab_size and int(vocab_size) != config.model.vocab_size:
+        logging.info("model.vocab_size = %d from %s (config had %d)", int(vocab_size), path,
+                     config.model.vocab_size)
+        config.model.vocab_size = int(vocab_size)
+    if meta.get("vocab") and not config.data.vocab:
+        config.data.vocab = meta["vocab"]
+    return config_lib.finalize(config)
+
+
+def metadata_vocab(file_patterns: str) -> tuple[str, bool | None] | None:
+    """(vocabulary path, lower_case or None) named by the metadata.json of any comma-separated pattern, if the
+    vocabulary exists here."""
+    for pattern in str(file_patterns or "").split(","):
+        found = records_metadata(pattern) if pattern else None
+        if found is None:
+            continue
+        meta = found[1]
+        vocab = meta.get("vocab")
+        if vocab and ("://" in vocab or os.path.isfile(vocab)):
+            lower_case = meta.get("lower_case")
+            return vocab, None if lower_case is None else bool(lower_case)
+    return None

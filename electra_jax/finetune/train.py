@@ -1,0 +1,387 @@
+"""Fine-tuning on the training system: `train_and_evaluate(config, workdir, init=None)`.
+
+One loop for every task kind. The task (electra_jax.finetune.tasks) supplies reading, featurization, the head,
+the loss and scoring; `FinetuneProgram` wraps them as a `train_state.Program`, so fine-tuning runs on the same
+`Trainer` as pre-training: one mesh over every device and host (data-parallel: each host feeds its rows of
+every global batch), explicit shardings, donated state, AOT-compiled steps (once per task shape, reused by every
+seed), orbax checkpoints, metrics.jsonl + TensorBoard through MetricsWriter, and local or gs:// workdirs.
+
+Resume: each seed checkpoints at the end of every epoch (and every `checkpoint.every_steps`, and on SIGTERM)
+under RUN/checkpoints, RUN being the workdir (one seed) or WORKDIR/seed_S. The data order of an epoch is a pure
+function of (seed, epoch) and the dropout key of a step is fold_in(state.rng, step), so rerunning the same
+command after a preemption continues exactly where the stopped run was; finished seeds are not retrained.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from typing import Any
+
+import flax.linen as nn
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from electra_jax import checkpoints as checkpoints_lib
+from electra_jax import config as config_lib
+from electra_jax import modeling, optim
+from electra_jax import sharding as sharding_lib
+from electra_jax import train_state as train_state_lib
+from electra_jax.data.pipeline import to_global_batch
+from electra_jax.finetune import tasks as tasks_lib
+from electra_jax.finetune.model import FinetuneModel, apply_checkpoint_model, merge_pretrained
+from electra_jax.finetune.task import DataFormatError, Task, TaskData
+from electra_jax.metrics_writer import MetricsWriter, Progress
+
+RESULTS_FILE = "results.json"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The program: a task's model and loss as the Trainer sees them
+
+
+class FinetuneProgram:
+    """`train_state.Program` of one task: FinetuneModel + the task's loss, the original's optimizer recipe.
+
+    The optimizer decays the learning rate layer by layer (config.optim.layerwise_lr_decay) and warms up over
+    warmup_proportion * total steps, total = floor(train rows / batch) * epochs, as the original.
+    """
+
+    train_metrics = ("loss",)
+
+    def __init__(self, config: ml_collections.ConfigDict, task: Task, data: TaskData, total_steps: int):
+        self.config, self.task, self.data = config, task, data
+        self.total_steps = total_steps
+        self.model_cfg = modeling.ModelConfig.from_config(config.model, mlm_only=False)
+        self.model = FinetuneModel(self.model_cfg, task.head(data.num_outputs, config))
+        self._example = {k: v[:1] for k, v in data.train.items()}
+
+    def init_boxed_params(self, rng):
+        return self.model.init({"params": rng}, self._example, deterministic=True, training=True)["params"]
+
+    def loss(self, params, batch, rng, train: bool):
+        outputs = self.model.apply({"params": params}, batch, deterministic=not train, training=True,
+                                   rngs={"dropout": rng})
+        return self.task.loss(outputs, batch, self.config), {}
+
+    def evaluate(self, params, batch, rng):
+        outputs = self.model.apply({"params": params}, batch, deterministic=True, training=False)
+        return self.task.eval_outputs(outputs)
+
+    def make_optimizer(self, param_shapes):
+        warmup = int(self.config.optim.warmup_proportion * self.total_steps)
+        return optim.make_optimizer(self.config.optim, self.total_steps, params=param_shapes,
+                                    num_layers=self.model_cfg.num_layers, warmup_steps=warmup)
+
+    def abstract_batch(self, global_batch_size: int):
+        return {k: jax.ShapeDtypeStruct((global_batch_size,) + v.shape[1:], v.dtype)
+                for k, v in self.data.train.items()}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Data
+
+
+def seeds_of(config: ml_collections.ConfigDict) -> list[int]:
+    if config.train.seeds:
+        try:
+            return [int(s) for s in str(config.train.seeds).replace(" ", "").split(",") if s]
+        except ValueError:
+            raise config_lib.ConfigError(f"config.train.seeds = {config.train.seeds!r}: expected comma-separated "
+                                         "integers such as '0,1,2'") from None
+    return [config.train.seed + i for i in range(max(1, config.train.num_trials))]
+
+
+def _cap(examples: list, limit: int, seed: int) -> list:
+    if not limit or limit >= len(examples):
+        return examples
+    order = np.random.RandomState(seed).permutation(len(examples))[:limit]
+    return [examples[i] for i in sorted(order)]
+
+
+def prepare_data(task: Task, config: ml_collections.ConfigDict, tokenizer) -> TaskData:
+    """Reads, caps and featurizes both splits; refuses an empty split before any training."""
+    train = _cap(task.read("train", config.data), config.train.max_train_examples, config.train.seed)
+    dev = _cap(task.read("dev", config.data), config.train.max_eval_examples, config.train.seed)
+    where = config.data.dir or f"TFDS under {config.data.tfds_data_dir or '~/tensorflow_datasets'}"
+    for split, examples in (("train", train), ("dev", dev)):
+        if not examples:
+            raise DataFormatError(f"the {task.name} {split} set in {where} has no examples; fine-tuning needs "
+                                  f"labelled train and dev examples (check config.data.dir and the {split} file)")
+    data = task.featurize(train, dev, tokenizer, config)
+    missing = sorted(set(data.train) - set(data.dev))
+    if missing:
+        raise ValueError(f"task {task.name}: its dev features lack {missing}; train and dev must share keys")
+    return data
+
+
+def epoch_order(seed: int, epoch: int, num_rows: int) -> np.ndarray:
+    """The row order of `epoch` (0-based): the epoch-th permutation drawn from RandomState(seed)."""
+    shuffle = np.random.RandomState(seed)
+    for _ in range(epoch):
+        shuffle.permutation(num_rows)
+    return shuffle.permutation(num_rows)
+
+
+def _host_rows(rows: np.ndarray) -> np.ndarray:
+    """This host's slice of a global batch's rows (hosts own consecutive blocks, as to_global_batch expects)."""
+    per_host = len(rows) // jax.process_count()
+    return rows[jax.process_index() * per_host:(jax.process_index() + 1) * per_host]
+
+
+def _global_batch(arrays: dict[str, np.ndarray], rows: np.ndarray, sharding, keys) -> dict[str, jax.Array]:
+    local = _host_rows(rows)
+    return to_global_batch({k: arrays[k][local] for k in keys}, sharding)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The loop
+
+
+def evaluate(trainer, compiled, params, data: TaskData, config) -> dict[str, np.ndarray]:
+    """Eval outputs of every dev row, in order (the last batch padded with copies of row 0, then cut)."""
+    batch_size, keys = config.train.eval_batch_size, list(data.train)
+    rng = jax.device_put(np.zeros((2,), np.uint32), trainer.replicated)
+    collected: dict[str, list] = {}
+    for start in range(0, data.num_dev, batch_size):
+        rows = np.arange(start, min(start + batch_size, data.num_dev))
+        real = len(rows)
+        rows = np.concatenate([rows, np.zeros(batch_size - real, rows.dtype)])
+        outputs = compiled.eval_step(params, _global_batch(data.dev, rows, trainer.batch_sharding, keys), rng)
+        for key, value in jax.device_get(outputs).items():
+            collected.setdefault(key, []).append(np.asarray(value)[:real])
+    return {k: np.concatenate(v) for k, v in collected.items()}
+
+
+def _fresh_state(trainer, seed: int, pretrained: dict | None):
+    state = trainer.init_state(seed)
+    if pretrained is None:
+        return state
+    params = merge_pretrained(jax.device_get(state.params), pretrained)
+    return trainer.state_from_params(params, seed)
+
+
+def run_seed(trainer, compiled, task: Task, data: TaskData, config, seed: int, run_dir: str,
+             pretrained: dict | None) -> dict[str, Any]:
+    """Fine-tunes (or resumes) one seed. Returns {"history", "params", "preempted"}."""
+    batch_size, epochs = config.train.batch_size, config.train.epochs
+    steps_per_epoch = data.num_train // batch_size
+    total_steps = steps_per_epoch * epochs
+    is_main = jax.process_index() == 0
+    checkpointer = checkpoints_lib.Checkpointer(checkpoints_lib.as_path(run_dir) / checkpoints_lib.CHECKPOINTS_SUBDIR,
+                                                keep=config.checkpoint.keep, async_save=config.checkpoint.async_save)
+    latest = checkpointer.latest_step()
+    history: list[dict] = []
+    carried = {"sum": 0.0, "count": 0}  # the current epoch's train losses before a resume
+    if latest is not None:
+        state, positions, _ = checkpointer.restore(latest, trainer.abstract_state())
+        position = positions.get(jax.process_index(), {})
+        history = list(position.get("history", []))
+        carried = dict(position.get("epoch_loss", carried))
+        logging.info("seed %d: resumed from step %d of %s (%d epochs done)", seed, latest, checkpointer.directory,
+                     len(history))
+    else:
+        state = _fresh_state(trainer, seed, pretrained)
+    step = int(jax.device_get(state.step))
+    rng = jax.device_put(np.asarray(jax.device_get(state.rng)), trainer.replicated)
+    writer = MetricsWriter(run_dir, enabled=is_main)
+    progress = Progress(config.train.progress, step, total_steps, config.train.log_every, enabled=is_main)
+    watcher = checkpoints_lib.PreemptionWatcher(checkpointer)
+    keys = list(data.train)
+    tokens_per_step = batch_size * config.data.max_seq_length
+    first_step, started = step, time.time()
+    preempted, epoch_start = False, time.time()
+    losses: list[jax.Array] = []  # device scalars of this epoch, pulled only when needed (no per-step host sync)
+
+    def mean_loss(values) -> float:
+        return float(np.mean(jax.device_get(values))) if values else float("nan")
+
+    def epoch_loss() -> dict:
+        return {"sum": carried["sum"] + float(np.sum(jax.device_get(losses))), "count": carried["count"] + len(losses)}
+
+    def save(at_step: int) -> None:
+        position = {"history": history, "epoch_loss": epoch_loss()}
+        checkpointer.save(at_step, state, data_states=checkpoints_lib.gather_host_json(position), config=config)
+
+    def finish_epoch(epoch: int, at_step: int) -> None:
+        outputs = evaluate(trainer, compiled, state.params, data, config)
+        dev = {k: float(v) for k, v in task.score(data, outputs, config, run_dir if epoch == epochs else None).items()}
+        total = epoch_loss()
+        train_loss = total["sum"] / total["count"] if total["count"] else float("nan")
+        history.append({"epoch": epoch, "dev": dev, "train_loss": train_loss,
+                        "train_seconds": round(time.time() - epoch_start, 2)})
+        logging.info("seed %d epoch %d: train loss %.4f, dev %s", seed, epoch, train_loss, dev)
+        writer.write(at_step, dev, split="dev")
+        writer.flush()
+
+    try:
+        while step < total_steps or len(history) < epochs:
+            epoch = step // steps_per_epoch  # 0-based epoch the next step belongs to
+            if len(history) < min(epoch, epochs):  # an epoch ended before its evaluation (preempted there)
+                finish_epoch(len(history) + 1, step)
+                losses = []
+                carried.update(sum=0.0, count=0)
+                save(step)
+                continue
+            order = epoch_order(seed, epoch, data.num_train)
+            position = step - epoch * steps_per_epoch
+            rows = order[position * batch_size:(position + 1) * batch_size]
+            state, metrics = compiled.train_step(state, _global_batch(data.train, rows, trainer.batch_sharding, keys),
+                                                 rng)
+            step += 1
+            losses.append(metrics["loss"])
+            loss = None
+            if step % config.train.log_every == 0 or step == total_steps:
+                loss = mean_loss(losses[-config.train.log_every:])
+                writer.write(step, {"loss": loss, "learning_rate": float(jax.device_get(metrics["learning_rate"]))})
+            rate = (step - first_step) / max(time.time() - started, 1e-9)
+            progress.update(step, {"steps_per_sec": rate, "tokens_per_sec": rate * tokens_per_step}, loss)
+            if step % steps_per_epoch == 0:
+                finish_epoch(step // steps_per_epoch, step)
+                losses, epoch_start = [], time.time()
+                carried.update(sum=0.0, count=0)
+                save(step)
+            elif (config.checkpoint.every_steps and step % config.checkpoint.every_steps == 0):
+                save(step)
+            if watcher.requested(step) and step < total_steps:
+                if checkpointer.latest_step() != step:
+                    save(step)
+                preempted = True
+                logging.warning("seed %d: stopping at step %d after a preemption signal; checkpoint saved in %s; "
+                                "rerun the same command to resume", seed, step, checkpointer.directory)
+                break
+    finally:
+        checkpointer.close()
+        watcher.restore_handlers()
+        progress.close()
+        writer.close()
+    return {"history": history, "params": jax.device_get(state.params), "preempted": preempted}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Entry point
+
+
+def _best(history: list[dict], metrics: tuple[str, ...], select: bool) -> dict:
+    if not select:
+        return dict(history[-1]["dev"])
+    return dict(max(history, key=lambda h: h["dev"].get(metrics[0], float("-inf")))["dev"])
+
+
+def _median(dicts: list[dict]) -> dict:
+    keys = [k for k in dicts[0] if all(k in d for d in dicts)]
+    return {k: float(statistics.median(d[k] for d in dicts)) for k in keys}
+
+
+def _tokenizer_for(config: ml_collections.ConfigDict, checkpoint) -> Any:
+    """The run's tokenizer: config.data.vocab, else the --init checkpoint's vocabulary (and its casing)."""
+    from electra_jax.checkpoint_formats import find_vocab
+    from electra_jax.data import tokenizer as make_tokenizer
+
+    if config.data.vocab or checkpoint is None or not checkpoint.vocab:
+        if not config.data.vocab:
+            raise ValueError("no vocabulary: pass --config.data.vocab=PATH (a WordPiece vocab.txt such as the BERT "
+                             "uncased one, or a SentencePiece .model); an --init checkpoint or HF folder that "
+                             "records its vocabulary supplies it automatically")
+        vocab, _ = find_vocab(config, flag="--config.data.vocab")
+    else:
+        vocab, config.data.lower_case = find_vocab(checkpoint.config, flag="--config.data.vocab")
+    config.data.vocab = vocab
+    return make_tokenizer(vocab, lower_case=config.data.lower_case)
+
+
+class TaskSession:
+    """One task's featurized data, Trainer and compiled steps, for any number of (pre-trained weights, seed) runs
+    of one network.
+
+    `train_and_evaluate` is one session; an experiment that fine-tunes many checkpoints of the same network on a
+    task builds one session per task (one featurization, one compile) and calls `fine_tune` for each.
+    """
+
+    def __init__(self, config: ml_collections.ConfigDict, tokenizer, task: Task | None = None):
+        self.config = config
+        self.task = task if task is not None else tasks_lib.get_task(config.task)
+        start = time.time()
+        self.data = prepare_data(self.task, config, tokenizer)
+        logging.info("task %s: %d training rows (%d examples), %d dev rows, featurized in %.1f s", self.task.name,
+                     self.data.num_train, self.data.num_train_examples, self.data.num_dev, time.time() - start)
+        steps_per_epoch = self.data.num_train // config.train.batch_size
+        if steps_per_epoch == 0:
+            raise ValueError(f"{self.data.num_train} training examples do not fill one batch of "
+                             f"{config.train.batch_size}; lower --config.train.batch_size")
+        program = FinetuneProgram(config, self.task, self.data, total_steps=steps_per_epoch * config.train.epochs)
+        self.trainer = train_state_lib.Trainer(config, sharding_lib.make_mesh(config.mesh), program)
+        self.compiled = self.trainer.compile(config.train.batch_size, log_memory=False,
+                                             eval_batch_size=config.train.eval_batch_size)
+
+    def fine_tune(self, workdir: str, pretrained: dict | None = None, seeds: list[int] | None = None,
+                  init: str | None = None) -> dict:
+        """Fine-tunes (or resumes) every seed from `pretrained` (None: from scratch) and writes workdir/results.json.
+
+        Returns its contents, or {"preempted": True, ...} (no results.json) when a SIGTERM stopped a seed.
+        """
+        config, task, data = self.config, self.task, self.data
+        seeds = seeds if seeds is not None else seeds_of(config)
+        root = checkpoints_lib.as_path(workdir)
+        if jax.process_index() == 0:
+            root.mkdir(parents=True, exist_ok=True)
+        start = time.time()
+        per_seed = []
+        for seed in seeds:
+            run_dir = str(root if len(seeds) == 1 else root / f"seed_{seed}")
+            outcome = run_seed(self.trainer, self.compiled, task, data, config, seed, run_dir, pretrained)
+            if outcome["preempted"]:
+                return {"task": task.name, "preempted": True, "seed": seed}
+            history = outcome["history"]
+            per_seed.append({"seed": seed, "epochs": history,
+                             "best": _best(history, task.metrics, config.train.select_best_epoch)})
+            if config.checkpoint.save_final:
+                final = root / ("final" if len(seeds) == 1 else f"final_seed_{seed}")
+                checkpoints_lib.save_params(str(final), outcome["params"], config)
+        metrics = [m for m in task.metrics if m in per_seed[0]["best"]]
+        results: dict[str, Any] = {"task": task.name, "metrics": metrics}
+        if len(per_seed) == 1:
+            results["epochs"] = per_seed[0]["epochs"]
+            results["best"] = per_seed[0]["best"]
+        else:
+            results["seeds"] = per_seed
+            results["epochs"] = [{"epoch": e + 1, "dev": _median([s["epochs"][e]["dev"] for s in per_seed])}
+                                 for e in range(len(per_seed[0]["epochs"]))]
+            results["best"] = _median([s["best"] for s in per_seed])  # the median over seeds, as the README reports
+        results["init"] = init or None
+        results["train_examples"] = data.num_train_examples
+        results["seconds"] = round(time.time() - start, 1)
+        if jax.process_index() == 0:
+            (root / RESULTS_FILE).write_text(json.dumps(results, indent=2))
+        return results
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, init: str | None = None) -> dict:
+    """Fine-tunes config.task (once per seed) and writes workdir/results.json; returns its contents.
+
+    `init` (or config.checkpoint.init) is anything `checkpoint_formats.open_checkpoint` reads; without it the
+    model trains from scratch. A run stopped by SIGTERM returns {"preempted": True, ...} without results.json;
+    rerunning the same command resumes it.
+    """
+    init = init or config.checkpoint.init
+    checkpoint = None
+    if init:
+        from electra_jax.checkpoint_formats import open_checkpoint
+
+        checkpoint = open_checkpoint(init, flag="--init")
+        logging.info("initializing from the %s checkpoint %s", checkpoint.kind, checkpoint.path)
+        apply_checkpoint_model(config, checkpoint.config)
+    tokenizer = _tokenizer_for(config, checkpoint)
+    if checkpoint is None:
+        config.model.vocab_size = tokenizer.vocab_size  # from scratch: the table fits the vocabulary
+    elif tokenizer.vocab_size > config.model.vocab_size:
+        raise ValueError(f"the vocabulary {config.data.vocab} has {tokenizer.vocab_size} tokens but the --init "
+                         f"model's table has {config.model.vocab_size}: pass the vocabulary it was pre-trained with")
+    config.model.padded_vocab_size = 0
+    config_lib.finalize(config)
+    session = TaskSession(config, tokenizer)
+    pretrained = nn.unbox(checkpoint.params) if checkpoint is not None else None
+    return session.fine_tune(workdir, pretrained, init=init)

@@ -1,0 +1,151 @@
+"""Fine-tuning on the training system: a new task kind in one module, exact resume after SIGTERM, 8 devices = 1.
+
+The 8-device run happens in a subprocess with XLA_FLAGS=--xla_force_host_platform_device_count=8, so the rest of
+the suite keeps one CPU device.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+from electra_jax import checkpoints
+from electra_jax import config as config_lib
+from electra_jax import finetune
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _rte_overrides(shared_dir, vocab, **extra):
+    values = {"data.vocab": str(vocab), "data.dir": str(shared_dir / "data" / "glue" / "RTE"),
+              "data.max_seq_length": 32, "train.batch_size": 8, "train.eval_batch_size": 8, "train.epochs": 2,
+              "train.max_train_examples": 48, "train.max_eval_examples": 16, "train.progress": "log",
+              "train.log_every": 1, "model.num_layers": 1}
+    values.update(extra)
+    return values
+
+
+def _final_params(workdir):
+    params, _ = checkpoints.restore_params(os.path.join(workdir, "final"))
+    return {"/".join(path): leaf for path, leaf in _flatten(params)}
+
+
+def _flatten(tree, prefix=()):
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _flatten(value, prefix + (key,))
+        else:
+            yield prefix + (key,), np.asarray(value)
+
+
+def test_a_new_task_kind_is_one_module_and_its_registration(tmp_path, uncased_vocab):
+    import toy_task  # registers "toy_first_word" on import
+
+    # configs/finetune.py accepts any registered name.
+    config = config_lib.load("configs/finetune.py:toy_first_word,tiny", {
+        "data.vocab": str(uncased_vocab), "train.batch_size": 16, "train.eval_batch_size": 16, "train.progress": "log",
+        "model.num_layers": 1})
+    assert config.train.epochs == toy_task.TASK.epochs and config.data.max_seq_length == 16
+    results = finetune.train_and_evaluate(config, str(tmp_path))
+    assert results["task"] == "toy_first_word" and results["metrics"] == ["accuracy"]
+    assert [e["epoch"] for e in results["epochs"]] == [1, 2, 3, 4]
+    # The first word decides the label: the tiny model learns it (64 dev sentences, chance is ~0.5).
+    assert results["best"]["accuracy"] >= 0.9
+    params = _final_params(str(tmp_path))
+    assert {"task_specific/logit/kernel", "task_specific/logit/bias"} <= set(params)
+
+
+def test_empty_dev_set_fails_before_training(tmp_path, shared_dir, uncased_vocab):
+    (tmp_path / "RTE").mkdir()
+    (tmp_path / "RTE" / "train.tsv").write_text((shared_dir / "data" / "glue" / "RTE" / "train.tsv").read_text())
+    (tmp_path / "RTE" / "dev.tsv").write_text("index\tsentence1\tsentence2\tlabel\n")
+    config = config_lib.load("configs/finetune.py:rte,tiny",
+                             _rte_overrides(shared_dir, uncased_vocab, **{"data.dir": str(tmp_path / "RTE")}))
+    with pytest.raises(finetune.DataFormatError, match=r"the rte dev set in .*RTE has no examples"):
+        finetune.train_and_evaluate(config, str(tmp_path / "run"))
+    assert not (tmp_path / "run" / "checkpoints").exists()  # nothing was trained
+
+
+def test_sigterm_mid_epoch_resumes_exactly(tmp_path, shared_dir, uncased_vocab, monkeypatch):
+    """A real SIGTERM after step 4 of 12 (mid epoch 1): the rerun ends with the uninterrupted run's parameters."""
+    overrides = _rte_overrides(shared_dir, uncased_vocab)
+    uninterrupted = finetune.train_and_evaluate(config_lib.load("configs/finetune.py:rte,tiny", overrides),
+                                                str(tmp_path / "straight"))
+
+    from electra_jax import train_state
+
+    compile_steps = train_state.Trainer.compile
+
+    def compile_with_a_signal(self, *args, **kwargs):
+        compiled = compile_steps(self, *args, **kwargs)
+        calls = []
+
+        def train_step(state, batch, rng):
+            calls.append(1)
+            if len(calls) == 4:
+                os.kill(os.getpid(), signal.SIGTERM)  # the PreemptionWatcher's handler only sets a flag
+            return compiled.train_step(state, batch, rng)
+
+        return compiled._replace(train_step=train_step)
+
+    monkeypatch.setattr(train_state.Trainer, "compile", compile_with_a_signal)
+    workdir = str(tmp_path / "resumed")
+    stopped = finetune.train_and_evaluate(config_lib.load("configs/finetune.py:rte,tiny", overrides), workdir)
+    assert stopped["preempted"] and not os.path.exists(os.path.join(workdir, "results.json"))
+    assert checkpoints.Checkpointer(os.path.join(workdir, "checkpoints")).all_steps() == [4]
+    monkeypatch.setattr(train_state.Trainer, "compile", compile_steps)
+    resumed = finetune.train_and_evaluate(config_lib.load("configs/finetune.py:rte,tiny", overrides), workdir)
+    for a, b in zip(resumed["epochs"], uninterrupted["epochs"]):  # train_seconds differ, nothing else
+        assert (a["epoch"], a["dev"]) == (b["epoch"], b["dev"])
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-6)
+    want, got = _final_params(str(tmp_path / "straight")), _final_params(workdir)
+    assert set(want) == set(got)
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+
+
+WORKER = textwrap.dedent(r"""
+    import json, os, sys
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    import jax
+    from electra_jax import config as config_lib, finetune
+    assert jax.device_count() == 8, jax.devices()
+    overrides, workdir = json.loads(sys.argv[1]), sys.argv[2]
+    results = finetune.train_and_evaluate(config_lib.load("configs/finetune.py:rte,tiny", overrides), workdir)
+    print("RESULT " + json.dumps(results))
+""")
+
+
+@pytest.mark.slow
+def test_eight_devices_equal_one_and_resume_after_sigterm(tmp_path, shared_dir, uncased_vocab):
+    """Data-parallel over 8 CPU devices (with a SIGTERM mid-run and a rerun) equals one device to 1e-5."""
+    overrides = _rte_overrides(shared_dir, uncased_vocab)
+    one = finetune.train_and_evaluate(config_lib.load("configs/finetune.py:rte,tiny", overrides),
+                                      str(tmp_path / "one"))
+    assert jax.device_count() == 1
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    workdir = str(tmp_path / "eight")
+    args = [sys.executable, "-c", WORKER, json.dumps(overrides), workdir]
+    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    metrics = os.path.join(workdir, "metrics.jsonl")
+    while proc.poll() is None:  # stop it once step 5 is logged
+        if os.path.exists(metrics) and any(json.loads(line).get("step", 0) >= 5 for line in open(metrics)):
+            proc.send_signal(signal.SIGTERM)
+            break
+    output, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, output[-3000:]
+    assert '"preempted": true' in output, output[-3000:]
+    done = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    eight = json.loads(done.stdout.split("RESULT ", 1)[1])
+    want, got = _final_params(str(tmp_path / "one")), _final_params(workdir)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-5, err_msg=name)
+    for a, b in zip(one["epochs"], eight["epochs"]):
+        assert a["dev"] == pytest.approx(b["dev"], abs=1e-6)
