@@ -105,7 +105,7 @@ BUDGETS = {
     # published BERT uncased vocabulary, bf16 + cuDNN attention; checkpoints at 1/3, 2/3 and 3/3. Fine-tuning: the cpu
     # budget's protocol (ELECTRA-Small's recipe, at most 3,000 examples x 3 epochs per task) at seq 128 on the full
     # dev sets, 3 seeds at the top point and for the control, 1 seed earlier, in one process per task during
-    # pre-training. No pre-training eval pass (it would cost a compile per objective). Predicted 6.3-9.6 minutes
+    # pre-training. No pre-training eval pass (it would cost a compile per objective). Predicted 6.4-10 minutes
     # depending on the fine-tuning step's speed, which is not measured on a GPU yet (docs/EVIDENCE.md): with
     # --deadline_s the control and top points come first, so a slow run loses earlier points, not the comparison.
     "gpu": Budget(

@@ -13,7 +13,7 @@ call carries; ../shared stays behind). `pack` writes, into one folder to carry:
     vocab.txt               the vocabulary the corpus was tokenized with
     bundle.json             every file's size and sha256, the corpus's token counts, what was left out
 
-and keeps within --max_mib (60 by default: the repository takes about 1.1 MiB): training files that no longer fit
+and keeps within --max_mib (60 by default: the repository takes about 1.5 MiB): training files that no longer fit
 are left out (in file order) and listed in bundle.json. `unpack` checks every digest and extracts the GLUE tasks; the
 corpus needs no unpacking (build_data reads .tokens.xz), so compute_efficiency takes --corpus_dir=BUNDLE/corpus
 --vocab=BUNDLE/vocab.txt --glue_dir=OUT/glue.
