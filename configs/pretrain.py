@@ -9,6 +9,14 @@ CPU demo.
 bf16 compute (float32 parameters), cuDNN attention (no attention-probability dropout) and, below Large, unrolled
 layers (scanning cost Base 22% of its step; 24 unrolled Large layers compile for minutes). Without it the
 original's settings run.
+
+Every size takes the objective and sharing switches as overrides; the defaults are ELECTRA's. Two are
+departures from the ELECTRA default (electra_jax/config.py documents them; docs/TRAINING.md has CPU runs):
+  --config.objective.kind=electric          Electric (the original's electric_objective): a two-tower cloze
+                                            generator and an NCE energy discriminator; needs model.attention=xla,
+                                            so not with `,fast`
+  --config.model.embedding_sharing=gdes     DeBERTa-v3's gradient-disentangled embedding sharing
+(`--config.model.embedding_sharing=untied` is the original's untied_generator_embeddings.)
 """
 
 import dataclasses

@@ -1,7 +1,8 @@
 """Attention kernels behind one function: plain XLA softmax attention, cuDNN fused, Pallas splash.
 
 All take q, k, v of shape [batch, seq, heads, head_dim] and the key padding mask [batch, seq]
-(1 = real token) and return [batch, seq, heads, head_dim].
+(1 = real token) and return [batch, seq, heads, head_dim]. The XLA path also takes a [batch, seq_from,
+seq_to] mask, as the original's attention_mask: the causal towers of Electric's generator use it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ def xla_attention(q, k, v, input_mask, *, dropout_rate: float = 0.0, dropout_rng
     head_dim = q.shape[-1]
     scores = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32)
     scores = scores / jnp.sqrt(jnp.float32(head_dim))
-    bias = (1.0 - input_mask.astype(jnp.float32))[:, None, None, :] * MASK_VALUE
+    mask = input_mask.astype(jnp.float32)
+    mask = mask[:, None, None, :] if mask.ndim == 2 else mask[:, None, :, :]  # [B, 1, from or 1, to]
+    bias = (1.0 - mask) * MASK_VALUE
     probs = jax.nn.softmax(scores + bias, axis=-1)
     if not deterministic and dropout_rate > 0.0:
         keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, probs.shape)

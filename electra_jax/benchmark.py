@@ -285,7 +285,7 @@ def _define_flags():
 
 
 if __name__ == "__main__":
-    from absl import app
+    from electra_jax import cli
 
     _CONFIG = _define_flags()
-    app.run(main)
+    cli.run(main)

@@ -107,6 +107,8 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
+    from electra_jax import cli
+
     define_flags()
     flags.mark_flags_as_required(["input", "output"])
-    app.run(main)
+    cli.run(main)

@@ -6,7 +6,8 @@ Training checkpoints live under `WORKDIR/checkpoints/STEP/` with three items:
   config/  JSON: the full config the run was trained with.
 Saves are asynchronous (orbax writes into a temporary folder and renames it when every host is done, so a
 process killed mid-save leaves no folder that looks complete; the next run restores the previous step and
-removes the leftovers). The manager keeps the last `keep` steps.
+removes the leftovers). Rotation keeps the last `keep` steps plus the newest verified one; a step that cannot
+be read on resume is moved to WORKDIR/quarantine/ once an older one restored (`Checkpointer.restore_latest`).
 
 Params-only exports (`save_params`, used by `convert from_hf/from_tf`) are a folder holding `params/` (orbax,
 the canonical unstacked layout) and `electra_jax_config.json`. `restore_params` reads either kind.
@@ -14,11 +15,16 @@ the canonical unstacked layout) and `electra_jax_config.json`. `restore_params` 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging as pylogging
 import os
+import re
 import signal
+import sys
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -31,6 +37,7 @@ from etils import epath
 Path = epath.Path  # local folders and gs:// (Cloud TPU workdirs) alike
 
 CHECKPOINTS_SUBDIR = "checkpoints"
+QUARANTINE_SUBDIR = "quarantine"  # WORKDIR/quarantine/STEP-corrupt, STEP-diverged: moved aside, never deleted
 
 
 def as_path(path: str | os.PathLike) -> epath.Path:
@@ -48,31 +55,130 @@ class CheckpointError(ValueError):
     """A checkpoint path is missing or is not an electra_jax checkpoint; the message says what was looked for."""
 
 
+class CorruptCheckpointError(CheckpointError):
+    """A training checkpoint cannot be read (truncated or deleted files) and no fallback was allowed or possible."""
+
+
+class ResumeMismatchError(CheckpointError):
+    """The workdir's checkpoint was trained with a config that a resumed run may not change."""
+
+
+class CheckpointSaveError(OSError):
+    """A checkpoint could not be written (e.g. the disk is full); the message names the step, cause and fix."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Quiet orbax: one line per failure instead of pages of background-thread tracebacks
+
+
+class _QuietOrbax(pylogging.Filter):
+    """Drops orbax's INFO chatter; its errors keep one line (the caller reports the failure with the fix).
+
+    With ELECTRA_JAX_TRACEBACK=1 or --verbosity=1 the errors keep their tracebacks. The last error line is
+    remembered: an async save that fails inside orbax's threads may surface only as a missing step folder.
+    """
+
+    last_error: str | None = None
+
+    def filter(self, record: pylogging.LogRecord) -> bool:
+        from electra_jax import cli
+
+        if record.name == "asyncio":  # orbax's abandoned tasks after a failed write: "exception was never retrieved"
+            message = record.getMessage()
+            return cli.show_tracebacks() or "never retrieved" not in message or "orbax" not in message
+        if f"{os.sep}orbax{os.sep}" not in (record.pathname or ""):
+            return True
+        if record.levelno < pylogging.WARNING:
+            return False
+        if record.levelno >= pylogging.ERROR:
+            message = cli.one_line(record.getMessage(), 300)
+            _QuietOrbax.last_error = message
+            if not cli.show_tracebacks():
+                record.msg, record.args, record.exc_info, record.exc_text = message, None, None, None
+        return True
+
+
+def _drop_closed_loop_noise(previous_hook):
+    """sys.unraisablehook ignoring tensorstore callbacks on orbax's closed event loops: when one read or write
+    fails, orbax closes its loop with others in flight, and each prints 'Event loop is closed' (hundreds of
+    tracebacks for one truncated file) that say nothing about the failure, which is reported on its own."""
+
+    def hook(unraisable) -> None:
+        value = unraisable.exc_value
+        if isinstance(value, RuntimeError) and str(value) == "Event loop is closed":
+            return
+        previous_hook(unraisable)
+
+    hook.electra_jax_quiet = True
+    return hook
+
+
+def quiet_orbax_logs() -> None:
+    for name in ("absl", "asyncio"):
+        logger = pylogging.getLogger(name)
+        if not any(isinstance(f, _QuietOrbax) for f in logger.filters):
+            logger.addFilter(_QuietOrbax())
+    if not getattr(sys.unraisablehook, "electra_jax_quiet", False):
+        sys.unraisablehook = _drop_closed_loop_noise(sys.unraisablehook)
+
+
+def failure_cause(error: BaseException | None) -> tuple[str, int | None]:
+    """(one-line cause, errno or None) of a failed orbax/tensorstore read or write."""
+    from electra_jax import cli
+
+    if error is None:
+        return (_QuietOrbax.last_error or "the save did not complete"), None
+    root = cli.root_cause(error)
+    if isinstance(root, OSError) and root.errno is not None:
+        return f"{root.strerror}" + (f" ({root.filename})" if root.filename else ""), root.errno
+    text = str(root) or type(root).__name__
+    # tensorstore: '... Error writing local file "PATH": ... No space left on device [os_error_code='28']'
+    code = re.search(r"os_error_code='?(\d+)", text)
+    if code:
+        file = re.search(r'local file "([^"]+)"', text)
+        return os.strerror(int(code.group(1))) + (f" ({file.group(1)})" if file else ""), int(code.group(1))
+    return cli.one_line(text.split("See full TensorStore details")[0], 300), None
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Training checkpoints
 
 
-class _DropOrbaxInfo(pylogging.Filter):
-    """orbax logs dozens of INFO lines per save; keep its warnings and errors only."""
+@dataclasses.dataclass
+class _KeepNewestVerified:
+    """orbax preservation policy: keep the newest checkpoint known to be good, however old.
 
-    def filter(self, record: pylogging.LogRecord) -> bool:
-        return record.levelno >= pylogging.WARNING or f"{os.sep}orbax{os.sep}" not in (record.pathname or "")
+    The parameters saved at step t are verified once a later step computed a finite loss and gradient norm
+    from them (Checkpointer.mark_verified); the newest checkpoint is unverified until then.
+    """
 
+    checkpointer: Checkpointer
 
-def quiet_orbax_logs() -> None:
-    absl_logger = pylogging.getLogger("absl")
-    if not any(isinstance(f, _DropOrbaxInfo) for f in absl_logger.filters):
-        absl_logger.addFilter(_DropOrbaxInfo())
+    def should_preserve(self, checkpoints, *, context) -> list[bool]:
+        del context
+        keep = self.checkpointer.newest_verified([info.step for info in checkpoints])
+        return [info.step == keep for info in checkpoints]
 
 
 class Checkpointer:
-    """CheckpointManager for one run: async saves, keep-N, restore into abstract (sharded) targets."""
+    """CheckpointManager for one run: async saves, rotation, restore with fallback, quarantine.
+
+    Rotation keeps the newest `keep` checkpoints (0 = all) and, once the caller checks steps (`mark_verified`,
+    as the pre-training loop does), also the newest verified one whatever `keep` says (see
+    `_KeepNewestVerified`), so a divergence can always name a checkpoint that is really good.
+    """
 
     def __init__(self, directory: str | os.PathLike, *, keep: int = 5, async_save: bool = True):
         quiet_orbax_logs()
         self.directory = as_path(directory)
+        self.async_save = async_save
+        self._verified_through = -1
+        self._tracks_verification = False  # set by the first mark_verified; before it, rotation is plain keep-N
+        self._pending_step: int | None = None
+        policies = ocp.checkpoint_managers
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=keep if keep and keep > 0 else None,
+            preservation_policy=policies.AnyPreservationPolicy([
+                policies.LatestN(n=keep if keep and keep > 0 else None), _KeepNewestVerified(self)]),
             enable_async_checkpointing=async_save,
             create=True,
             # Leftover tmp folders of a save that was killed are removed when the next run starts.
@@ -80,20 +186,51 @@ class Checkpointer:
         )
         self.manager = ocp.CheckpointManager(self.directory, options=options,
                                              item_names=(STATE_ITEM, DATA_ITEM, CONFIG_ITEM))
+        self._assume_all_but_newest_verified()
+
+    @property
+    def quarantine_directory(self) -> Path:
+        return self.directory.parent / QUARANTINE_SUBDIR
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
     def all_steps(self) -> list[int]:
-        return list(self.manager.all_steps())
+        return sorted(self.manager.all_steps())
 
     def reached_preemption(self, step: int) -> bool:
         """orbax's preemption sync point (TPU/multi-host maintenance events); False where unsupported."""
         return bool(self.manager.reached_preemption(step))
 
+    # -- verification (for rotation and for naming the last good checkpoint) -----------------------------
+
+    def _assume_all_but_newest_verified(self) -> None:
+        # The loop saves step s only after checking step s, whose loss came from the params of every earlier
+        # checkpoint: so on disk, all checkpoints but the newest are verified.
+        steps = self.all_steps()
+        self._verified_through = steps[-2] if len(steps) > 1 else -1
+
+    def mark_verified(self, step: int) -> None:
+        """Every checkpoint at a step <= `step` holds params that produced a finite loss and gradient norm."""
+        self._tracks_verification = True
+        self._verified_through = max(self._verified_through, step)
+
+    def newest_verified(self, steps: list[int] | None = None) -> int | None:
+        if not self._tracks_verification:
+            return None
+        candidates = [s for s in (self.all_steps() if steps is None else steps) if s <= self._verified_through]
+        return max(candidates) if candidates else None
+
+    # -- saving -------------------------------------------------------------------------------------------
+
     def save(self, step: int, state: Any, *, data_states: dict[int, Any] | None, config: ml_collections.ConfigDict,
              ) -> None:
-        """Starts an (async) save of `state` (a TrainState or dict of arrays) at `step`. Every host must call it."""
+        """Starts an (async) save of `state` (a TrainState or dict of arrays) at `step`. Every host must call it.
+
+        Raises CheckpointSaveError when this save or the previous one failed.
+        """
+        if self._pending_step is not None:  # orbax would wait for it anyway; this names the step that failed
+            self._finish_pending()
         state_dict = state.to_dict() if hasattr(state, "to_dict") else state
         data = {str(k): v for k, v in (data_states or {}).items()}
         args = ocp.args.Composite(**{
@@ -101,9 +238,67 @@ class Checkpointer:
             DATA_ITEM: ocp.args.JsonSave(data),
             CONFIG_ITEM: ocp.args.JsonSave(config_to_dict(config)),
         })
-        self.manager.save(step, args=args, force=True)
+        _QuietOrbax.last_error = None
+        try:
+            self.manager.save(step, args=args, force=True)
+        except Exception as error:  # whatever orbax raised, the save did not happen
+            raise self._save_error(step, error) from error
+        self._pending_step = step
         logging.info("checkpoint: saving step %d to %s (%s)", step, self.directory,
-                     "async" if self.manager._options.enable_async_checkpointing else "sync")
+                     "async" if self.async_save else "sync")
+
+    def poll(self) -> None:
+        """Cheap, every step: raises CheckpointSaveError as soon as a background save has failed."""
+        if self._pending_step is not None and not self.manager.is_saving_in_progress():
+            self._finish_pending()
+
+    def _finish_pending(self) -> None:
+        step, self._pending_step = self._pending_step, None
+        try:
+            self.manager.wait_until_finished()
+        except Exception as error:
+            raise self._save_error(step, error) from error
+        if not (self.directory / str(step)).exists():  # orbax may log the failure and skip the commit
+            raise self._save_error(step, None)
+
+    def _save_error(self, step: int, error: BaseException | None) -> CheckpointSaveError:
+        from electra_jax import cli
+
+        cause, code = failure_cause(error)
+        try:
+            self.manager.reload()
+            complete = [s for s in self.all_steps() if s != step]
+        except Exception:  # the folder may be unreadable too; the cause above is what matters
+            complete = []
+        newest = (f"the newest complete checkpoint is step {complete[-1]} (rerunning the command resumes from it)"
+                  if complete else "no complete checkpoint exists yet")
+        fix = cli._OS_ADVICE.get(code, f"check that {self.directory} is writable and has room")
+        return CheckpointSaveError(f"saving checkpoint step {step} to {self.directory} failed: {cause}. Training "
+                                   f"stopped so that no more work is lost; {newest}. Fix: {fix}")
+
+    def wait_until_finished(self) -> None:
+        if self._pending_step is not None:
+            self._finish_pending()
+        else:
+            self.manager.wait_until_finished()
+
+    def close(self, raise_errors: bool = True) -> None:
+        """Waits for the last save and closes; with raise_errors=False (the run already failed) only logs."""
+        try:
+            self.wait_until_finished()
+        except CheckpointSaveError as error:
+            if raise_errors:
+                raise
+            logging.error("%s", error)
+        finally:
+            try:
+                self.manager.close()
+            except Exception as error:  # closing after a failed save must not hide the first error
+                if raise_errors:
+                    raise
+                logging.error("closing the checkpoint manager: %s", error)
+
+    # -- restoring ----------------------------------------------------------------------------------------
 
     def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict[int, Any], dict]:
         """Restores (state, {process_index: data position}, config dict) at `step` into the abstract target.
@@ -123,12 +318,99 @@ class Checkpointer:
         data = {int(k): v for k, v in (restored[DATA_ITEM] or {}).items()}
         return state, data, restored[CONFIG_ITEM]
 
-    def wait_until_finished(self) -> None:
-        self.manager.wait_until_finished()
+    def restore_latest(self, abstract_state: Any, check_config: Callable[[dict, Path], None] | None = None, *,
+                       on_corrupt: str = "fallback") -> tuple[int, Any, dict[int, Any], dict] | None:
+        """(step, state, data positions, saved config) of the newest readable checkpoint; None when there is none.
 
-    def close(self) -> None:
-        self.manager.wait_until_finished()
-        self.manager.close()
+        `check_config(saved_config, step_folder)` runs before each restore and may raise ResumeMismatchError
+        (a config the resumed run may not change), which propagates: it is not corruption. An unreadable
+        checkpoint (truncated data file, deleted
+        state/_METADATA, emptied JSON) is named in a loud log line; on_corrupt="fallback" then tries the next
+        older one and, once one restores, moves the unreadable newer ones to WORKDIR/quarantine/. "stop"
+        raises CorruptCheckpointError instead. If none restores, nothing is moved and CorruptCheckpointError
+        lists every step's cause: the run never silently starts over.
+        """
+        steps = self.all_steps()
+        unreadable: list[tuple[int, str]] = []
+        for step in reversed(steps):
+            try:
+                saved_config = _read_json_item(self.directory / str(step), CONFIG_ITEM)
+                if check_config is not None:
+                    check_config(saved_config, self.directory / str(step))
+                state, data, _ = self._restore_with_retry(step, abstract_state)
+                ok = True
+            except ResumeMismatchError:
+                raise
+            except Exception as error:  # any failure to read this step makes it unusable
+                ok, (cause, _) = False, failure_cause(error)
+            if not _all_processes(ok):
+                cause = cause if not ok else "unreadable on another host"
+                unreadable.append((step, cause))
+                logging.error("CHECKPOINT STEP %d IN %s IS UNREADABLE: %s", step, self.directory, cause)
+                if on_corrupt == "stop":
+                    raise CorruptCheckpointError(
+                        f"checkpoint step {step} in {self.directory} cannot be read: {cause}. With "
+                        f"config.checkpoint.on_corrupt='stop' the run does not fall back; pass "
+                        f"--config.checkpoint.on_corrupt=fallback to resume from the newest readable checkpoint "
+                        f"(the unreadable ones are moved to {self.quarantine_directory}), or repair or remove "
+                        f"{self.directory / str(step)}")
+                continue
+            for bad, cause in unreadable:
+                moved = self.quarantine(bad, "corrupt")
+                logging.warning("FELL BACK FROM UNREADABLE CHECKPOINT STEP %d (%s) TO STEP %d; the unreadable one "
+                                "was moved to %s", bad, cause, step, moved)
+            self._verified_through = step - 1
+            return step, state, data, saved_config
+        if unreadable:
+            listing = "; ".join(f"step {s}: {c}" for s, c in unreadable)
+            raise CorruptCheckpointError(
+                f"no checkpoint in {self.directory} can be read ({listing}). Nothing was moved or deleted. Restore "
+                f"the folder from a backup, or move it aside to start this run afresh")
+        return None
+
+    def _restore_with_retry(self, step: int, abstract_state: Any):
+        # Remote storage can fail transiently; a second read tells a blip from a corrupt checkpoint.
+        attempts = 2 if "://" in str(self.directory) else 1
+        for attempt in range(attempts):
+            try:
+                return self.restore(step, abstract_state)
+            except Exception:
+                if attempt + 1 == attempts:
+                    raise
+                time.sleep(2.0)
+
+    def quarantine(self, step: int, reason: str) -> Path:
+        """Moves checkpoint `step` (kept intact, for inspection) to WORKDIR/quarantine/STEP-REASON."""
+        target = self.quarantine_directory / f"{step}-{reason}"
+        suffix = 1
+        while target.exists():
+            suffix += 1
+            target = self.quarantine_directory / f"{step}-{reason}-{suffix}"
+        if jax.process_index() == 0:
+            self.quarantine_directory.mkdir(parents=True, exist_ok=True)
+            (self.directory / str(step)).rename(target)
+        _sync_processes(f"electra_jax_quarantine_{step}")
+        self.manager.reload()
+        return target
+
+    def quarantine_from(self, first_step: int, reason: str) -> list[tuple[int, Path]]:
+        """Quarantines every checkpoint at a step >= first_step; returns (step, new path) pairs."""
+        return [(step, self.quarantine(step, reason)) for step in self.all_steps() if step >= first_step]
+
+
+def _all_processes(ok: bool) -> bool:
+    """True when `ok` holds on every process (one tiny all-gather in multi-process runs)."""
+    if jax.process_count() == 1:
+        return ok
+    from jax.experimental import multihost_utils
+
+    return bool(np.all(multihost_utils.process_allgather(np.asarray([ok], np.int32))))
+
+
+def _sync_processes(name: str) -> None:
+    if jax.process_count() > 1:
+        from jax.experimental.multihost_utils import sync_global_devices
+        sync_global_devices(name)
 
 
 def config_to_dict(config: ml_collections.ConfigDict) -> dict:
@@ -171,6 +453,7 @@ class PreemptionWatcher:
         self.checkpointer = checkpointer
         self.multihost_every = max(1, multihost_every)
         self._flag = threading.Event()
+        self.received_signal: int | None = None  # the first signal caught (None: orbax's sync point, or none)
         self._previous = {}
         if threading.current_thread() is threading.main_thread():
             for sig in signals:
@@ -181,6 +464,8 @@ class PreemptionWatcher:
             raise KeyboardInterrupt  # a second Ctrl-C stops at once, without the checkpoint
         logging.warning("received signal %d: saving a checkpoint at the next step boundary, then stopping%s", signum,
                         " (Ctrl-C again to stop without it)" if signum == signal.SIGINT else "")
+        if self.received_signal is None:
+            self.received_signal = signum
         self._flag.set()
 
     def requested(self, step: int) -> bool:
@@ -242,15 +527,19 @@ def _resolve_params_source(path: str | os.PathLike) -> tuple[str, Path]:
 
 def _numpy_restore(directory: Path, subtree: str | None = None) -> Any:
     """Restores an orbax PyTree as host numpy arrays (no shardings needed), optionally one top-level subtree."""
-    checkpointer = ocp.PyTreeCheckpointer()
-    metadata = checkpointer.metadata(directory)
-    tree = metadata.item_metadata.tree if hasattr(metadata, "item_metadata") else metadata
-    tree = getattr(tree, "tree", tree)
-    if subtree is not None:
-        tree = {subtree: tree[subtree]}
-    restore_args = jax.tree_util.tree_map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
-    restored = checkpointer.restore(directory, args=ocp.args.PyTreeRestore(
-        item=tree, restore_args=restore_args, partial_restore=subtree is not None))
+    # The handler, not a PyTreeCheckpointer: an item folder (STEP/state, EXPORT/params) has no
+    # _CHECKPOINT_METADATA of its own, and the checkpointer warned about that on every restore.
+    handler = ocp.PyTreeCheckpointHandler()
+    try:
+        metadata = handler.metadata(directory)
+        tree = getattr(metadata, "tree", metadata)
+        if subtree is not None:
+            tree = {subtree: tree[subtree]}
+        restore_args = jax.tree_util.tree_map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+        restored = handler.restore(directory, args=ocp.args.PyTreeRestore(
+            item=tree, restore_args=restore_args, partial_restore=subtree is not None))
+    finally:
+        handler.close()
     return restored[subtree] if subtree is not None else restored
 
 

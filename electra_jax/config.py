@@ -21,9 +21,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DTYPES = ("float32", "bfloat16")
 ATTENTION_IMPLS = ("xla", "cudnn", "splash")
 DROPOUT_PRNGS = ("threefry", "rbg", "unsafe_rbg")
-OBJECTIVES = ("electra", "mlm")
+OBJECTIVES = ("electra", "mlm", "electric")
+EMBEDDING_SHARING = ("tied", "untied", "gdes")
 SCHEDULES = ("electra", "warmup_linear")
 SHARDING_RULES = ("dp", "fsdp", "fsdp_tp")
+ON_CORRUPT = ("fallback", "stop")
+FLOAT32_MAX = 3.4028234663852886e38
 RECORD_FORMATS = ("tfrecord", "numpy")
 REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch")
 
@@ -58,6 +61,14 @@ def model_defaults() -> ml_collections.ConfigDict:
     m.attention_dropout = 0.1
     m.initializer_range = 0.02
     m.layer_norm_eps = 1e-12
+    # How the generator and discriminator share the embedding block (ELECTRA_REFERENCE.md section 1.4):
+    # "tied" (the original's default: one block, both losses train it); "untied" (the original's
+    # untied_generator_embeddings: the generator gets its own block at its own width); "gdes" (a departure:
+    # DeBERTa-v3's gradient-disentangled sharing, the discriminator's tables = stop_gradient(generator's) +
+    # zero-initialised deltas that only the discriminator loss trains; see modeling.DisentangledEmbeddings).
+    m.embedding_sharing = "tied"
+    # The original's flag, kept as an alias: True means embedding_sharing = "untied" (finalize sets it from
+    # embedding_sharing, so it always agrees after validation).
     m.untied_generator_embeddings = False
     # Compute dtype; parameters, softmax, LayerNorm statistics and losses stay float32.
     m.dtype = "float32"
@@ -104,7 +115,10 @@ def base_pretrain_config() -> ml_collections.ConfigDict:
     config.model = model_defaults()
 
     o = config.objective = ml_collections.ConfigDict()
-    o.kind = "electra"  # or "mlm": BERT-style masked LM on the discriminator-sized encoder
+    # "electra"; "mlm": BERT-style masked LM on the discriminator-sized encoder; "electric" (a departure from the
+    # ELECTRA default, the original's electric_objective): a two-tower cloze generator, the discriminator as an
+    # energy model trained by noise-contrastive estimation (objective.pretrain_loss).
+    o.kind = "electra"
     o.mask_prob = 0.15
     o.max_predictions_per_seq = 0  # 0 = int((mask_prob + 0.005) * max_seq_length), as the original
     o.mask_token_prob = 0.85  # ELECTRA: 85% [MASK], 15% unchanged, no random tokens
@@ -127,6 +141,10 @@ def base_pretrain_config() -> ml_collections.ConfigDict:
     t.eval_steps = 20
     t.progress = "auto"  # "bar", "log" or "auto" (a bar on terminals and notebooks)
     t.peak_tflops_per_device = 0.0  # for MFU; 0 = the device kind's bf16 peak from a table (none on CPU)
+    # 0 (faithful: the original has no such guard): a non-finite loss, gradient norm or parameter stops the run.
+    # N > 0: skip such an update (params and optimizer state unchanged, the step counter advances) and stop
+    # only after N in a row, as large-scale trainers do.
+    t.max_skipped_updates = 0
 
     d = config.data = ml_collections.ConfigDict()
     d.train_files = ""
@@ -151,6 +169,9 @@ def base_pretrain_config() -> ml_collections.ConfigDict:
     c.async_save = True
     c.init = ""  # continue pre-training from this electra_jax checkpoint (a fresh run)
     c.reset_optimizer = False
+    # An unreadable checkpoint on resume: "fallback" moves it to WORKDIR/quarantine/ and resumes from the
+    # newest readable one (with a loud log line); "stop" refuses to start, naming it.
+    c.on_corrupt = "fallback"
 
     config.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
     config.sharding = ml_collections.ConfigDict({"rules": "dp"})
@@ -206,6 +227,8 @@ def finalize_model(m: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     if m.get("dropout_prng", "threefry") not in DROPOUT_PRNGS:
         _fail("model.dropout_prng", m.dropout_prng, f"must be one of {list(DROPOUT_PRNGS)}")
 
+    _resolve_embedding_sharing(m)
+
     hidden = m.generator_hidden_size or max(1, int(round(m.hidden_size * m.generator_hidden_fraction)))
     heads = m.generator_num_heads or max(1, hidden // 64)
     if hidden % heads:
@@ -218,6 +241,37 @@ def finalize_model(m: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         1, int(round(m.num_layers * m.generator_layers_fraction)))
     m.padded_vocab_size = int(math.ceil(m.vocab_size / m.vocab_pad_multiple) * m.vocab_pad_multiple)
     return m
+
+
+def _resolve_embedding_sharing(m: ml_collections.ConfigDict) -> None:
+    """embedding_sharing and its old spelling untied_generator_embeddings, made to agree (configs saved before
+    embedding_sharing existed have only the old field)."""
+    sharing = m.get("embedding_sharing", "tied")
+    untied = bool(m.get("untied_generator_embeddings", False))
+    if sharing not in EMBEDDING_SHARING:
+        _fail("model.embedding_sharing", sharing, f"must be one of {list(EMBEDDING_SHARING)}")
+    if untied and sharing == "gdes":
+        _fail("model.untied_generator_embeddings", True,
+              "contradicts model.embedding_sharing = 'gdes' (GDES shares the generator's table with the "
+              "discriminator); set untied_generator_embeddings=False, or embedding_sharing='untied'")
+    if untied:
+        sharing = "untied"  # the deprecated alias
+    m.embedding_sharing = sharing
+    m.untied_generator_embeddings = sharing == "untied"
+
+
+def _check_objective_model(config: ml_collections.ConfigDict) -> None:
+    """Combinations of objective.kind and model fields that mean nothing, refused with the fix."""
+    kind, m = config.objective.kind, config.model
+    if kind == "mlm" and m.embedding_sharing != "tied":
+        _fail("model.embedding_sharing", m.embedding_sharing,
+              "the masked-LM baseline (objective.kind='mlm') has one network, so there is nothing to share or "
+              "untie; use embedding_sharing='tied' (the default)")
+    if kind == "electric" and m.attention != "xla":
+        _fail("model.attention", m.attention,
+              "Electric's two-tower generator needs left-to-right and right-to-left causal attention, which only "
+              "the 'xla' attention implements (cuDNN has no right-to-left mask); use model.attention='xla' with "
+              "objective.kind='electric'")
 
 
 def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -238,10 +292,13 @@ def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
                   "mask_token_prob + random_token_prob must not exceed 1")
         if o.temperature <= 0:
             _fail("objective.temperature", o.temperature, "must be positive")
+        _check_objective_model(config)
     if "optim" in config:
         _check_choice(config, "optim", "schedule", SCHEDULES)
         if config.optim.learning_rate <= 0:
             _fail("optim.learning_rate", config.optim.learning_rate, "must be positive")
+        if not config.optim.learning_rate < FLOAT32_MAX:  # the schedule is float32: 1e39 would be inf
+            _fail("optim.learning_rate", config.optim.learning_rate, f"must be below {FLOAT32_MAX:.4g} (float32)")
         if config.optim.warmup_steps < 0:
             _fail("optim.warmup_steps", config.optim.warmup_steps, "must be >= 0")
         if config.optim.layerwise_lr_decay < 0 or config.optim.layerwise_lr_decay > 1:
@@ -263,6 +320,16 @@ def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         for field in ("steps", "batch_size"):
             if field in config.train and (not isinstance(config.train[field], int) or config.train[field] <= 0):
                 _fail(f"train.{field}", config.train[field], "must be a positive integer")
+        skips = config.train.get("max_skipped_updates", 0)
+        if not isinstance(skips, int) or skips < 0:
+            _fail("train.max_skipped_updates", skips,
+                  "must be an integer >= 0 (0 = stop at the first non-finite update)")
+    if "checkpoint" in config:
+        if "on_corrupt" in config.checkpoint:
+            _check_choice(config, "checkpoint", "on_corrupt", ON_CORRUPT)
+        keep = config.checkpoint.get("keep", 0)
+        if not isinstance(keep, int) or keep < 0:
+            _fail("checkpoint.keep", keep, "must be an integer >= 0 (0 = keep every checkpoint)")
     if "mesh" in config:
         for axis, size in config.mesh.items():
             if not isinstance(size, int) or (size <= 0 and size != -1):

@@ -97,5 +97,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    from electra_jax import cli
+
     define_flags()
-    app.run(main)
+    cli.run(main)

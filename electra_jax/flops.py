@@ -19,6 +19,14 @@ it would flatter MFU. Embedding lookups, softmax, LayerNorm, GELU, dropout, samp
 update are not counted (elementwise work, a few percent at these widths). With objective.kind='mlm'
 the step is the discriminator-sized encoder plus the generator head on its gathered slots.
 
+Electric (objective.kind='electric') runs two generator towers over every token and its cloze head at
+*every* position (the cloze loss and log q need all of them), the head's dense layer reading both towers'
+outputs concatenated:
+    cloze head, per token:  2 (2 Hg) E_t + 2 E_t V
+The causal towers still compute full S x S attention scores (the mask only hides half), so their
+attention is counted like any other. GDES adds only elementwise work (stop_gradient(E) + delta): its
+count equals the tied one.
+
 `original_flops` and `transformer_train_flops` reimplement google-research/electra
 `flops_computation.py`, the counter behind the paper's FLOPs columns (ELECTRA_REFERENCE.md section 6.1).
 Its conventions differ from ours (dense one-hot embedding lookups, elementwise ops counted, forward =
@@ -74,10 +82,13 @@ def model_flops_per_step(config: Any, batch_size: int, seq_len: int) -> float:
     gen_hidden = m.generator_hidden_size or max(1, int(round(m.hidden_size * m.generator_hidden_fraction)))
     gen_layers = m.generator_num_layers or max(1, int(round(m.num_layers * m.generator_layers_fraction)))
     gen_intermediate = m.generator_intermediate_size or 4 * gen_hidden
-    table_width = gen_hidden if m.untied_generator_embeddings else m.embedding_size
+    table_width = gen_hidden if m.get("embedding_sharing", "tied") == "untied" else m.embedding_size
     gen_encoder = encoder_forward_flops(gen_hidden, gen_layers, gen_intermediate, seq_len, table_width)
-    gen_head = 2 * gen_hidden * table_width + 2 * table_width * m.vocab_size
     disc_head = 2 * m.hidden_size * m.hidden_size + 2 * m.hidden_size
+    if o.kind == "electric":
+        cloze_head = 2 * (2 * gen_hidden) * table_width + 2 * table_width * m.vocab_size
+        return 3.0 * tokens * (2 * gen_encoder + cloze_head + disc_encoder + disc_head)
+    gen_head = 2 * gen_hidden * table_width + 2 * table_width * m.vocab_size
     forward = tokens * (gen_encoder + disc_encoder + disc_head) + batch_size * slots * gen_head
     return 3.0 * forward
 

@@ -47,6 +47,19 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _drop_torn_last_line(path: str) -> None:
+    """Cuts a partial last line (a run killed mid-write) so that the resumed run's lines start on their own."""
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return
+    with open(path, "rb+") as f:
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) == b"\n":
+            return
+        f.seek(0)
+        f.truncate(f.read().rfind(b"\n") + 1)
+    logging.warning("%s ended in a partial line (a run killed while writing it); it was dropped", path)
+
+
 def remote_path(path: str):
     """An etils epath for gs:// and other remote workdirs (a seam the tests replace)."""
     from etils import epath
@@ -81,6 +94,7 @@ class MetricsWriter:
                     f.write(previous.read_bytes())
         os.makedirs(local_dir, exist_ok=True)
         self._local_dir = local_dir
+        _drop_torn_last_line(os.path.join(local_dir, "metrics.jsonl"))
         self._jsonl = open(os.path.join(local_dir, "metrics.jsonl"), "a", buffering=1)
         try:
             from tensorboardX import SummaryWriter

@@ -8,12 +8,22 @@ discriminator's final 1-unit layer.
 Parameter tree of `ElectraPretrainer` (every weight carries logical axis names for sharding):
 
     embeddings/{word_embeddings [Vp, E], position_embeddings [P, E], token_type_embeddings [T, E],
-                LayerNorm/{scale, bias}}                       shared by both networks
+                LayerNorm/{scale, bias}}                       shared by both networks (embedding_sharing
+                                                               "tied"); the discriminator's alone ("untied");
+                                                               the generator's, E_generator ("gdes")
     discriminator/{embeddings_project (if E != H), layer_0 ... layer_{L-1}}   (or `layers`, stacked, with
     generator/{embeddings_project (if E != Hg), layer_0 ...}                   scan_layers=True)
-    generator_embeddings/...                                   only with untied_generator_embeddings
+    generator_embeddings/...                                   only with embedding_sharing "untied"
+    discriminator_embeddings/{word_embeddings_delta, position_embeddings_delta, token_type_embeddings_delta,
+                              LayerNorm}                       only with "gdes" (DisentangledEmbeddings)
     discriminator_predictions/{dense, dense_prediction}
     generator_predictions/{dense, LayerNorm, output_bias [Vp]}
+
+Electric (objective.kind="electric", `two_tower_generator`) replaces `generator` by the two towers of the
+original's TwoTowerClozeTransformer, `generator_ltr` and `generator_rtl` (each like `generator`, with causal
+attention; with "untied" each has its own `generator_ltr_embeddings` / `generator_rtl_embeddings`, the head
+reading the left-to-right one's table, as the original), and `generator_predictions` is the original's
+`cloze_predictions` head, whose dense layer reads both towers' outputs concatenated [2 Hg].
 
 Each layer holds query/key/value (kernels [H, heads, head_dim]), attention_output (kernel
 [heads, head_dim, H]), attention_LayerNorm, intermediate, output and output_LayerNorm. The word table
@@ -66,25 +76,28 @@ class ModelConfig:
     attention_dropout: float = 0.1
     initializer_range: float = 0.02
     layer_norm_eps: float = 1e-12
-    untied_generator_embeddings: bool = False
+    untied_generator_embeddings: bool = False  # derived: embedding_sharing == "untied"
+    embedding_sharing: str = "tied"
     dtype: str = "float32"
     attention: str = "xla"
     scan_layers: bool = False
     remat: str = "none"
     mlm_only: bool = False  # plain masked-LM baseline: the generator head on the discriminator encoder
+    two_tower_generator: bool = False  # Electric's cloze generator (objective.kind == "electric")
 
     @classmethod
     def from_config(cls, config: Any, mlm_only: bool | None = None) -> ModelConfig:
         """Accepts a full config (with `.model`) or its model section; validates and derives first."""
         if isinstance(config, ModelConfig):
             return config
+        kind = config.objective.kind if "objective" in config else "electra"
         if mlm_only is None:
-            mlm_only = "objective" in config and config.objective.kind == "mlm"
+            mlm_only = kind == "mlm"
         model = config.model if "model" in config else config
         model = finalize_model(ml_collections.ConfigDict(model.to_dict()))
         names = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in model.to_dict().items() if k in names}
-        return cls(**values, mlm_only=bool(mlm_only))
+        return cls(**values, mlm_only=bool(mlm_only), two_tower_generator=kind == "electric")
 
     @property
     def compute_dtype(self):
@@ -137,13 +150,13 @@ class Embeddings(nn.Module):
         self.LayerNorm = _layer_norm(cfg, "embed_table", "LayerNorm")
         self.dropout = nn.Dropout(cfg.hidden_dropout)
 
+    def tables(self) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """(word, position, token type) tables: what GDES shares with the discriminator."""
+        return self.word_embeddings, self.position_embeddings, self.token_type_embeddings
+
     def __call__(self, input_ids, segment_ids, deterministic: bool):
-        seq_len = input_ids.shape[-1]
-        x = jnp.take(self.word_embeddings, input_ids, axis=0)
-        x = x + jnp.take(self.token_type_embeddings, segment_ids, axis=0)
-        x = x + self.position_embeddings[None, :seq_len]
-        x = self.LayerNorm(x)
-        return self.dropout(x, deterministic=deterministic)
+        x = embedding_sum(self.tables(), input_ids, segment_ids)
+        return self.dropout(self.LayerNorm(x), deterministic=deterministic)
 
     def attend(self, hidden):
         """Logits against the word table: the generator's tied output layer (padding masked out)."""
@@ -153,6 +166,73 @@ class Embeddings(nn.Module):
             valid = jnp.arange(self.cfg.padded_vocab_size) < self.cfg.vocab_size
             logits = jnp.where(valid, logits, PAD_LOGIT)
         return logits
+
+
+def embedding_sum(tables, input_ids, segment_ids):
+    """word[ids] + token_type[segments] + position[:S], before the LayerNorm (the original's embedding_lookup
+    and embedding_postprocessor)."""
+    word, position, token_type = tables
+    x = jnp.take(word, input_ids, axis=0)
+    x = x + jnp.take(token_type, segment_ids, axis=0)
+    return x + position[None, : input_ids.shape[-1]]
+
+
+class DisentangledEmbeddings(nn.Module):
+    """The discriminator's embedding block under GDES (DeBERTa-v3, He et al. 2021; embedding_sharing="gdes").
+
+    Its tables are stop_gradient(E_generator) + E_delta, with every E_delta zero-initialised, so the
+    discriminator starts from the generator's tables, its loss trains only the deltas, and the generator's
+    MLM loss alone trains E_generator. This follows microsoft/DeBERTa `apps/tasks/rtd_task.py` (RTDModel with
+    embedding_sharing='gdes': `g.weight.detach() + d._weight`, `_weight = zeros_like`).
+
+    What GDES covers, decided from that code: every embedding *table* the two networks share. DeBERTa-v3
+    shares the word and the absolute position tables this way (it has no token-type table); ours also has a
+    token-type table, read the same way as the position table, so it gets a delta too. The embedding
+    LayerNorm is not a table: in DeBERTa each network owns its embedding LayerNorm (even plain sharing there
+    shares tables only), so here the discriminator has its own, trained by its loss alone, initialised to
+    1 / 0 like the generator's. Export and fine-tuning merge E_generator + E_delta into an ordinary ELECTRA
+    table (`discriminator_params`).
+    """
+
+    cfg: ModelConfig
+
+    def setup(self):
+        cfg = self.cfg
+        width = cfg.embedding_size
+        self.word_embeddings_delta = self.param(
+            "word_embeddings_delta", nn.with_logical_partitioning(zeros, ("vocab", "embed_table")),
+            (cfg.padded_vocab_size, width), jnp.float32)
+        self.position_embeddings_delta = self.param(
+            "position_embeddings_delta", nn.with_logical_partitioning(zeros, (None, "embed_table")),
+            (cfg.max_position_embeddings, width), jnp.float32)
+        self.token_type_embeddings_delta = self.param(
+            "token_type_embeddings_delta", nn.with_logical_partitioning(zeros, (None, "embed_table")),
+            (cfg.type_vocab_size, width), jnp.float32)
+        self.LayerNorm = _layer_norm(cfg, "embed_table", "LayerNorm")
+        self.dropout = nn.Dropout(cfg.hidden_dropout)
+
+    def deltas(self) -> tuple[jax.Array, jax.Array, jax.Array]:
+        return self.word_embeddings_delta, self.position_embeddings_delta, self.token_type_embeddings_delta
+
+    def __call__(self, generator_tables, input_ids, segment_ids, deterministic: bool):
+        tables = [jax.lax.stop_gradient(shared) + delta for shared, delta in zip(generator_tables, self.deltas())]
+        x = embedding_sum(tables, input_ids, segment_ids)
+        return self.dropout(self.LayerNorm(x), deterministic=deterministic)
+
+
+def causal_attention_mask(input_mask, direction: str):
+    """[B, S] key mask -> [B, S_from, S_to]: the original BertModel's `ltr` (position i attends to j <= i) or
+    `rtl` (j >= i) mask, `matrix_band_part` of ones times the padding mask; the diagonal is included."""
+    seq_len = input_mask.shape[-1]
+    ones_ = jnp.ones((seq_len, seq_len), jnp.int32)
+    band = jnp.tril(ones_) if direction == "ltr" else jnp.triu(ones_)
+    return input_mask.astype(jnp.int32)[:, None, :] * band[None]
+
+
+def shift_towers(ltr_hidden, rtl_hidden):
+    """The original's `concat([roll(ltr, -1), roll(rtl, 1)], -1)`: position t reads the left-to-right output
+    at t - 1 and the right-to-left output at t + 1, so neither has seen x_t (both wrap around the ends)."""
+    return jnp.concatenate([jnp.roll(ltr_hidden, 1, axis=1), jnp.roll(rtl_hidden, -1, axis=1)], axis=-1)
 
 
 class TransformerLayer(nn.Module):
@@ -213,11 +293,14 @@ class Encoder(nn.Module):
     num_heads: int
     intermediate_size: int
     embedding_size: int
+    causal: str | None = None  # "ltr" / "rtl": the towers of Electric's generator
 
     @nn.compact
     def __call__(self, embedded, input_mask, deterministic: bool):
         cfg = self.cfg
         x = embedded
+        if self.causal is not None:
+            input_mask = causal_attention_mask(input_mask, self.causal)
         if self.embedding_size != self.hidden_size:
             # The original's tf.layers.dense default: Glorot-uniform kernel, no activation.
             x = _dense(cfg, self.hidden_size, ("embed_table", "embed"), "embeddings_project", glorot=True)(x)
@@ -275,7 +358,7 @@ def _gather_positions(hidden, positions):
 
 
 class ElectraPretrainer(nn.Module):
-    """Generator and discriminator around one shared embedding block.
+    """Generator and discriminator around one embedding block (shared, untied, or GDES-shared).
 
     Methods (use with `model.apply({"params": params}, ..., method=...)`):
       generator_logits_at(ids, segment_ids, input_mask, positions, deterministic) -> [B, N, Vp] float32
@@ -283,7 +366,9 @@ class ElectraPretrainer(nn.Module):
       discriminator_logits(ids, segment_ids, input_mask, deterministic) -> [B, S] float32
       discriminator_hidden(ids, segment_ids, input_mask, deterministic) -> [B, S, H]
     With `mlm_only`, there is no generator encoder and no discriminator head: the generator head reads
-    the discriminator encoder (the original's "tie all weights" masked-LM path).
+    the discriminator encoder (the original's "tie all weights" masked-LM path). With `two_tower_generator`
+    (Electric) the generator logits are the cloze logits q(x_t | x without x_t): the towers never see
+    position t, so they are meant to read the unmasked ids.
     """
 
     cfg: ModelConfig
@@ -291,29 +376,47 @@ class ElectraPretrainer(nn.Module):
     def setup(self):
         cfg = self.cfg
         self.embeddings = Embeddings(cfg, cfg.embedding_size)
+        if cfg.embedding_sharing == "gdes":
+            self.discriminator_embeddings = DisentangledEmbeddings(cfg)
         self.discriminator = Encoder(cfg, cfg.hidden_size, cfg.num_layers, cfg.num_heads,
                                      cfg.intermediate_size, cfg.embedding_size)
         if cfg.mlm_only:
             self.generator_predictions = GeneratorHead(cfg, cfg.embedding_size)
             return
         self.discriminator_predictions = DiscriminatorHead(cfg)
-        if cfg.untied_generator_embeddings:
-            self.generator_embeddings = Embeddings(cfg, cfg.generator_hidden_size)
-            gen_embedding_size = cfg.generator_hidden_size
+        untied = cfg.embedding_sharing == "untied"
+        gen_width = cfg.generator_hidden_size if untied else cfg.embedding_size
+        sizes = (cfg.generator_hidden_size, cfg.generator_num_layers, cfg.generator_num_heads,
+                 cfg.generator_intermediate_size, gen_width)
+        if cfg.two_tower_generator:
+            self.generator_ltr = Encoder(cfg, *sizes, causal="ltr")
+            self.generator_rtl = Encoder(cfg, *sizes, causal="rtl")
+            if untied:
+                self.generator_ltr_embeddings = Embeddings(cfg, gen_width)
+                self.generator_rtl_embeddings = Embeddings(cfg, gen_width)
         else:
-            gen_embedding_size = cfg.embedding_size
-        self.generator = Encoder(cfg, cfg.generator_hidden_size, cfg.generator_num_layers,
-                                 cfg.generator_num_heads, cfg.generator_intermediate_size, gen_embedding_size)
-        self.generator_predictions = GeneratorHead(cfg, gen_embedding_size)
+            self.generator = Encoder(cfg, *sizes)
+            if untied:
+                self.generator_embeddings = Embeddings(cfg, gen_width)
+        self.generator_predictions = GeneratorHead(cfg, gen_width)
 
     def _generator_table(self):
-        if self.cfg.untied_generator_embeddings and not self.cfg.mlm_only:
-            return self.generator_embeddings
-        return self.embeddings
+        """The embedding block the generator reads (and its output layer is tied to)."""
+        if self.cfg.mlm_only or self.cfg.embedding_sharing != "untied":
+            return self.embeddings
+        # The original's cloze head reads the left-to-right tower's table.
+        return self.generator_ltr_embeddings if self.cfg.two_tower_generator else self.generator_embeddings
 
     def generator_hidden(self, input_ids, segment_ids, input_mask, deterministic: bool = True):
         if self.cfg.mlm_only:
             return self.discriminator_hidden(input_ids, segment_ids, input_mask, deterministic)
+        if self.cfg.two_tower_generator:
+            untied = self.cfg.embedding_sharing == "untied"
+            towers = ((self.generator_ltr, self.generator_ltr_embeddings if untied else self.embeddings),
+                      (self.generator_rtl, self.generator_rtl_embeddings if untied else self.embeddings))
+            ltr, rtl = (tower(embed(input_ids, segment_ids, deterministic), input_mask, deterministic)
+                        for tower, embed in towers)
+            return shift_towers(ltr, rtl)
         embedded = self._generator_table()(input_ids, segment_ids, deterministic)
         return self.generator(embedded, input_mask, deterministic)
 
@@ -327,7 +430,11 @@ class ElectraPretrainer(nn.Module):
         return self.generator_predictions(hidden, self._generator_table().attend)
 
     def discriminator_hidden(self, input_ids, segment_ids, input_mask, deterministic: bool = True):
-        embedded = self.embeddings(input_ids, segment_ids, deterministic)
+        if self.cfg.embedding_sharing == "gdes":
+            embedded = self.discriminator_embeddings(self.embeddings.tables(), input_ids, segment_ids,
+                                                     deterministic)
+        else:
+            embedded = self.embeddings(input_ids, segment_ids, deterministic)
         return self.discriminator(embedded, input_mask, deterministic)
 
     def discriminator_logits(self, input_ids, segment_ids, input_mask, deterministic: bool = True):
@@ -444,3 +551,49 @@ def stack_layers(params: dict) -> dict:
     if layer_keys:
         out["layers"] = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *[params[k] for k in layer_keys])
     return out
+
+
+# Parameter subtrees of the generator in each layout (everything `discriminator_params` drops).
+_GENERATOR_KEYS = ("generator", "generator_embeddings", "generator_ltr", "generator_rtl",
+                   "generator_ltr_embeddings", "generator_rtl_embeddings", "generator_predictions")
+TWO_TOWER_EXPORT_NOTE = ("Electric's two-tower cloze generator (objective.kind='electric') has no HF transformers "
+                         "class, so only the discriminator (an ordinary ElectraForPreTraining) is exported")
+
+
+def discriminator_params(params: dict) -> dict:
+    """The discriminator alone in the plain ELECTRA layout (`embeddings`, `discriminator`, its head): what
+    fine-tuning and export start from. Under GDES (a `discriminator_embeddings` subtree) its `embeddings` are the
+    merged tables E_generator + E_delta with its own LayerNorm, which is what it computes with, so its logits do
+    not change."""
+    disc = {k: v for k, v in params.items() if k not in _GENERATOR_KEYS + ("discriminator_embeddings",)}
+    if "discriminator_embeddings" in params:
+        shared, own = params["embeddings"], params["discriminator_embeddings"]
+        disc["embeddings"] = {name: np.asarray(shared[name]) + np.asarray(own[f"{name}_delta"])
+                              for name in ("word_embeddings", "position_embeddings", "token_type_embeddings")}
+        disc["embeddings"]["LayerNorm"] = dict(own["LayerNorm"])
+    return disc
+
+
+def hf_export_layouts(params: dict, config: Any) -> tuple[tuple[dict, ModelConfig],
+                                                           tuple[dict, ModelConfig] | None]:
+    """((discriminator params, config), (generator params, config) or None) in the plain ELECTRA layouts that
+    HF's ElectraForPreTraining and ElectraForMaskedLM hold, for the layouts they cannot hold as they are.
+
+    * GDES: the discriminator as `discriminator_params` gives it, in the tied layout; the generator keeps
+      E_generator and the block's LayerNorm, also in the tied layout.
+    * Electric: the two-tower cloze generator has no HF class; the generator is None and a warning says so.
+    Other layouts come back unchanged (the discriminator view holds the generator too: one tree for both).
+    """
+    from absl import logging
+
+    cfg = ModelConfig.from_config(config)
+    if cfg.embedding_sharing != "gdes" and not cfg.two_tower_generator:
+        return (params, cfg), (params, cfg)
+    plain = dataclasses.replace(cfg, two_tower_generator=False, embedding_sharing="tied",
+                                untied_generator_embeddings=False)
+    disc = discriminator_params(params)
+    if cfg.two_tower_generator:
+        logging.warning(TWO_TOWER_EXPORT_NOTE)
+        return (disc, plain), None
+    gen = {k: v for k, v in params.items() if k != "discriminator_embeddings"}
+    return (disc, plain), (gen, plain)

@@ -7,6 +7,14 @@ Matches google-research/electra `pretrain/pretrain_helpers.py` and `run_pretrain
     position, writes the floor of the mean of their values (so two different sampled ids at one
     position produce their integer mean);
   * a sampled token equal to the original is labelled real.
+
+objective.kind = "electric" is the original's Electric (Clark et al., EMNLP 2020; `electric_objective`, which
+implies `two_tower_generator`), a departure from the ELECTRA default: the generator is a two-tower cloze model
+that reads the *unmasked* ids and gives q(x_t | the rest) at every position; its loss is the cloze
+cross-entropy over every candidate position; replacements are sampled from q at the masked positions exactly
+as ELECTRA samples; every written position is labelled replaced (even when the sample equals the original);
+and the discriminator logit becomes an energy-based NCE logit, raw logit + stop_gradient(log q(x_t)) +
+log(mask_prob / (1 - mask_prob)), with the same lambda = 50 (run_pretraining.py, _get_discriminator_output).
 """
 
 from __future__ import annotations
@@ -108,17 +116,30 @@ def sample_replacements(rng: jax.Array, logits, *, temperature: float = 1.0, tar
     return first_argmax(logits + gumbel, axis=-1)
 
 
-def replace_tokens(input_ids, positions, sampled_ids):
-    """Writes samples into the uncorrupted ids; label = written and different from the original."""
+def replace_tokens(input_ids, positions, sampled_ids, changed_only: bool = True):
+    """Writes samples into the uncorrupted ids; label = written and (ELECTRA, `changed_only`) different from
+    the original. Electric labels every written position replaced (`changed_only=False`)."""
     updated, written = scatter_update(input_ids, sampled_ids, positions)
-    labels = written * (updated != input_ids).astype(jnp.int32)
+    labels = written * (updated != input_ids).astype(jnp.int32) if changed_only else written
     return updated, labels
+
+
+def token_log_probs(logits, ids):
+    """log softmax(logits)[ids] in float32: logits [..., V], ids [...] -> [...]."""
+    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    return jnp.take_along_axis(log_probs, ids[..., None].astype(jnp.int32), axis=-1)[..., 0]
+
+
+def electric_logits(disc_logits, cloze_logits, fake_ids, mask_prob: float):
+    """Electric's NCE logit of "this token came from the noise distribution q":
+    raw discriminator logit (an energy) + stop_gradient(log q(x_t | context)) + log(mask_prob / (1 - mask_prob))."""
+    log_q = jax.lax.stop_gradient(token_log_probs(cloze_logits, fake_ids))
+    return disc_logits.astype(jnp.float32) + log_q + jnp.log(mask_prob / (1.0 - mask_prob))
 
 
 def mlm_loss(logits, target_ids, weights):
     """Σ w·CE / (Σ w + 1e-6), duplicates counted per slot (float32)."""
-    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-    nll = -jnp.take_along_axis(log_probs, target_ids[..., None].astype(jnp.int32), axis=-1)[..., 0]
+    nll = -token_log_probs(logits, target_ids)
     return jnp.sum(weights * nll) / (jnp.sum(weights) + 1e-6), nll
 
 
@@ -159,7 +180,7 @@ def dropout_key(key: jax.Array, impl: str = "threefry") -> jax.Array:
 
 
 def pretrain_loss(params, batch: dict[str, Any], rng: jax.Array, *, model, config, train: bool = True):
-    """The full ELECTRA (or masked-LM baseline) objective for one batch.
+    """The full ELECTRA (or masked-LM baseline, or Electric) objective for one batch.
 
     Returns (loss, metrics): metrics hold scalar sums/means and the AUC histograms of this batch.
     """
@@ -179,24 +200,40 @@ def pretrain_loss(params, batch: dict[str, Any], rng: jax.Array, *, model, confi
         vocab_size=config.model.vocab_size, mask_id=config.data.mask_id, cls_id=config.data.cls_id,
         sep_id=config.data.sep_id)
     variables = {"params": params}
-    gen_logits = model.apply(variables, masked.input_ids, segment_ids, input_mask, masked.positions,
-                             deterministic, method=type(model).generator_logits_at,
-                             rngs={"dropout": gen_dropout})
+    electric = o.kind == "electric"
+    if electric:
+        # The cloze towers read the unmasked ids (the masking only chooses the positions to replace) and
+        # their loss covers every candidate position, as the original's _get_cloze_outputs.
+        cloze_logits = model.apply(variables, input_ids, segment_ids, input_mask, deterministic,
+                                   method=type(model).generator_logits_all, rngs={"dropout": gen_dropout})
+        d = config.data
+        cloze_weights = candidates_mask(input_ids, input_mask, (d.cls_id, d.sep_id, d.mask_id, d.pad_id))
+        cloze_loss, _ = mlm_loss(cloze_logits, input_ids, cloze_weights.astype(jnp.float32))
+        gen_logits = jnp.take_along_axis(cloze_logits, masked.positions[..., None], axis=1)
+    else:
+        gen_logits = model.apply(variables, masked.input_ids, segment_ids, input_mask, masked.positions,
+                                 deterministic, method=type(model).generator_logits_at,
+                                 rngs={"dropout": gen_dropout})
     gen_loss, _ = mlm_loss(gen_logits, masked.target_ids, masked.weights)
     weight_sum = jnp.sum(masked.weights)
     mlm_correct = jnp.sum(masked.weights * (first_argmax(gen_logits, -1) == masked.target_ids))
     metrics = {"mlm_loss": gen_loss, "mlm_accuracy": mlm_correct / jnp.maximum(weight_sum, 1.0)}
+    if electric:
+        metrics["cloze_loss"] = cloze_loss
     if mlm:
         metrics["loss"] = gen_loss
         return gen_loss, metrics
 
     sampled = sample_replacements(sample_rng, gen_logits, temperature=o.temperature,
                                   target_ids=masked.target_ids, disallow_correct=o.disallow_correct)
-    fake_ids, labels = replace_tokens(input_ids, masked.positions, sampled)
+    fake_ids, labels = replace_tokens(input_ids, masked.positions, sampled, changed_only=not electric)
     disc_logits = model.apply(variables, fake_ids, segment_ids, input_mask, deterministic,
                               method=type(model).discriminator_logits, rngs={"dropout": disc_dropout})
+    if electric:
+        disc_logits = electric_logits(disc_logits, cloze_logits, fake_ids, o.mask_prob)
     d_loss, _ = disc_loss(disc_logits, labels, input_mask)
-    loss = o.gen_weight * gen_loss + o.disc_weight * d_loss
+    # Electric trains its generator on the cloze loss (the original's total_loss with two_tower_generator).
+    loss = o.gen_weight * (cloze_loss if electric else gen_loss) + o.disc_weight * d_loss
 
     mask_f = input_mask.astype(jnp.float32)
     preds = (disc_logits > 0).astype(jnp.int32)

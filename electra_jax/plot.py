@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -138,11 +137,7 @@ def main(argv: Sequence[str]) -> None:
     output = f.output or ("plots" if f.workdir.startswith("gs://") else os.path.join(f.workdir, "plots"))
     if output.startswith("gs://"):
         raise SystemExit("--output must be a local folder (matplotlib writes local files); copy the PNGs up after")
-    try:
-        figures = plot_workdir(f.workdir, output)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+    figures = plot_workdir(f.workdir, output)
     for name in figures:
         print(os.path.join(output, f"{name}.png"))
 
@@ -157,7 +152,7 @@ def define_flags() -> None:
 
 
 if __name__ == "__main__":
-    from absl import app
+    from electra_jax import cli
 
     define_flags()
-    app.run(main)
+    cli.run(main)

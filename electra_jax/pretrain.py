@@ -15,8 +15,9 @@ enough (JAX detects the cluster); on CPU the gloo collectives are selected.
 
 from __future__ import annotations
 
-import math
 import os
+import signal
+import sys
 import time
 from typing import Any
 
@@ -26,15 +27,15 @@ import numpy as np
 from absl import app, flags, logging
 
 from electra_jax import checkpoints as checkpoints_lib
+from electra_jax import cli, safeguards
 from electra_jax import config as config_lib
 from electra_jax import sharding as sharding_lib
 from electra_jax import train_state as train_state_lib
 from electra_jax.data.inputs import EVAL_SEED_OFFSET, make_input
 from electra_jax.data.records import apply_records_metadata
 from electra_jax.metrics_writer import MetricsWriter, Progress, peak_flops_per_device
+from electra_jax.safeguards import NonFiniteLossError  # noqa: F401  (re-exported: pretrain.NonFiniteLossError)
 
-class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or inf; the message names the step and the last good checkpoint."""
 
 
 # -------------------------------------------------------------------------------------------------------
@@ -68,26 +69,58 @@ def evaluate(trainer, compiled, params, config, per_host_batch_size: int) -> dic
     base = jax.random.PRNGKey(config.train.seed + EVAL_SEED_OFFSET)
     per_batch = []
     for i in range(config.train.eval_steps):
-        batch = to_global_batch(next(eval_input), trainer.batch_sharding)
+        host_batch = next(eval_input)
+        safeguards.check_token_ids(host_batch, config.model.vocab_size, where=f"eval batch {i} "
+                                   f"(config.data.eval_files = {config.data.eval_files!r})")
+        batch = to_global_batch(host_batch, trainer.batch_sharding)
         rng = jax.device_put(np.asarray(jax.random.fold_in(base, i)), trainer.replicated)
         per_batch.append(compiled.eval_step(params, batch, rng))
     return train_state_lib.accumulate_eval(per_batch)
 
 
+def _restore_or_init(config, trainer, checkpointer, train_input):
+    """The state to start from: the newest readable checkpoint, else checkpoint.init, else a fresh init."""
+    def check_config(saved: dict, step_dir) -> None:
+        safeguards.check_resumable(saved, config, step_dir)
+
+    restored = checkpointer.restore_latest(trainer.abstract_state(), check_config,
+                                           on_corrupt=config.checkpoint.on_corrupt)
+    if restored is not None:
+        step, state, data_states, _ = restored
+        position = data_states.get(jax.process_index())
+        try:
+            if position is None:
+                raise ValueError(f"no input position for process {jax.process_index()}")
+            train_input.set_state(position)
+        except ValueError as e:
+            logging.warning("the input position could not be restored (%s); the data stream restarts", e)
+        logging.info("resumed from step %d of %s", step, checkpointer.directory)
+        if config.checkpoint.reset_optimizer:
+            state = trainer.reset_optimizer(state)
+            logging.info("checkpoint.reset_optimizer: the optimizer state starts afresh at step %d", step)
+        return state, step
+    if config.checkpoint.init:
+        from electra_jax.checkpoint_formats import open_checkpoint
+
+        params = open_checkpoint(config.checkpoint.init, flag="--config.checkpoint.init").params
+        state = trainer.state_from_params(params, config.train.seed)
+        logging.info("continued pre-training from %s (fresh optimizer state, step 0)", config.checkpoint.init)
+        return state, None
+    return trainer.init_state(config.train.seed), None
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Pre-trains per `config`, writing checkpoints, metrics.jsonl and TensorBoard events under `workdir`.
 
-    Returns a summary: the final step, the last train metrics, the last eval metrics and whether the run
-    stopped early on a preemption signal.
+    Returns a summary: the final step, the last train metrics, the last eval metrics, whether the run stopped
+    early on a preemption signal (and which: `stop_signal`), and how many updates were skipped.
     """
     from electra_jax.data.pipeline import to_global_batch
 
     config = config_lib.finalize(config)
     config = apply_records_metadata(config)
-    workdir = str(checkpoints_lib.as_path(workdir))  # absolute, or gs://... kept as it is
+    workdir = str(safeguards.prepare_workdir(workdir))  # absolute, or gs://... kept as it is
     is_main = jax.process_index() == 0
-    if is_main:
-        checkpoints_lib.as_path(workdir).mkdir(parents=True, exist_ok=True)
 
     mesh = sharding_lib.make_mesh(config.mesh)
     sharding_lib.check_batch_size(config.train.batch_size, mesh)
@@ -99,29 +132,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     checkpointer = checkpoints_lib.Checkpointer(os.path.join(workdir, checkpoints_lib.CHECKPOINTS_SUBDIR),
                                                 keep=config.checkpoint.keep, async_save=config.checkpoint.async_save)
     train_input = make_input(config, split="train", per_host_batch_size=per_host_batch_size)
-
-    latest = checkpointer.latest_step()
-    if latest is not None:
-        state, data_states, _ = checkpointer.restore(latest, trainer.abstract_state())
-        position = data_states.get(jax.process_index())
-        try:
-            if position is None:
-                raise ValueError(f"no input position for process {jax.process_index()}")
-            train_input.set_state(position)
-        except ValueError as e:
-            logging.warning("the input position could not be restored (%s); the data stream restarts", e)
-        logging.info("resumed from step %d of %s", latest, checkpointer.directory)
-        if config.checkpoint.reset_optimizer:
-            state = trainer.reset_optimizer(state)
-            logging.info("checkpoint.reset_optimizer: the optimizer state starts afresh at step %d", latest)
-    elif config.checkpoint.init:
-        from electra_jax.checkpoint_formats import open_checkpoint
-
-        params = open_checkpoint(config.checkpoint.init, flag="--config.checkpoint.init").params
-        state = trainer.state_from_params(params, config.train.seed)
-        logging.info("continued pre-training from %s (fresh optimizer state, step 0)", config.checkpoint.init)
-    else:
-        state = trainer.init_state(config.train.seed)
+    state, latest = _restore_or_init(config, trainer, checkpointer, train_input)
     start_step = int(jax.device_get(state.step))
     total_steps = config.train.steps
 
@@ -132,26 +143,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     writer = MetricsWriter(workdir, enabled=is_main)
     progress = Progress(config.train.progress, start_step, total_steps, config.train.log_every, enabled=is_main)
     watcher = checkpoints_lib.PreemptionWatcher(checkpointer)
+    guard = safeguards.DivergenceGuard(checkpointer, max_skipped_updates=config.train.max_skipped_updates,
+                                       learning_rate=config.optim.learning_rate)
     flops_per_step = _flops_per_step(config)
     peak = _peak_flops(config)
     tokens_per_step = config.train.batch_size * config.data.max_seq_length
     every = max(1, config.checkpoint.every_steps)
     last_saved = latest
-    last_good = latest
-    summary: dict[str, Any] = {"preempted": False, "train": {}, "eval": {}}
+    summary: dict[str, Any] = {"preempted": False, "stop_signal": None, "train": {}, "eval": {}}
     window = {"time": time.time(), "step": start_step}
     last_rates: dict[str, float | None] = {"steps_per_sec": 0.0, "tokens_per_sec": 0.0, "mfu": None}
+    train_source = ("synthetic data" if config.data.synthetic
+                    else f"config.data.train_files = {config.data.train_files!r}")
 
-    def check_and_log(step: int, metrics) -> None:
+    def check_and_log(step: int, metrics) -> bool:
+        """Checks step's metrics (raises when the run must stop), logs them; False when the update was skipped."""
         host = {k: float(v) for k, v in jax.device_get(metrics).items()}
-        if not math.isfinite(host["loss"]):
-            checkpointer.wait_until_finished()  # pending saves hold earlier, checked states
-            where = (f"the last good checkpoint is step {last_good} in {checkpointer.directory}; rerunning the "
-                     "command resumes from it" if last_good is not None else "no checkpoint was saved")
-            raise NonFiniteLossError(
-                f"the training loss is {host['loss']} at step {step} (mlm_loss {host.get('mlm_loss')}, disc_loss "
-                f"{host.get('disc_loss')}); stopping without saving this state: {where}. Lower "
-                f"config.optim.learning_rate (now {config.optim.learning_rate}) or check the input data.")
+        applied = guard.check(step, host)
+        host.pop("params_finite", None)
         summary["train"] = host
         if step % config.train.log_every == 0 or step == total_steps:
             now = time.time()
@@ -163,6 +172,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             window.update(time=now, step=step)
             writer.write(step, {**host, **last_rates})
         progress.update(step, last_rates, host["loss"])
+        return applied
 
     def run_eval(step: int) -> None:
         metrics = evaluate(trainer, compiled, state.params, config, per_host_batch_size)
@@ -173,46 +183,60 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 f"{k} {metrics[k]:.4f}" for k in ("loss", "mlm_accuracy", "disc_auc", "disc_accuracy") if k in metrics))
         window["time"] = time.time()  # eval time does not count against training throughput
 
+    def save(step: int) -> None:
+        checkpointer.save(step, state, data_states=checkpoints_lib.gather_host_json(train_input.get_state()),
+                          config=config)
+
     if start_step == 0 and config.train.eval_every > 0 and start_step < total_steps:
         run_eval(0)  # the initial values make learning visible in the metrics
     pending = None
+    save_due = False
     step = start_step
+    finished = False
     try:
         while step < total_steps:
-            batch = to_global_batch(next(train_input), trainer.batch_sharding)
+            checkpointer.poll()  # a failed background save stops the run now, not at the next save
+            host_batch = next(train_input)
+            safeguards.check_token_ids(host_batch, config.model.vocab_size,
+                                       where=f"training batch of step {step + 1} ({train_source})")
+            batch = to_global_batch(host_batch, trainer.batch_sharding)
             state, metrics = compiled.train_step(state, batch, rng)
             step += 1
             if pending is not None:  # one step late: the host waits on step-1 while step runs
                 check_and_log(*pending)
             pending = (step, metrics)
             preempted = watcher.requested(step)
-            if step % every == 0 or step == total_steps or preempted:
-                check_and_log(*pending)  # never save a state whose loss was not checked
+            save_due = save_due or step % every == 0 or step == total_steps or preempted
+            if save_due:
+                applied = check_and_log(*pending)  # never save a state whose metrics were not checked
                 pending = None
-                data_states = checkpoints_lib.gather_host_json(train_input.get_state())
-                checkpointer.save(step, state, data_states=data_states, config=config)
-                last_saved = last_good = step
+                # A skipped update (max_skipped_updates > 0) postpones the save to the next applied one.
+                if applied or preempted or step == total_steps:
+                    save(step)
+                    last_saved, save_due = step, False
             if config.train.eval_every > 0 and (step % config.train.eval_every == 0 or step == total_steps):
                 if pending is not None:
                     check_and_log(*pending)
                     pending = None
                 run_eval(step)
             if preempted:
-                summary["preempted"] = True
+                summary.update(preempted=True, stop_signal=watcher.received_signal)
                 logging.warning("stopping at step %d after a preemption signal; checkpoint saved in %s; rerun the "
                                 "same command to resume", step, checkpointer.directory)
                 break
         if pending is not None:
             check_and_log(*pending)
         if last_saved != step and step > start_step:
-            checkpointer.save(step, state, data_states=checkpoints_lib.gather_host_json(train_input.get_state()),
-                              config=config)
+            save(step)
+        checkpointer.wait_until_finished()  # a failed last save is an error of this run
+        finished = True
     finally:
-        checkpointer.close()
+        checkpointer.close(raise_errors=finished)
         watcher.restore_handlers()
         progress.close()
         writer.close()
     summary["step"] = step
+    summary["skipped_updates"] = guard.total_skipped
     return summary
 
 
@@ -238,9 +262,17 @@ def main(argv) -> None:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     sharding_lib.initialize_distributed(flags.FLAGS.multihost)
     summary = train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
-    logging.info("finished at step %d%s", summary["step"], " (preempted)" if summary["preempted"] else "")
+    if summary["preempted"]:
+        # A distinct status tells schedulers to run the same command again (launch/ scripts do); after
+        # Ctrl-C / SIGINT the user asked to stop, so the status is the shell's usual 130 instead.
+        interrupted = summary["stop_signal"] == signal.SIGINT
+        code = cli.EXIT_INTERRUPTED if interrupted else cli.EXIT_PREEMPTED
+        logging.warning("%s at step %d after saving a checkpoint: exit status %d (run the same command to resume)",
+                        "interrupted" if interrupted else "preempted", summary["step"], code)
+        sys.exit(code)
+    logging.info("finished at step %d", summary["step"])
 
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)

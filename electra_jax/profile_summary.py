@@ -163,4 +163,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from electra_jax import cli
+
+    cli.guarded(main)

@@ -36,7 +36,7 @@ from electra_jax.tree_paths import path_name
 BATCH_KEYS = ("input_ids", "input_mask", "segment_ids")
 # Train metrics that leave the device every step (histograms stay behind: only eval sums them).
 TRAIN_METRICS = ("loss", "mlm_loss", "mlm_accuracy", "disc_loss", "disc_accuracy", "disc_precision",
-                 "disc_recall", "disc_auc", "sampled_mlm_accuracy", "replaced_fraction")
+                 "disc_recall", "disc_auc", "sampled_mlm_accuracy", "replaced_fraction", "cloze_loss")
 
 
 @flax.struct.dataclass
@@ -112,20 +112,41 @@ class PretrainProgram:
         return {k: jax.ShapeDtypeStruct((global_batch_size, seq), jnp.int32) for k in BATCH_KEYS}
 
 
-def train_step(state: TrainState, batch: dict, rng: jax.Array, *, program: Program, tx, schedule):
-    """One update: value_and_grad of the program's loss at the step's key, then the optax update."""
+def all_finite(tree) -> jax.Array:
+    """bool scalar: every element of every array in `tree` is finite."""
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(tree)]))
+
+
+def train_step(state: TrainState, batch: dict, rng: jax.Array, *, program: Program, tx, schedule,
+               skip_nonfinite: bool = False):
+    """One update: value_and_grad of the program's loss at the step's key, then the optax update.
+
+    The metrics carry what the loop needs to trust a checkpoint: `loss` and `grad_norm` (computed with the
+    parameters *before* this update) and `params_finite` (1.0 when every parameter *after* it is finite).
+    With skip_nonfinite (config.train.max_skipped_updates > 0), an update whose loss, gradient norm or result
+    is not finite is dropped: params and optimizer state stay as they were, the step counter still advances
+    (the batch is consumed and the next step draws new masks), and `update_skipped` is 1.0.
+    """
     step_rng = jax.random.fold_in(rng, state.step)
 
     def loss_fn(params):
         return program.loss(params, batch, step_rng, train=True)
 
     (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    grad_norm = optax.global_norm(grads)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
+    params_finite = all_finite(params)
     out = {k: _scalar(metrics[k]) for k in program.train_metrics if k in metrics}
     out["loss"] = _scalar(loss)
-    out["grad_norm"] = optax.global_norm(grads)
+    out["grad_norm"] = grad_norm
     out["learning_rate"] = _scalar(schedule(state.step))
+    out["params_finite"] = _scalar(params_finite)
+    if skip_nonfinite:
+        keep_update = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & params_finite
+        params, opt_state = jax.tree_util.tree_map(lambda new, old: jnp.where(keep_update, new, old),
+                                                   (params, opt_state), (state.params, state.opt_state))
+        out["update_skipped"] = _scalar(~keep_update)
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), out
 
 
@@ -244,7 +265,8 @@ class Trainer:
         eval_batch_size = eval_batch_size or batch_size
         sharding_lib.check_batch_size(batch_size, self.mesh)
         rng = jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=self.replicated)
-        step_fn = functools.partial(train_step, program=self.program, tx=self.tx, schedule=self.schedule)
+        step_fn = functools.partial(train_step, program=self.program, tx=self.tx, schedule=self.schedule,
+                                    skip_nonfinite=skips_nonfinite_updates(self.config))
         eval_fn = functools.partial(eval_step, program=self.program)
         with self.mesh:
             batch = self.abstract_batch(batch_size)
@@ -261,6 +283,11 @@ class Trainer:
         if log_memory:
             log_memory_analysis(compiled_train, "train step")
         return Compiled(compiled_train, compiled_eval)
+
+
+def skips_nonfinite_updates(config: ml_collections.ConfigDict) -> bool:
+    """config.train.max_skipped_updates > 0: non-finite updates are skipped (default 0: the run stops)."""
+    return int(config.train.get("max_skipped_updates", 0) or 0) > 0
 
 
 def memory_summary(compiled) -> dict[str, float] | None:

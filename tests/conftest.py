@@ -5,6 +5,9 @@ from pathlib import Path
 
 import pytest
 
+# Session fixtures of the end-to-end pre-training runs: cache_dir, uninterrupted_workdir, uninterrupted.
+from pretrain_runs import cache_dir, uninterrupted, uninterrupted_workdir  # noqa: F401
+
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -21,6 +24,14 @@ def shared_dir() -> Path:
     if not SHARED.exists():
         pytest.skip(f"the shared data folder {SHARED} is absent (set ELECTRA_SHARED_DIR)")
     return SHARED
+
+
+@pytest.fixture
+def mini_config():
+    """Loads configs/pretrain.py:tiny with the mini network of tests/mini.py and the given dotted overrides."""
+    import mini
+
+    return mini.config
 
 
 @pytest.fixture(scope="session")

@@ -1,18 +1,15 @@
 """Checkpoints: params export/import, restore_params from every kind of path, training-state round trips."""
 
 import jax
+import mini
 import numpy as np
 import pytest
 
 from electra_jax import checkpoints, modeling, sharding, train_state
-from electra_jax import config as config_lib
-
-SMALL = {"model.vocab_size": 512, "model.num_layers": 2, "model.hidden_size": 64, "model.embedding_size": 32,
-         "model.num_heads": 2, "model.intermediate_size": 128, "data.max_seq_length": 16, "train.batch_size": 4}
-
 
 def _config(**extra):
-    return config_lib.load("configs/pretrain.py:tiny", {**SMALL, **extra})
+    """The mini network with two layers (the unstacked layout has layer_0 and layer_1)."""
+    return mini.config(**{"model.num_layers": 2, "data.max_seq_length": 16, "train.batch_size": 4, **extra})
 
 
 def _flat(tree):

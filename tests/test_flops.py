@@ -50,6 +50,24 @@ def test_mlm_step_counts_one_encoder_and_the_head():
     assert flops.model_flops_per_step(config, batch, seq) == pytest.approx(3 * (batch * seq * encoder + batch * head))
 
 
+def test_electric_step_counts_two_towers_and_the_cloze_head_at_every_position():
+    config = config_lib.load("configs/pretrain.py:small", {"objective.kind": "electric"})
+    batch, seq = 128, 128
+    tokens = batch * seq
+    disc = 12 * (8 * 256**2 + 4 * 256 * 1024 + 4 * 128 * 256) + 2 * 128 * 256
+    # Each tower: 12 layers of Hg=64, Ig=256 over all 128 positions, its own projection 128 -> 64.
+    tower = 12 * (8 * 64**2 + 4 * 64 * 256 + 4 * 128 * 64) + 2 * 128 * 64
+    disc_head = 2 * 256**2 + 2 * 256
+    # The cloze head at every position: dense from both towers (2 x 64) -> 128, then the 30522-row table.
+    cloze_head = 2 * 128 * 128 + 2 * 128 * 30522
+    expected = 3 * tokens * (disc + 2 * tower + disc_head + cloze_head)
+    assert flops.model_flops_per_step(config, batch, seq) == pytest.approx(expected, rel=1e-12)
+    # GDES changes no matmul: the same count as tied sharing.
+    tied = config_lib.load("configs/pretrain.py:small")
+    gdes = config_lib.load("configs/pretrain.py:small", {"model.embedding_sharing": "gdes"})
+    assert flops.model_flops_per_step(gdes, batch, seq) == flops.model_flops_per_step(tied, batch, seq)
+
+
 def test_slots_follow_the_benchmarked_sequence_length():
     config = config_lib.load("configs/pretrain.py:small")  # configured for 128 (19 slots)
     at_512 = flops.model_flops_per_step(config, 1, 512)
@@ -58,7 +76,7 @@ def test_slots_follow_the_benchmarked_sequence_length():
     assert at_512 == flops.model_flops_per_step(explicit, 1, 512)
 
 
-@pytest.mark.parametrize("kind", ["electra", "mlm"])
+@pytest.mark.parametrize("kind", ["electra", "mlm", "electric"])
 def test_formula_agrees_with_xla_count_of_the_compiled_step(kind):
     """XLA's cost analysis of the real gradient computation counts every op; matmuls dominate at width 256."""
     config = config_lib.load("configs/pretrain.py:tiny", {

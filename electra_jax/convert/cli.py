@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -125,8 +124,4 @@ def main(argv: Sequence[str]) -> None:
     if len(argv) != 2 or argv[1] not in COMMANDS:
         raise app.UsageError(f"give one command: python -m electra_jax.convert {{{'|'.join(COMMANDS)}}} --flags "
                              f"(got {list(argv[1:])})")
-    try:
-        run(argv[1], flags.FLAGS)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+    run(argv[1], flags.FLAGS)

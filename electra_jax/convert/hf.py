@@ -64,6 +64,12 @@ def to_hf_state_dicts(params, config) -> tuple[dict | None, dict | None, tuple[d
     """
     cfg = modeling.ModelConfig.from_config(config)
     params = modeling.unstack_layers(jax.device_get(params))
+    if cfg.embedding_sharing == "gdes" or cfg.two_tower_generator:
+        # GDES and Electric: export the plain ELECTRA networks HF can hold (modeling.hf_export_layouts).
+        (disc_params, disc_cfg), generator = modeling.hf_export_layouts(params, cfg)
+        disc, _, (disc_config, _) = to_hf_state_dicts(disc_params, disc_cfg)
+        _, gen, (_, gen_config) = to_hf_state_dicts(*generator) if generator else (None, None, (None, None))
+        return disc, gen, (disc_config, gen_config)
     disc_rules, gen_rules = hf_rules(cfg)
     disc = gen = disc_config = gen_config = None
     if not cfg.mlm_only:

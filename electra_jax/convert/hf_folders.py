@@ -13,7 +13,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from electra_jax import modeling
+from electra_jax import cli, modeling
 from electra_jax.checkpoint_formats import find_vocab, hf_vocab
 from electra_jax.convert.hf import from_hf_state_dicts, full_config, has_generator, to_hf_state_dicts, to_numpy
 from electra_jax.convert.tokenizer_files import write_tokenizer_files
@@ -34,6 +34,11 @@ def _write_safetensors(state_dict: dict, path: str, dtype: str) -> None:
 
         save_file({k: torch.from_numpy(np.array(v, np.float32)).to(torch.bfloat16) for k, v in state_dict.items()},
                   path, metadata=metadata)
+    # safetensors creates the file 0600; give it the permissions every other exported file gets (0644 under
+    # the usual umask), so a shared model folder is readable by others.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def save_hf(params, config, output_dir: str, vocab_path: str | None = None, dtype: str = "float32",
@@ -93,7 +98,12 @@ def _read_hf_state_dict(folder: str) -> dict[str, np.ndarray]:
         except ImportError:
             from safetensors.numpy import load_file
         for file in files:
-            state.update({k: np.asarray(to_numpy(v), np.float32) for k, v in load_file(file).items()})
+            try:
+                tensors = load_file(file)
+            except Exception as error:  # SafetensorError and friends: none of them names the file
+                raise ValueError(f"{file} is not a readable safetensors file ({cli.one_line(error, 200)}); it is "
+                                 "probably truncated or corrupt: export or download it again") from error
+            state.update({k: np.asarray(to_numpy(v), np.float32) for k, v in tensors.items()})
     elif os.path.isfile(binary):
         import torch
 

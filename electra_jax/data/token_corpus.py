@@ -171,10 +171,12 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    from absl import app, flags
+    from absl import flags
+
+    from electra_jax import cli
 
     flags.DEFINE_string("input", None, "Glob (or comma-separated globs) of sentence-per-line text files.")
     flags.DEFINE_string("vocab", None, "The WordPiece vocab.txt or SentencePiece .model to tokenize with.")
     flags.DEFINE_string("output_dir", None, "Where to write one NAME.tokens.xz per input file.")
     flags.DEFINE_bool("lower_case", True, "Lower-case (and strip accents) when tokenizing, as build_data does.")
-    app.run(main)
+    cli.run(main)

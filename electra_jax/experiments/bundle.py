@@ -149,7 +149,9 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    from absl import app, flags
+    from absl import flags
+
+    from electra_jax import cli
 
     flags.DEFINE_string("corpus_dir", None, "pack: the corpus (train*.txt and heldout*.txt, or their .tokens.xz).")
     flags.DEFINE_string("vocab", None, "pack: the vocabulary to tokenize with (and to carry).")
@@ -157,4 +159,4 @@ if __name__ == "__main__":
     flags.DEFINE_string("output_dir", None, "pack: the bundle folder; unpack: where the GLUE tasks go.")
     flags.DEFINE_string("bundle", None, "unpack: the bundle folder.")
     flags.DEFINE_float("max_mib", DEFAULT_MAX_MIB, "pack: the bundle's size limit in MiB.")
-    app.run(main)
+    cli.run(main)

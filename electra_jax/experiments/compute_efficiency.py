@@ -304,5 +304,7 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
+    from electra_jax import cli
+
     _define_flags()
-    app.run(main)
+    cli.run(main)

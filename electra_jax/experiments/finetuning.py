@@ -266,8 +266,10 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    from absl import app, flags
+    from absl import flags
+
+    from electra_jax import cli
 
     flags.DEFINE_string("output_dir", None, "The experiment's output folder (it holds run.json).")
     flags.DEFINE_string("task", None, "The task this worker fine-tunes.")
-    app.run(main)
+    cli.run(main)

@@ -216,7 +216,9 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    from absl import app, flags
+    from absl import flags
+
+    from electra_jax import cli
 
     from electra_jax.experiments.budgets import SHARED_DATA
 
@@ -226,4 +228,4 @@ if __name__ == "__main__":
     flags.DEFINE_string("vocab", str(SHARED_DATA / "bert_vocab" / "uncased" / "vocab.txt"), "Its vocabulary.")
     flags.DEFINE_float("corpus_tokens", 30e6, "The training corpus's WordPieces, for the records stage.")
     flags.DEFINE_string("output", "", "Also write the prediction here (JSON).")
-    app.run(main)
+    cli.run(main)

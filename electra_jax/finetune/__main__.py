@@ -7,6 +7,8 @@ import sys
 
 from absl import app, flags
 
+from electra_jax import cli
+
 
 def define_flags() -> None:
     """Defines this tool's flags (only when it runs as a program, so every tool imports side by side)."""
@@ -34,10 +36,10 @@ def main(argv) -> None:
     results = train_and_evaluate(f.config, f.workdir, f.init)
     if results.get("preempted"):
         print(json.dumps({"task": results["task"], "preempted": True}), file=sys.stdout)
-        return
+        sys.exit(cli.EXIT_PREEMPTED)  # saved; the same command resumes (what schedulers rerun on)
     print(json.dumps({"task": results["task"], "best": results["best"]}), file=sys.stdout)
 
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)

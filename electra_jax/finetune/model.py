@@ -15,7 +15,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from electra_jax.modeling import Embeddings, Encoder, ModelConfig
+from electra_jax.modeling import Embeddings, Encoder, ModelConfig, discriminator_params
 from electra_jax.tree_paths import path_name
 
 # Model-config fields an --init checkpoint decides (the rest, such as dtype and attention, stay the run's).
@@ -67,7 +67,7 @@ def merge_pretrained(params: dict, pretrained: dict) -> dict:
     ignored; any other mismatch raises a ValueError naming the parameter.
     """
     params = jax.tree_util.tree_map(np.asarray, nn.unbox(params))
-    pretrained = nn.unbox(pretrained)
+    pretrained = discriminator_params(nn.unbox(pretrained))  # GDES: the discriminator's merged tables
     for top in ("embeddings", "discriminator"):
         if top not in pretrained:
             raise ValueError(f"the --init checkpoint has no '{top}' parameters (found {sorted(pretrained)}); "

@@ -7,6 +7,9 @@
 # --per_gpu: one process per GPU (JAX_PROCESS_ID i drives GPU i through JAX_LOCAL_DEVICE_IDS), joined by
 # jax.distributed over a local coordinator, exactly as the processes of a multi-node job are. Use it to
 # rehearse a multi-node run on one machine.
+#
+# Exit status: pretrain's own. 42 means it was preempted (SIGTERM) after saving a checkpoint of the step it
+# stopped at: run the same command again to resume (a scheduler wrapping this script should resubmit on 42).
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -28,13 +31,13 @@ Usage: launch/gpu/single_node.sh [flags] [-- extra pretrain flags]
   --dry_run          print the commands, one per line, and run nothing
   -h, --help         this text
 Everything after `--` is appended to the pretrain command, e.g. `-- --config.train.batch_size=256`.
+Exit status 42: preempted after saving a checkpoint; run the same command again to resume.
 EOF
 }
 
-die() {
-  echo "single_node.sh: $*" >&2
-  exit 2
-}
+LAUNCH_NAME=single_node.sh
+# shellcheck source=launch/common.sh
+source "${SCRIPT_DIR}/../common.sh"
 
 SIZE="small"
 WORKDIR=""
@@ -45,46 +48,13 @@ PER_GPU=0
 PORT=12355
 PYTHON="python3"
 DRY_RUN=0
-FAST=""  # ",fast": the configs/pretrain.py option with the measured GPU settings
-EXTRA_ARGS=()
+FAST=0
+parse_flags "dry_run fast per_gpu" "size workdir data eval_data gpus port python" "$@"
+((${#POSITIONAL[@]} == 0)) || die "unknown argument ${POSITIONAL[0]} (see --help)"
+OPTION=""
+((FAST)) && OPTION=",fast"  # the configs/pretrain.py option with the measured GPU settings
 
-while (($#)); do
-  arg=$1
-  shift
-  value=""
-  case $arg in
-    --*=*) value=${arg#*=}; arg=${arg%%=*} ;;
-  esac
-  case $arg in
-    -h | --help) usage; exit 0 ;;
-    --dry_run) DRY_RUN=1 ;;
-    --fast) FAST=",fast" ;;
-    --per_gpu) PER_GPU=1 ;;
-    --) EXTRA_ARGS=("$@"); break ;;
-    --size | --workdir | --data | --eval_data | --gpus | --port | --python)
-      if [[ -z $value ]]; then
-        (($# > 0)) || die "$arg needs a value"
-        value=$1
-        shift
-      fi
-      case $arg in
-        --size) SIZE=$value ;;
-        --workdir) WORKDIR=$value ;;
-        --data) DATA=$value ;;
-        --eval_data) EVAL_DATA=$value ;;
-        --gpus) GPUS=$value ;;
-        --port) PORT=$value ;;
-        --python) PYTHON=$value ;;
-      esac
-      ;;
-    *) die "unknown argument $arg (see --help)" ;;
-  esac
-done
-
-case $SIZE in
-  tiny | small | small_plus | base | large) ;;
-  *) die "--size=$SIZE is not one of tiny, small, small_plus, base, large" ;;
-esac
+check_size "$SIZE"
 WORKDIR=${WORKDIR:-workdirs/${SIZE}}
 if [[ -z $GPUS ]]; then
   if command -v nvidia-smi >/dev/null 2>&1; then
@@ -97,16 +67,7 @@ if [[ -z $GPUS ]]; then
 fi
 [[ $GPUS =~ ^[1-9][0-9]*$ ]] || die "--gpus=$GPUS must be a positive whole number"
 
-quote_all() {
-  local out="" word
-  for word in "$@"; do
-    # Quote only words that need it, so the printed line pastes back into a shell.
-    if [[ $word =~ ^[A-Za-z0-9_./:=,@%+-]+$ ]]; then out+="$word "; else out+="'${word//\'/\'\\\'\'}' "; fi
-  done
-  printf '%s' "${out% }"
-}
-
-PRETRAIN=("$PYTHON" -m electra_jax.pretrain --config="configs/pretrain.py:${SIZE}${FAST}" --workdir="$WORKDIR")
+PRETRAIN=("$PYTHON" -m electra_jax.pretrain --config="configs/pretrain.py:${SIZE}${OPTION}" --workdir="$WORKDIR")
 [[ -z $DATA ]] || PRETRAIN+=(--config.data.train_files="$DATA")
 [[ -z $EVAL_DATA ]] || PRETRAIN+=(--config.data.eval_files="$EVAL_DATA")
 
@@ -147,8 +108,19 @@ for ((i = 0; i < GPUS; i++)); do
   pids+=($!)
 done
 ((DRY_RUN)) && { echo "# the ${GPUS} processes run in the background; the script waits for all of them"; exit 0; }
+PREEMPTED=42  # electra_jax.cli.EXIT_PREEMPTED: every process saved the same step and is stopping
 status=0
 for ((i = 0; i < GPUS; i++)); do
-  wait -n || { status=$?; echo "single_node.sh: a process exited with status $status; stopping the rest" >&2; break; }
+  wait -n || {
+    status=$?
+    if ((status == PREEMPTED)); then
+      wait || true  # the others stop at the same step; let them finish
+      echo "single_node.sh: preempted after saving a checkpoint (exit ${PREEMPTED}); run the same command again to resume" >&2
+      pids=()
+      break
+    fi
+    echo "single_node.sh: a process exited with status $status; stopping the rest" >&2
+    break
+  }
 done
 exit "$status"

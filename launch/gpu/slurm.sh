@@ -13,7 +13,9 @@
 # Every process gets JAX_COORDINATOR_ADDRESS (the first node of the job, --port), JAX_NUM_PROCESSES and
 # JAX_PROCESS_ID (= $SLURM_PROCID), and pretrain's --multihost flag makes it call
 # jax.distributed.initialize() with them. With --requeue a preempted job is requeued and resumes from
-# the last checkpoint in --workdir.
+# the last checkpoint in --workdir: Slurm requeues jobs it preempts itself, and sbatch --signal=TERM@GRACE
+# makes the training save and exit 42 shortly before the time limit, on which this script runs
+# `scontrol requeue` (without --requeue it exits 42: submit it again to resume).
 set -euo pipefail
 
 usage() {
@@ -25,7 +27,8 @@ Usage: launch/gpu/slurm.sh [flags] [-- extra pretrain flags]
   --partition P       Slurm partition                                        (default: the cluster's)
   --account A         Slurm account                                          (default: yours)
   --time T            time limit, e.g. 2-00:00:00                            (default: the partition's)
-  --requeue           let Slurm requeue the job after preemption or node failure
+  --requeue           requeue the job after preemption, node failure or (exit 42) its time limit
+  --grace SECONDS     SIGTERM the training this long before the time limit, so it saves   (default: 300)
   --job_name NAME     job name                                               (default: electra-SIZE)
   --size SIZE         configs/pretrain.py size: tiny, small, small_plus, base, large   (default: base)
   --workdir DIR       on a filesystem all nodes share, or gs://             (default: REPO/workdirs/SIZE)
@@ -42,10 +45,15 @@ Everything after `--` is appended to the pretrain command.
 EOF
 }
 
-die() {
-  echo "slurm.sh: $*" >&2
-  exit 2
-}
+LAUNCH_NAME=slurm.sh
+# sbatch runs a copy of this script from its spool folder: there the checkout (and common.sh) is the --repo
+# the self-submission below passes.
+LAUNCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+for arg in "$@"; do
+  [[ -f ${LAUNCH_DIR}/common.sh || $arg != --repo=* ]] || LAUNCH_DIR=${arg#--repo=}/launch
+done
+# shellcheck source=launch/common.sh
+source "${LAUNCH_DIR}/common.sh"
 
 ORIGINAL_ARGS=("$@")
 NODES=2
@@ -55,6 +63,7 @@ PARTITION=""
 ACCOUNT=""
 TIME_LIMIT=""
 REQUEUE=0
+GRACE=300
 JOB_NAME=""
 SIZE="base"
 WORKDIR=""
@@ -64,56 +73,18 @@ PORT=12345
 PYTHON="python3"
 REPO=""
 DRY_RUN=0
-FAST=""  # ",fast": the configs/pretrain.py option with the measured GPU settings
-EXTRA_ARGS=()
+FAST=0
 
-while (($#)); do
-  arg=$1
-  shift
-  value=""
-  case $arg in
-    --*=*) value=${arg#*=}; arg=${arg%%=*} ;;
-  esac
-  case $arg in
-    -h | --help) usage; exit 0 ;;
-    --dry_run) DRY_RUN=1 ;;
-    --fast) FAST=",fast" ;;
-    --per_gpu) PER_GPU=1 ;;
-    --requeue) REQUEUE=1 ;;
-    --) EXTRA_ARGS=("$@"); break ;;
-    --nodes | --gpus_per_node | --partition | --account | --time | --job_name | --size | --workdir | --data | \
-      --eval_data | --port | --python | --repo)
-      if [[ -z $value ]]; then
-        (($# > 0)) || die "$arg needs a value"
-        value=$1
-        shift
-      fi
-      case $arg in
-        --nodes) NODES=$value ;;
-        --gpus_per_node) GPUS_PER_NODE=$value ;;
-        --partition) PARTITION=$value ;;
-        --account) ACCOUNT=$value ;;
-        --time) TIME_LIMIT=$value ;;
-        --job_name) JOB_NAME=$value ;;
-        --size) SIZE=$value ;;
-        --workdir) WORKDIR=$value ;;
-        --data) DATA=$value ;;
-        --eval_data) EVAL_DATA=$value ;;
-        --port) PORT=$value ;;
-        --python) PYTHON=$value ;;
-        --repo) REPO=$value ;;
-      esac
-      ;;
-    *) die "unknown argument $arg (see --help)" ;;
-  esac
-done
+parse_flags "dry_run fast per_gpu requeue" \
+  "nodes gpus_per_node partition account time:TIME_LIMIT job_name size workdir data eval_data port python repo grace" "$@"
+((${#POSITIONAL[@]} == 0)) || die "unknown argument ${POSITIONAL[0]} (see --help)"
+OPTION=""
+((FAST)) && OPTION=",fast"  # the configs/pretrain.py option with the measured GPU settings
 
-case $SIZE in
-  tiny | small | small_plus | base | large) ;;
-  *) die "--size=$SIZE is not one of tiny, small, small_plus, base, large" ;;
-esac
+check_size "$SIZE"
 [[ $NODES =~ ^[1-9][0-9]*$ ]] || die "--nodes=$NODES must be a positive whole number"
 [[ $GPUS_PER_NODE =~ ^[1-9][0-9]*$ ]] || die "--gpus_per_node=$GPUS_PER_NODE must be a positive whole number"
+[[ $GRACE =~ ^[0-9]+$ ]] || die "--grace=$GRACE must be a whole number of seconds"
 JOB_NAME=${JOB_NAME:-electra-${SIZE}}
 
 if [[ -z $REPO ]]; then
@@ -123,25 +94,6 @@ if [[ -z $REPO ]]; then
   if [[ -f "${candidate}/setup.py" ]]; then REPO=$candidate; else REPO=${SLURM_SUBMIT_DIR:-$PWD}; fi
 fi
 WORKDIR=${WORKDIR:-${REPO}/workdirs/${SIZE}}
-
-quote_all() {
-  local out="" word
-  for word in "$@"; do
-    # Quote only words that need it, so the printed line pastes back into a shell.
-    if [[ $word =~ ^[A-Za-z0-9_./:=,@%+-]+$ ]]; then out+="$word "; else out+="'${word//\'/\'\\\'\'}' "; fi
-  done
-  printf '%s' "${out% }"
-}
-
-run() {
-  if ((DRY_RUN)); then
-    quote_all "$@"
-    echo
-  else
-    echo "+ $(quote_all "$@")" >&2
-    "$@"
-  fi
-}
 
 # The first host of a Slurm node list ("gpu[03-05,09],big7" -> "gpu03"). scontrol knows every syntax;
 # the fallback covers the common ones for dry runs away from the cluster.
@@ -161,8 +113,9 @@ tasks_per_node=1
 
 if [[ -z ${SLURM_JOB_ID:-} ]]; then
   # On the login node: submit this script, passing every flag through (plus --repo for the spool copy).
+  # --signal: the job steps get SIGTERM GRACE seconds before the time limit; training saves and exits 42.
   sbatch_cmd=(sbatch --job-name="$JOB_NAME" --nodes="$NODES" --ntasks-per-node="$tasks_per_node"
-    --gpus-per-node="$GPUS_PER_NODE" --exclusive --output="${REPO}/logs/%x-%j.out")
+    --gpus-per-node="$GPUS_PER_NODE" --exclusive --output="${REPO}/logs/%x-%j.out" --signal="TERM@${GRACE}")
   [[ -z $PARTITION ]] || sbatch_cmd+=(--partition="$PARTITION")
   [[ -z $ACCOUNT ]] || sbatch_cmd+=(--account="$ACCOUNT")
   [[ -z $TIME_LIMIT ]] || sbatch_cmd+=(--time="$TIME_LIMIT")
@@ -185,7 +138,7 @@ nodes=${SLURM_JOB_NUM_NODES:-${SLURM_NNODES:-$NODES}}
 num_processes=$((nodes * tasks_per_node))
 coordinator="$(first_node "${SLURM_JOB_NODELIST:?not inside a Slurm job}"):${PORT}"
 
-pretrain=("$PYTHON" -m electra_jax.pretrain --config="configs/pretrain.py:${SIZE}${FAST}" --workdir="$WORKDIR" --multihost)
+pretrain=("$PYTHON" -m electra_jax.pretrain --config="configs/pretrain.py:${SIZE}${OPTION}" --workdir="$WORKDIR" --multihost)
 [[ -z $DATA ]] || pretrain+=(--config.data.train_files="$DATA")
 [[ -z $EVAL_DATA ]] || pretrain+=(--config.data.eval_files="$EVAL_DATA")
 pretrain+=("${EXTRA_ARGS[@]}")
@@ -202,4 +155,22 @@ srun_cmd=(srun --nodes="$nodes" --ntasks-per-node="$tasks_per_node" --kill-on-ba
   --export="ALL,JAX_COORDINATOR_ADDRESS=${coordinator},JAX_NUM_PROCESSES=${num_processes}")
 # Every task must see all of its node's GPUs for JAX_LOCAL_DEVICE_IDS to index them.
 ((PER_GPU)) && srun_cmd+=(--gpu-bind=none)
-run "${srun_cmd[@]}" bash -c "${task_env} cd $(quote_all "$REPO") && exec $(quote_all "${pretrain[@]}")"
+PREEMPTED=42  # electra_jax.cli.EXIT_PREEMPTED: every task saved the same step and stopped
+status=0
+run "${srun_cmd[@]}" bash -c "${task_env} cd $(quote_all "$REPO") && exec $(quote_all "${pretrain[@]}")" || status=$?
+if ((DRY_RUN)); then
+  if ((REQUEUE)); then
+    echo "# on exit status ${PREEMPTED} (preempted after saving a checkpoint):"
+    run scontrol requeue "${SLURM_JOB_ID:-JOB_ID}"
+  fi
+  exit 0
+fi
+if ((status == PREEMPTED)); then
+  if ((REQUEUE)); then
+    echo "slurm.sh: preempted after saving a checkpoint (exit ${PREEMPTED}); requeueing job ${SLURM_JOB_ID}" >&2
+    run scontrol requeue "$SLURM_JOB_ID"
+  else
+    echo "slurm.sh: preempted after saving a checkpoint (exit ${PREEMPTED}); submit the job again to resume" >&2
+  fi
+fi
+exit "$status"

@@ -57,10 +57,9 @@ Example (ELECTRA-Base on a v4-32 pod):
 EOF
 }
 
-die() {
-  echo "pod.sh: $*" >&2
-  exit 2
-}
+LAUNCH_NAME=pod.sh
+# shellcheck source=launch/common.sh
+source "${SCRIPT_DIR}/../common.sh"
 
 # ---------------------------------------------------------------------------------------------------
 # Flags.
@@ -85,67 +84,19 @@ POLL_SECONDS=300
 MAX_RESTARTS=100
 WORKER=0
 DRY_RUN=0
-EXTRA_ARGS=()
 
-# Flags that take a value read it from `--flag=value` or else from the next argument (then returns 0).
-needs_value() {
-  if [[ -z $value ]]; then
-    (($# > 0)) || die "$arg needs a value"
-    value=$1
-    return 0
-  fi
-  return 1
-}
-
-while (($#)); do
-  arg=$1
-  shift
-  value=""
-  case $arg in
-    --*=*) value=${arg#*=}; arg=${arg%%=*} ;;
-  esac
-  case $arg in
-    -h | --help) usage; exit 0 ;;
-    --dry_run) DRY_RUN=1 ;;
-    --spot) CAPACITY="--spot" ;;
-    --reserved) CAPACITY="--reserved" ;;
-    --) EXTRA_ARGS=("$@"); break ;;
-    --name | --zone | --project | --accelerator | --runtime | --size | --bucket | --workdir | --data | \
-      --eval_data | --local_data | --vocab | --repo | --branch | --poll_seconds | --max_restarts | --worker)
-      if needs_value "$@"; then shift; fi
-      case $arg in
-        --name) NAME=$value ;;
-        --zone) ZONE=$value ;;
-        --project) PROJECT=$value ;;
-        --accelerator) ACCELERATOR=$value ;;
-        --runtime) RUNTIME=$value ;;
-        --size) SIZE=$value ;;
-        --bucket) BUCKET=$value ;;
-        --workdir) WORKDIR=$value ;;
-        --data) DATA=$value ;;
-        --eval_data) EVAL_DATA=$value ;;
-        --local_data) LOCAL_DATA=$value ;;
-        --vocab) VOCAB=$value ;;
-        --repo) REPO_URL=$value ;;
-        --branch) BRANCH=$value ;;
-        --poll_seconds) POLL_SECONDS=$value ;;
-        --max_restarts) MAX_RESTARTS=$value ;;
-        --worker) WORKER=$value ;;
-      esac
-      ;;
-    -*) die "unknown flag $arg (see --help)" ;;
-    *)
-      [[ -z $COMMAND ]] || die "only one command, got '$COMMAND' and '$arg'"
-      COMMAND=$arg
-      ;;
-  esac
-done
+SPOT=0
+RESERVED=0
+parse_flags "dry_run spot reserved" "name zone project accelerator runtime size bucket workdir data eval_data local_data \
+vocab repo:REPO_URL branch poll_seconds max_restarts worker" "$@"
+((${#POSITIONAL[@]} <= 1)) || die "only one command, got '${POSITIONAL[0]}' and '${POSITIONAL[1]}'"
+COMMAND=${POSITIONAL[0]:-}
+((SPOT && RESERVED)) && die "--spot and --reserved exclude each other"
+((SPOT)) && CAPACITY="--spot"
+((RESERVED)) && CAPACITY="--reserved"
 
 [[ -n $COMMAND ]] || { usage >&2; exit 2; }
-case $SIZE in
-  tiny | small | small_plus | base | large) ;;
-  *) die "--size=$SIZE is not one of tiny, small, small_plus, base, large" ;;
-esac
+check_size "$SIZE"
 # TPU names become GCE resource names: lower-case letters, digits and dashes (a space in a name gave the
 # original ELECTRA users "Malformed device specification").
 [[ $NAME =~ ^[a-z]([-a-z0-9]*[a-z0-9])?$ ]] || die "--name=$NAME: use lower-case letters, digits and dashes"
@@ -185,34 +136,6 @@ CODE_TARBALL="${TMPDIR:-/tmp}/electra_jax_code.tgz"
 
 # ---------------------------------------------------------------------------------------------------
 # Running or printing commands.
-
-# Shell-quotes one word only when it needs it, so that dry-run lines read naturally and parse back.
-quote() {
-  local word=$1
-  if [[ $word =~ ^[A-Za-z0-9_./:=,@%+-]+$ ]]; then
-    printf '%s' "$word"
-  else
-    printf "'%s'" "${word//\'/\'\\\'\'}"
-  fi
-}
-
-quote_all() {
-  local out="" word
-  for word in "$@"; do
-    out+="$(quote "$word") "
-  done
-  printf '%s' "${out% }"
-}
-
-run() {
-  if ((DRY_RUN)); then
-    quote_all "$@"
-    echo
-  else
-    echo "+ $(quote_all "$@")" >&2
-    "$@"
-  fi
-}
 
 note() {
   # Dry runs print notes as shell comments so that every other line is a command.
@@ -310,14 +233,16 @@ do_start() {
   # pgrep's pattern has a bracket so that it does not match the remote shell running this very line.
   local remote="cd ${REMOTE_REPO} && mkdir -p ${REMOTE_LOGS} && if pgrep -f 'electra_jax[.]pretrain' >/dev/null;"
   remote+=" then echo \"pretraining already runs on \$(hostname)\";"
-  remote+=" else nohup $(pretrain_command) >>${REMOTE_LOGS}/pretrain.log 2>&1 </dev/null & fi"
+  # keep_training.sh runs it again whenever it exits 42 (preempted after saving) while the VM stays up.
+  remote+=" else nohup bash ${REMOTE_REPO}/launch/tpu/keep_training.sh -- $(pretrain_command)"
+  remote+=" >>${REMOTE_LOGS}/pretrain.log 2>&1 </dev/null & fi"
   on_all_workers "$remote"
   note "logs: launch/tpu/pod.sh logs --name=$NAME --zone=$ZONE; metrics: gsutil cat $WORKDIR/metrics.jsonl"
 }
 
 do_status() {
   run gcloud compute tpus queued-resources describe "$NAME" "${GCLOUD_SCOPE[@]}" --format='value(state.state)'
-  on_all_workers "echo \"\$(hostname): \$(pgrep -fc 'electra_jax[.]pretrain' || true) pretrain process(es)\"; tail -n 2 ${REMOTE_LOGS}/pretrain.log 2>/dev/null || true"
+  on_all_workers "echo \"\$(hostname): \$(pgrep -fc '^[^ ]*python[^ ]* -m electra_jax[.]pretrain' || true) pretrain process(es)\"; tail -n 2 ${REMOTE_LOGS}/pretrain.log 2>/dev/null || true"
 }
 
 do_logs() {

@@ -15,41 +15,18 @@ Usage: launch/tpu/worker_setup.sh [--repo=DIR] [--venv=DIR] [--extras=tpu] [--dr
 EOF
 }
 
+LAUNCH_NAME=worker_setup.sh
+# shellcheck source=launch/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
+
 REPO="${HOME}/electra_jax"
 VENV="${HOME}/electra_venv"
 EXTRAS="tpu"
 DRY_RUN=0
-while (($#)); do
-  case $1 in
-    -h | --help) usage; exit 0 ;;
-    --dry_run) DRY_RUN=1 ;;
-    --repo=*) REPO=${1#*=} ;;
-    --venv=*) VENV=${1#*=} ;;
-    --extras=*) EXTRAS=${1#*=} ;;
-    --repo | --venv | --extras)
-      (($# > 1)) || { echo "worker_setup.sh: $1 needs a value" >&2; exit 2; }
-      case $1 in --repo) REPO=$2 ;; --venv) VENV=$2 ;; --extras) EXTRAS=$2 ;; esac
-      shift
-      ;;
-    *) echo "worker_setup.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
-  esac
-  shift
-done
+parse_flags "dry_run" "repo venv extras" "$@"
+((${#POSITIONAL[@]} + ${#EXTRA_ARGS[@]} == 0)) || die "unknown argument ${POSITIONAL[0]:-${EXTRA_ARGS[0]}} (see --help)"
 
-run() {
-  if ((DRY_RUN)); then
-    local out="" word
-    for word in "$@"; do
-      # Quote only words that need it, so the printed line pastes back into a shell.
-      if [[ $word =~ ^[A-Za-z0-9_./:=,@%+-]+$ ]]; then out+="$word "; else out+="'${word//\'/\'\\\'\'}' "; fi
-    done
-    echo "${out% }"
-  else
-    "$@"
-  fi
-}
-
-[[ -f "${REPO}/setup.py" ]] || ((DRY_RUN)) || { echo "worker_setup.sh: no setup.py in ${REPO}" >&2; exit 1; }
+[[ -f "${REPO}/setup.py" ]] || ((DRY_RUN)) || { echo "${LAUNCH_NAME}: no setup.py in ${REPO}" >&2; exit 1; }
 
 if ((DRY_RUN)) || ! python3 -m venv --help >/dev/null 2>&1; then
   # TPU VM images ship python3 without the venv module.

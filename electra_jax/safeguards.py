@@ -1,0 +1,211 @@
+"""Safeguards of a long pre-training run: each failure stops it with one line naming the cause and the fix.
+
+* `prepare_workdir`: a workdir that is a file or cannot be written is refused before anything starts.
+* `check_resumable`: resuming compares the checkpoint's config with the new one and names the fields that a
+  resumed run may not change (the model, the objective, the data format, batch size, seed).
+* `check_token_ids`: token ids outside [0, vocab_size) (records from another vocabulary) are caught in the
+  batch, before they can turn into a NaN loss that looks like a learning-rate problem.
+* `DivergenceGuard`: no non-finite loss, gradient norm or parameter ever reaches a checkpoint, and the run
+  names a checkpoint that is really good. See its docstring for what "verified" means.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from electra_jax.checkpoints import CheckpointError, Checkpointer, Path, ResumeMismatchError, as_path, config_to_dict
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training diverged; the message names the step, what was not finite and the last good checkpoint."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Before the run
+
+
+def prepare_workdir(path: str | os.PathLike) -> Path:
+    """Creates the workdir (process 0 only); CheckpointError naming it when it is a file or not writable."""
+    root = as_path(path)
+    if jax.process_index() != 0:
+        return root
+    if "://" in str(root):
+        root.mkdir(parents=True, exist_ok=True)
+        return root
+    if root.exists() and not root.is_dir():
+        raise CheckpointError(f"--workdir={path} is a file, not a folder; give a folder (it is created if missing)")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".electra_jax_write_test_{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise CheckpointError(f"the workdir {root} cannot be written ({error.strerror}); choose a folder you can "
+                              "write to with --workdir, or fix its permissions") from error
+    return root
+
+
+# Config fields that define the run a checkpoint continues: a resumed run must keep them. Everything else
+# (steps, logging, eval, checkpoint cadence, progress, data paths, mesh and sharding, optimizer settings such
+# as a lowered learning rate, max_skipped_updates) may change.
+RESUME_MUST_MATCH = ("model.", "objective.", "data.max_seq_length", "data.lower_case", "data.pad_id",
+                     "data.unk_id", "data.cls_id", "data.sep_id", "data.mask_id", "train.batch_size", "train.seed")
+# Compute-only model switches: same parameters, same state layout.
+RESUME_MAY_CHANGE = ("model.dtype", "model.attention", "model.remat", "model.dropout_prng")
+# Filled in by config.finalize from the fields above; they differ only because a set field does.
+DERIVED_FIELDS = ("model.generator_hidden_size", "model.generator_num_heads", "model.generator_intermediate_size",
+                  "model.generator_num_layers", "model.padded_vocab_size", "objective.max_predictions_per_seq")
+
+
+def _flatten(tree: Mapping, prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+Change = tuple[str, Any, Any]  # (field, value in the checkpoint, value now)
+
+
+def resume_differences(saved: Mapping, current: Mapping) -> tuple[list[Change], list[Change]]:
+    """(fields a resumed run may not change, fields it may) that differ, as (field, saved, current).
+
+    Fields present on one side only (configs written by another electra_jax version) are ignored.
+    """
+    old, new = _flatten(saved), _flatten(current)
+    forbidden, allowed = [], []
+    for field in sorted(set(old) & set(new)):
+        if old[field] == new[field]:
+            continue
+        binding = field.startswith(RESUME_MUST_MATCH) and field not in RESUME_MAY_CHANGE
+        (forbidden if binding else allowed).append((field, old[field], new[field]))
+    forbidden.sort(key=lambda change: change[0] in DERIVED_FIELDS)  # the fields a user sets come first
+    return forbidden, allowed
+
+
+def check_resumable(saved: Mapping, config: ml_collections.ConfigDict | Mapping, where: Path | str) -> None:
+    """Raises ResumeMismatchError naming the fields that differ; logs the changes a resumed run may make."""
+    current = config_to_dict(config) if isinstance(config, ml_collections.ConfigDict) else dict(config)
+    forbidden, allowed = resume_differences(saved, current)
+    if allowed:
+        logging.info("resuming with changed settings (checkpoint -> now): %s",
+                     ", ".join(f"{f} {a!r} -> {b!r}" for f, a, b in allowed))
+    if forbidden:
+        shown = ", ".join(f"{f} {a!r} -> {b!r}" for f, a, b in forbidden[:6])
+        more = f" and {len(forbidden) - 6} more" if len(forbidden) > 6 else ""
+        workdir = as_path(where).parent.parent
+        raise ResumeMismatchError(
+            f"the checkpoint {where} was trained with a different config: {shown}{more} (checkpoint -> now). A run "
+            f"resumes only with the same model, objective, sequence length, special ids, batch size and seed. To "
+            f"train this config use a new --workdir; to start a fresh run from those weights add "
+            f"--config.checkpoint.init={workdir} to it; to continue the old run drop the changed overrides")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# During the run
+
+
+def check_token_ids(batch: Mapping[str, Any], vocab_size: int, *, where: str) -> None:
+    """Raises ValueError when a batch holds a token id outside [0, vocab_size). Costs one min/max per batch."""
+    ids = np.asarray(batch["input_ids"])
+    if ids.size == 0:
+        return
+    low, high = int(ids.min()), int(ids.max())
+    if 0 <= low and high < vocab_size:
+        return
+    bad = high if high >= vocab_size else low
+    raise ValueError(
+        f"the {where} holds token id {bad}, but config.model.vocab_size = {vocab_size} (ids must lie in "
+        f"[0, {vocab_size})): the records were built with another vocabulary than this model's. Rebuild them with "
+        f"`python -m electra_jax.build_data --vocab=VOCAB` and this model's vocabulary, or, if the records are "
+        f"right, pass --config.model.vocab_size=N with their vocabulary's size (at least {max(high + 1, 1)}); "
+        f"records built by build_data carry a metadata.json that sets it")
+
+
+class DivergenceGuard:
+    """Checks each step's metrics; tells the checkpointer which checkpoints are verified; stops a diverged run.
+
+    The loss and gradient norm of step t are computed with the parameters of step t-1; the parameters saved
+    at step t are the result of update t (`params_finite` says whether they are all finite). So:
+      * a checkpoint is saved at step t only after step t's metrics were checked (the loop's job), so it
+        never holds non-finite parameters;
+      * it is *verified* only once a later step computed a finite loss and gradient norm from its parameters
+        (`Checkpointer.mark_verified`); rotation always keeps the newest verified checkpoint;
+      * when step t's loss or gradient norm is not finite, the parameters of step t-1 produced it: a
+        checkpoint of step t-1 is moved to WORKDIR/quarantine/ ("diverged") and the message names the newest
+        remaining one, which is verified. When only the update's result is not finite, step t-1 is good.
+    With max_skipped_updates = N > 0 the train step has already dropped such updates (the parameters stay
+    those of the step before); the run goes on and stops at the (N+1)-th non-finite update in a row.
+    """
+
+    def __init__(self, checkpointer: Checkpointer, *, max_skipped_updates: int, learning_rate: float):
+        self.checkpointer = checkpointer
+        self.max_skipped = max_skipped_updates
+        self.learning_rate = learning_rate
+        self.in_a_row = 0
+        self.total_skipped = 0
+        self._streak_start = 0
+        self._streak_bad_inputs = False
+
+    def check(self, step: int, metrics: Mapping[str, float]) -> bool:
+        """True when update `step` was applied; False when it was skipped; raises NonFiniteLossError to stop."""
+        inputs_ok = math.isfinite(metrics["loss"]) and math.isfinite(metrics.get("grad_norm", 0.0))
+        result_ok = metrics.get("params_finite", 1.0) == 1.0
+        if inputs_ok:
+            self.checkpointer.mark_verified(step - 1)  # step - 1's params gave a finite loss and gradient
+        if inputs_ok and result_ok:
+            self.in_a_row = 0
+            return True
+        what = self._describe(step, metrics, inputs_ok)
+        if self.max_skipped == 0:
+            self._stop(what, first_bad=step if inputs_ok else step - 1)
+        if self.in_a_row == 0:
+            self._streak_start, self._streak_bad_inputs = step, False
+        self.in_a_row += 1
+        self.total_skipped += 1
+        self._streak_bad_inputs |= not inputs_ok
+        if self.in_a_row > self.max_skipped:
+            # Every update of the streak started from the parameters of the step before it.
+            self._stop(f"{self.in_a_row} updates in a row (steps {self._streak_start}-{step}) were not finite, "
+                       f"more than config.train.max_skipped_updates = {self.max_skipped} allows; the last: {what}",
+                       first_bad=self._streak_start - 1 if self._streak_bad_inputs else self._streak_start)
+        logging.warning("step %d: %s; the update was skipped (%d in a row, at most %d)", step, what, self.in_a_row,
+                        self.max_skipped)
+        return False
+
+    @staticmethod
+    def _describe(step: int, metrics: Mapping[str, float], inputs_ok: bool) -> str:
+        losses = f"mlm_loss {metrics.get('mlm_loss')}, disc_loss {metrics.get('disc_loss')}"
+        if not inputs_ok:
+            return (f"the training loss is {metrics['loss']} and the gradient norm {metrics.get('grad_norm')} at "
+                    f"step {step} ({losses})")
+        return (f"the update of step {step} made the parameters non-finite (loss {metrics['loss']}, gradient norm "
+                f"{metrics.get('grad_norm')}, learning rate {metrics.get('learning_rate')})")
+
+    def _stop(self, what: str, *, first_bad: int) -> None:
+        checkpointer = self.checkpointer
+        checkpointer.wait_until_finished()  # pending saves hold checked states; they must land before moving any
+        moved = checkpointer.quarantine_from(first_bad, "diverged")
+        good = checkpointer.latest_step()
+        parts = [what, "stopped without saving it"]
+        if moved:
+            parts.append(f"checkpoint {', '.join(str(s) for s, _ in moved)}, whose parameters produced it, was moved "
+                         f"to {checkpointer.quarantine_directory}")
+        parts.append(f"the last good checkpoint is step {good} in {checkpointer.directory} (rerunning the command "
+                     "resumes from it)" if good is not None else "no good checkpoint was saved (a rerun starts afresh)")
+        rate = self.learning_rate
+        fix = f"Fix: lower config.optim.learning_rate (now {rate:g}; e.g. --config.optim.learning_rate={rate / 10:g})"
+        if self.max_skipped == 0:
+            fix += " or skip such updates with --config.train.max_skipped_updates=N"
+        raise NonFiniteLossError("; ".join(parts) + f". {fix}; a loss that breaks suddenly can also mean bad data.")
