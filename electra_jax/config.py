@@ -27,6 +27,7 @@ SCHEDULES = ("electra", "warmup_linear")
 SHARDING_RULES = ("dp", "fsdp", "fsdp_tp")
 ON_CORRUPT = ("fallback", "stop")
 FLOAT32_MAX = 3.4028234663852886e38
+RECORD_FORMATS = ("tfrecord", "numpy")
 REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch")
 
 
@@ -148,11 +149,14 @@ def base_pretrain_config() -> ml_collections.ConfigDict:
     d = config.data = ml_collections.ConfigDict()
     d.train_files = ""
     d.eval_files = ""
+    # "tfrecord": the original ELECTRA TFRecords through tf.data; "numpy": build_data --format=numpy shards,
+    # memory-mapped and read without TensorFlow (electra_jax.data.numpy_records).
+    d.format = "tfrecord"
     d.synthetic = False
     d.max_seq_length = 128
     d.vocab = ""  # vocab.txt or .model; also read from the records' metadata.json when empty
     d.lower_case = True
-    d.shuffle_buffer = 10000
+    d.shuffle_buffer = 10000  # tfrecord: the shuffle buffer; numpy: the block size of the block shuffle
     d.pad_id = 0
     d.unk_id = 100
     d.cls_id = 101
@@ -299,6 +303,8 @@ def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
             _fail("optim.warmup_steps", config.optim.warmup_steps, "must be >= 0")
         if config.optim.layerwise_lr_decay < 0 or config.optim.layerwise_lr_decay > 1:
             _fail("optim.layerwise_lr_decay", config.optim.layerwise_lr_decay, "must be in [0, 1] (0 = off)")
+    if "data" in config and "format" in config.data:
+        _check_choice(config, "data", "format", RECORD_FORMATS)
     if "data" in config and "max_seq_length" in config.data:
         seq = config.data.max_seq_length
         if not isinstance(seq, int) or seq < 8:

@@ -8,6 +8,7 @@ import os
 import random
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -327,3 +328,166 @@ def test_command_line(tmp_path):
     assert meta["num_examples"] == json.loads(proc.stdout.strip().splitlines()[-1])["num_examples"] > 0
     assert sorted(p.name for p in out.glob("pretrain_data.tfrecord-*")) == [
         "pretrain_data.tfrecord-0-of-2", "pretrain_data.tfrecord-1-of-2"]
+
+
+# ---- safe reruns and warnings (issue 14) ----
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+@pytest.fixture()
+def good_records(tmp_path) -> tuple[Path, dict[str, str]]:
+    """A finished build of two State of the Union addresses, and the digest of every file in its folder."""
+    out = tmp_path / "records"
+    inputs = [str(SHARED / "text" / "state_union" / name) for name in ("1961-Kennedy.txt", "1962-Kennedy.txt")]
+    meta = build_pretraining_data(vocab=str(VOCAB), output_dir=str(out), max_seq_length=32, input=inputs,
+                                  num_shards=2, num_processes=1, progress=False)
+    assert meta["num_examples"] > 100
+    return out, _digests(out)
+
+
+def test_rerun_with_a_bad_sequence_length_leaves_the_good_records_untouched(good_records):
+    """The repro: rerunning into a good records folder with --max_seq_length=0 used to leave 0-byte shards beside
+    the old metadata.json. Now it fails before writing, and 5-7 (which pretrain rejects) fail the same way."""
+    out, before = good_records
+    done = subprocess.run(
+        [sys.executable, "-m", "electra_jax.build_data", f"--input={SHARED / 'text' / 'state_union' / '1963-*.txt'}",
+         f"--vocab={VOCAB}", f"--output_dir={out}", "--max_seq_length=0", "--num_shards=2"],
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and "--max_seq_length=0 must be an integer >= 8" in done.stderr
+    assert _digests(out) == before
+    for length in (5, 6, 7):
+        with pytest.raises(ValueError, match=f"--max_seq_length={length} must be an integer >= 8"):
+            build_pretraining_data(vocab=str(VOCAB), output_dir=str(out), max_seq_length=length,
+                                   input=str(SHARED / "text" / "state_union" / "1963-*.txt"), progress=False)
+        assert _digests(out) == before
+
+
+def test_a_build_failing_midway_leaves_the_good_records_untouched(good_records, tmp_path):
+    out, before = good_records
+    (tmp_path / "a.txt").write_text("A first sentence.\nA second one.\n")
+    (tmp_path / "z.bin").write_bytes(b"\x00\x01\x02binary")  # fails in the worker, after a.txt was packed
+    for processes in (1, 2):
+        with pytest.raises(ValueError, match="z.bin"):
+            build_pretraining_data(vocab=str(VOCAB), output_dir=str(out), max_seq_length=32, num_shards=2,
+                                   input=[str(tmp_path / "a.txt"), str(tmp_path / "z.bin")], seed=1,
+                                   num_processes=processes, progress=False)
+        assert _digests(out) == before and not (out / ".build_data.partial").exists()
+
+
+def _run_until_killed(code: str, marker: Path) -> None:
+    """Runs `code` in a Python subprocess until it writes `marker`, then SIGKILLs it."""
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    for _ in range(1200):
+        if marker.exists() or proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    proc.kill()
+    _, stderr = proc.communicate()
+    assert marker.exists(), stderr[-3000:]
+
+
+def test_a_build_killed_while_packing_leaves_the_good_records_untouched(good_records, tmp_path):
+    out, before = good_records
+    marker = tmp_path / "packing"
+    code = (
+        "import time, electra_jax.build_data as b\n"
+        "original = b.process_unit\n"
+        "def slow(task):\n"
+        f"    if task[0].index == 1:\n"
+        f"        open({str(marker)!r}, 'w').close(); time.sleep(600)\n"
+        "    return original(task)\n"
+        "b.process_unit = slow\n"
+        f"b.build_pretraining_data(vocab={str(VOCAB)!r}, output_dir={str(out)!r}, max_seq_length=32, num_shards=2,\n"
+        f"    input={str(SHARED / 'text' / 'state_union' / '196[3-5]*.txt')!r}, num_processes=1, progress=False)\n")
+    _run_until_killed(code, marker)
+    assert _digests(out) == before  # only the hidden staging folder holds the half-built shards
+    assert (out / ".build_data.partial").is_dir()
+    meta = build_pretraining_data(vocab=str(VOCAB), output_dir=str(out), max_seq_length=32, num_shards=2,
+                                  input=str(SHARED / "text" / "state_union" / "196[3-5]*.txt"), progress=False)
+    assert not (out / ".build_data.partial").exists()
+    assert len(read_records(out, 32)["input_ids"]) == meta["num_examples"]
+
+
+def test_a_build_killed_while_replacing_leaves_a_folder_the_readers_refuse(good_records, tmp_path):
+    from electra_jax.data.pipeline import PretrainInput
+
+    out, _ = good_records
+    marker = tmp_path / "replacing"
+    code = (
+        "import os, time, electra_jax.build_data as b\n"
+        "original, calls = os.replace, []\n"
+        "def replace(src, dst):\n"
+        "    calls.append(src)\n"
+        "    if len(calls) == 2:  # one new shard moved in, the old ones already removed\n"
+        f"        open({str(marker)!r}, 'w').close(); time.sleep(600)\n"
+        "    return original(src, dst)\n"
+        "os.replace = replace\n"
+        f"b.build_pretraining_data(vocab={str(VOCAB)!r}, output_dir={str(out)!r}, max_seq_length=32, num_shards=2,\n"
+        f"    input={str(SHARED / 'text' / 'state_union' / '1963-*.txt')!r}, num_processes=1, progress=False)\n")
+    _run_until_killed(code, marker)
+    assert (out / "build_data.incomplete").exists() and not (out / "metadata.json").exists()
+    with pytest.raises(ValueError, match="interrupted while it replaced these records"):
+        PretrainInput(str(out / "*.tfrecord*"), per_host_batch_size=2, seq_len=32, process_index=0, process_count=1)
+    build_pretraining_data(vocab=str(VOCAB), output_dir=str(out), max_seq_length=32, num_shards=2,
+                           input=str(SHARED / "text" / "state_union" / "1963-*.txt"), progress=False)
+    assert not (out / "build_data.incomplete").exists()
+    assert next(PretrainInput(str(out / "*.tfrecord*"), per_host_batch_size=2, seq_len=32, process_index=0,
+                              process_count=1))["input_ids"].shape == (2, 32)
+
+
+def test_an_output_dir_that_is_a_file_is_refused(tmp_path):
+    target = tmp_path / "records"
+    target.write_text("not a folder")
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        build_pretraining_data(vocab=str(VOCAB), output_dir=str(target), max_seq_length=32,
+                               input=str(SHARED / "text" / "state_union" / "1963-*.txt"), progress=False)
+    assert target.read_text() == "not a folder"
+
+
+def _rows(folder: Path) -> list[tuple]:
+    rows = np.concatenate([np.load(p) for p in sorted(folder.glob("*.npy"))])
+    return sorted((tuple(r["input_ids"]), int(r["length"]), int(r["len_a"])) for r in rows)
+
+
+def _discarded_text_case(tmp_path: Path, long_line_chars: int) -> None:
+    """A good file, an empty one and one single long line: two warnings, and the good file's examples all kept."""
+    good = tmp_path / "inputs" / "a_good.txt"
+    good.parent.mkdir()
+    sentences = read_text_file(str(SHARED / "text" / "state_union" / "1961-Kennedy.txt")).replace(". ", ".\n")
+    good.write_text("\n".join(line for line in sentences.splitlines() if len(line.split()) <= 40), encoding="utf-8")
+    words = read_text_file(str(SHARED / "text" / "tinyshakespeare" / "input.txt")).split()
+    line = " ".join(words)
+    while len(line) < long_line_chars:
+        line = f"{line} {line}"
+    (tmp_path / "inputs" / "b_long.txt").write_text(line[:long_line_chars])
+    (tmp_path / "inputs" / "c_empty.txt").write_text("")
+    kw = dict(vocab=str(VOCAB), max_seq_length=128, num_shards=2, num_processes=1, progress=False, format="numpy")
+    alone = build_pretraining_data(output_dir=str(tmp_path / "alone"), input=str(good), **kw)
+    both = build_pretraining_data(output_dir=str(tmp_path / "all"), input=str(tmp_path / "inputs" / "*.txt"), **kw)
+    assert alone["warnings"] == []
+    empty, truncated = both["warnings"]
+    assert "c_empty.txt" in empty and "no text" in empty
+    assert "b_long.txt" in truncated and "one sentence per line" in truncated
+    long_tokens = both["num_input_tokens"] - alone["num_input_tokens"]
+    assert both["num_long_lines"] == 1 and both["num_long_line_tokens"] == long_tokens == both["max_line_tokens"]
+    # The long line fills one example's segment A (126 tokens, [CLS] and [SEP] around them); the rest is gone.
+    assert both["num_discarded_tokens"] - alone["num_discarded_tokens"] == long_tokens - 126
+    kept, everything = _rows(tmp_path / "alone"), _rows(tmp_path / "all")
+    assert len(everything) == len(kept) + 1
+    remaining = list(everything)
+    for row in kept:  # every example of the good file is still there
+        remaining.remove(row)
+
+
+def test_discarded_text_is_reported_and_good_text_kept(tmp_path):
+    _discarded_text_case(tmp_path, long_line_chars=300_000)
+
+
+@pytest.mark.slow
+def test_a_ten_megabyte_single_line_file_is_reported(tmp_path):
+    """The issue's case at full size (tokenizing one 10 MB line takes about 20 s on the dev machine)."""
+    _discarded_text_case(tmp_path, long_line_chars=10_000_000)

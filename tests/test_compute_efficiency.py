@@ -7,6 +7,7 @@ takes well under a minute on an idle 2-core machine; the wall-time bound is only
 ELECTRA_STRICT_TIMING=1 because shared CI machines are often loaded.
 """
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -17,13 +18,23 @@ from pathlib import Path
 import pytest
 
 from electra_jax.experiments import compute_efficiency as ce
+from electra_jax.experiments import finetuning
+from electra_jax.experiments.budgets import FINETUNE_FIELDS
+from electra_jax.experiments.finetuning import finetune_config, finetune_tag
+from electra_jax.experiments.inputs import check_budget_on_disk
+from electra_jax.experiments.pretraining import pretrain_config
 
 REPO = Path(__file__).resolve().parents[1]
 ROW_KEYS = {"objective", "pretrain_flops", "task", "seed", "metric", "score"}
 
 
 def _run(output_dir: Path, results: Path, *extra: str) -> tuple[subprocess.CompletedProcess, float]:
-    env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
+    """The command in a subprocess where TensorFlow cannot be imported (as on the GPU image), tools included."""
+    blocker = output_dir.parent / "no_tensorflow"
+    blocker.mkdir(exist_ok=True)
+    (blocker / "sitecustomize.py").write_text(NO_TENSORFLOW)
+    env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3",
+               PYTHONPATH=os.pathsep.join([str(blocker), str(REPO), os.environ.get("PYTHONPATH", "")]))
     env.pop("XLA_FLAGS", None)
     start = time.time()
     done = subprocess.run([sys.executable, "-m", "electra_jax.experiments.compute_efficiency",
@@ -32,7 +43,11 @@ def _run(output_dir: Path, results: Path, *extra: str) -> tuple[subprocess.Compl
     return done, time.time() - start
 
 
+NO_TENSORFLOW = "import sys\nsys.modules['tensorflow'] = None\nsys.modules['tensorflow_datasets'] = None\n"
+
+
 def test_toy_budget_end_to_end(tmp_path, shared_dir):
+    """Every stage, with no TensorFlow importable: the toy budget's records are numpy shards."""
     output_dir, results = tmp_path / "run", tmp_path / "bench" / "compute_efficiency.json"
     done, seconds = _run(output_dir, results)
     assert done.returncode == 0, done.stderr[-4000:]
@@ -51,6 +66,7 @@ def test_toy_budget_end_to_end(tmp_path, shared_dir):
     assert all(row["task"] == "rte" and row["metric"] == "accuracy" and 0 <= row["score"] <= 100 for row in rows)
     assert all(row["pretrain_flops"] == 0 for row in rows if row["objective"] == "none")
     budget = ce.BUDGETS["toy"]
+    assert budget.records_format == "numpy" and list((output_dir / "records" / "train").glob("*.npy"))
     for objective in ("electra", "mlm"):  # one row per compute point (one task, one seed)
         assert len({row["pretrain_flops"] for row in rows if row["objective"] == objective}) == budget.num_points
 
@@ -75,20 +91,37 @@ def test_toy_budget_end_to_end(tmp_path, shared_dir):
     assert json.loads((output_dir / "results.json").read_text()) == rows
 
     # Another fine-tuning protocol in the same folder reuses the corpus, records and checkpoints and fine-tunes the
-    # same checkpoints again beside the first protocol's results.
-    reprobe, _ = _run(output_dir, results, "--epochs=2", "--seeds=1")
+    # same checkpoints again beside the first protocol's results, this time in a worker process and against a
+    # deadline that has passed at once (as the gpu budget runs): the control and the top points still run, the
+    # earlier points are left out.
+    reprobe, _ = _run(output_dir, results, "--epochs=2", "--seeds=1", "--finetune_workers=1", "--deadline_s=1")
     assert reprobe.returncode == 0, reprobe.stderr[-4000:]
     stages_after = json.loads((output_dir / "stages.json").read_text())
     assert {k: v for k, v in stages_after.items() if not k.startswith("finetune_")} == {
         k: v for k, v in stages_before.items() if not k.startswith("finetune_")}
     new_stages = set(stages_after) - set(stages_before)
     assert new_stages and all(name.startswith("finetune_") and "-e2-" in name for name in new_stages)
-    assert len(new_stages) == budget.num_points * 2 + 1  # every checkpoint and the control, one task
+    assert sorted(name.rsplit("_", 2)[-2] for name in new_stages) == ["2", "2", "none"]  # electra_2, mlm_2, control
     rows2 = json.loads((output_dir / "results.json").read_text())
-    assert len(rows2) == len(rows) and {row["seed"] for row in rows2} == {1}
-    points = [(r["objective"], r["pretrain_flops"]) for r in rows]
-    assert [(r["objective"], r["pretrain_flops"]) for r in rows2] == points
+    top = {objective: max(r["pretrain_flops"] for r in rows if r["objective"] == objective) for objective in
+           ("electra", "mlm")}
+    assert [(r["objective"], r["pretrain_flops"]) for r in rows2] == [
+        (r["objective"], r["pretrain_flops"]) for r in rows if r["objective"] == "none"
+        or r["pretrain_flops"] == top[r["objective"]]]
+    assert {row["seed"] for row in rows2} == {1}
     assert len(list((output_dir / "finetune").iterdir())) == 2
+    log = (output_dir / "logs" / "finetune_rte.log").read_text()
+    assert "leaving out electra_1" in log and "leaving out mlm_1" in log
+
+
+def test_with_a_deadline_only_earlier_points_that_fit_are_kept(monkeypatch):
+    toy = dataclasses.replace(ce.BUDGETS["toy"], seeds=(0, 1, 2), early_seeds=(0,))
+    models = [{"name": "electra_1", "objective": "electra", "top": False},
+              {"name": "mlm_1", "objective": "mlm", "top": False}]
+    monkeypatch.setattr(finetuning.time, "time", lambda: 1000.0)
+    assert finetuning._fitting(models, toy, deadline=1005.0, seed_seconds=[4.0, 4.0]) == models  # 1 seed: 4 s
+    assert finetuning._fitting(models, toy, deadline=1003.0, seed_seconds=[4.0]) == []
+    assert finetuning.is_headline({"objective": "none"}) and not finetuning.is_headline(models[0])
 
 
 @pytest.mark.parametrize("flag", ["--epochs=-1", "--max_train_examples=-5"])
@@ -104,19 +137,32 @@ def test_a_different_budget_in_the_same_folder_is_refused(tmp_path):
         ce.run(str(tmp_path), ce.BUDGETS["toy"], text_dirs=[], python_doc_dir="", glue_dir="")
     # Fine-tuning fields alone may differ (the test above reruns with other ones); the tag tells protocols apart.
     toy = ce.BUDGETS["toy"]
-    tags = {ce.finetune_tag(ce.dataclasses.replace(toy, **{field: value}))
+    tags = {finetune_tag(dataclasses.replace(toy, **{field: value}))
             for field, value in [("epochs", 7), ("max_train_examples", 5), ("max_eval_examples", 6), ("seeds", (4,)),
-                                 ("finetune_seq_len", 16), ("finetune_batch_size", 3), ("finetune_size", "small")]}
-    assert len(tags | {ce.finetune_tag(toy)}) == 8
-    assert set(ce.FINETUNE_FIELDS) <= set(ce.dataclasses.asdict(toy)) and "seq_len" not in ce.FINETUNE_FIELDS
+                                 ("finetune_seq_len", 16), ("finetune_batch_size", 3), ("finetune_size", "small"),
+                                 ("early_seeds", (0,))]}
+    assert len(tags | {finetune_tag(toy)}) == 9
+    assert set(FINETUNE_FIELDS) <= set(dataclasses.asdict(toy)) and "seq_len" not in FINETUNE_FIELDS
+
+
+def test_a_folder_of_the_cpu_run_written_before_the_new_budget_fields_still_resumes(tmp_path):
+    """benchmarks/results/compute_efficiency.* came from a folder whose budget.json predates records_format, vocab,
+    fast, early_seeds and finetune_workers: their defaults are that run's settings, so it is the same budget."""
+    cpu = ce.BUDGETS["cpu"]
+    old = {k: v for k, v in dataclasses.asdict(cpu).items()
+           if k not in ("records_format", "vocab", "fast", "early_seeds", "finetune_workers")}
+    (tmp_path / "budget.json").write_text(json.dumps(old))
+    check_budget_on_disk(tmp_path, cpu)
+    with pytest.raises(ValueError, match="records_format"):
+        check_budget_on_disk(tmp_path, dataclasses.replace(cpu, records_format="numpy"))
 
 
 @pytest.mark.parametrize("name", sorted(ce.BUDGETS))
 def test_the_control_is_the_pretrained_discriminator(name, tmp_path):
     """The no-pre-training control fine-tunes the network the checkpoints hold, whatever recipe size fine-tunes."""
     budget = ce.BUDGETS[name]
-    pretrained = ce.pretrain_config(budget, 1000, tmp_path, "electra", budget.num_points).model
-    control = ce.finetune_config(budget, "rte", tmp_path, tmp_path / "vocab.txt", control=True)
+    pretrained = pretrain_config(budget, 1000, tmp_path, "electra", budget.num_points).model
+    control = finetune_config(budget, "rte", tmp_path, tmp_path / "vocab.txt", control=True)
     for field in ("num_layers", "hidden_size", "embedding_size", "intermediate_size", "num_heads",
                   "max_position_embeddings", "hidden_dropout", "attention_dropout"):
         assert control.model[field] == pretrained[field], field

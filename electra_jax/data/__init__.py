@@ -6,11 +6,14 @@ Modules:
   example_builder  the original ELECTRA ExampleBuilder packing rules and TFRecord serialization.
   pipeline         `PretrainInput` (tf.data streaming of pre-training records with exact save/restore),
                    `synthetic_batches` (random tokens, no TensorFlow) and `to_global_batch`.
+  numpy_records    the TF-free records format (build_data --format=numpy): memory-mapped .npy shards and
+                   `NumpyRecordsInput`, PretrainInput's interface read by index (config.data.format=numpy).
+  token_corpus     a tokenized, xz-compressed corpus (NAME.tokens.xz) that build_data reads like the text.
   records          a records folder's metadata.json: found, read and applied to a config in one place.
   inputs           what pre-training reads: `make_input` (records or `SyntheticInput`) for a split.
 Fine-tuning task readers live with their tasks in electra_jax.finetune.
 
-Importing this package does not import TensorFlow: only functions that read or write TFRecords import it,
+Importing this package does not import TensorFlow: only functions that read or write TFRecords or TFDS import it,
 inside the function, so the model and benchmark run on machines without TensorFlow.
 """
 

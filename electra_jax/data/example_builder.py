@@ -12,12 +12,14 @@ does under `random.seed(s)`):
   * after each example the next target length is S, or with probability 5% uniform in [5, S];
   * layout `[CLS] A [SEP] B [SEP]`, zero padding, segment ids 1 on `B [SEP]` and 0 elsewhere.
 
-No TensorFlow here: records are serialized as tf.train.Example protobuf bytes by hand, so worker processes
-stay light. `electra_jax.build_data` writes them to TFRecord files.
+No TensorFlow here: records are serialized as tf.train.Example protobuf bytes by hand (or laid out as numpy rows,
+electra_jax.data.numpy_records), so worker processes stay light. `electra_jax.build_data` writes them to shards.
+A tokenized corpus (electra_jax.data.token_corpus, NAME.tokens.xz) feeds its stored lines to the same builder.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import glob
 import hashlib
@@ -25,7 +27,9 @@ import os
 import random
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from electra_jax.data.token_corpus import is_token_file, token_lines
 from electra_jax.data.tokenization import Tokenizer
 
 FEATURE_NAMES = ("input_ids", "input_mask", "segment_ids")
@@ -72,13 +76,17 @@ class BuilderStats:
     num_single_segment_draws: int = 0  # examples whose first-segment target was 100000
     num_short_target_draws: int = 0  # target lengths drawn uniform in [5, S] instead of S
     num_without_segment_b: int = 0
+    num_lines: int = 0  # non-blank input lines (sentences)
+    num_input_tokens: int = 0  # tokens of those lines
+    num_discarded_tokens: int = 0  # input tokens cut off by the truncation of segments A and B
+    num_long_lines: int = 0  # lines longer than an example can hold (max_seq_length - 2): mostly discarded
+    num_long_line_tokens: int = 0  # the tokens of those lines
+    max_line_tokens: int = 0  # the longest line
 
     def add(self, other: BuilderStats) -> None:
-        self.num_examples += other.num_examples
-        self.num_tokens += other.num_tokens
-        self.num_single_segment_draws += other.num_single_segment_draws
-        self.num_short_target_draws += other.num_short_target_draws
-        self.num_without_segment_b += other.num_without_segment_b
+        for field in dataclasses.fields(self):
+            mine, theirs = getattr(self, field.name), getattr(other, field.name)
+            setattr(self, field.name, max(mine, theirs) if field.name == "max_line_tokens" else mine + theirs)
 
 
 class ExampleBuilder:
@@ -105,6 +113,13 @@ class ExampleBuilder:
             return self._create_example()
         # As in the original, a blank line at the start of a document adds an empty sentence.
         token_ids = list(token_ids) if not is_blank else []
+        if not is_blank:
+            self.stats.num_lines += 1
+            self.stats.num_input_tokens += len(token_ids)
+            self.stats.max_line_tokens = max(self.stats.max_line_tokens, len(token_ids))
+            if len(token_ids) > self._max_length - 2:
+                self.stats.num_long_lines += 1
+                self.stats.num_long_line_tokens += len(token_ids)
         self._current_sentences.append(token_ids)
         self._current_length += len(token_ids)
         if self._current_length >= self._target_length:
@@ -136,8 +151,10 @@ class ExampleBuilder:
                 second_segment += sentence
 
         # trim to max_length while accounting for not-yet-added [CLS]/[SEP] tokens
+        untrimmed = len(first_segment) + len(second_segment)
         first_segment = first_segment[:self._max_length - 2]
         second_segment = second_segment[:max(0, self._max_length - len(first_segment) - 3)]
+        self.stats.num_discarded_tokens += untrimmed - len(first_segment) - len(second_segment)
 
         self._current_sentences = []
         self._current_length = 0
@@ -231,6 +248,7 @@ class BuildConfig:
     max_seq_length: int
     blanks_separate_docs: bool
     tokenize_batch_lines: int = 4096
+    formats: tuple[str, ...] = ("tfrecord",)  # what process_unit returns: "tfrecord" bytes and/or "numpy" rows
 
 
 @dataclass(frozen=True)
@@ -303,6 +321,18 @@ def unit_examples(unit: Unit, config: BuildConfig, seed: int, lines: Iterable[st
     tok = _get_tokenizer(config.vocab, config.lower_case)
     builder = ExampleBuilder(config.max_seq_length, tok.cls_id, tok.sep_id,
                              random.Random(unit_seed(seed, unit.index)))
+    if lines is None and unit.path is not None and is_token_file(unit.path):
+        def from_tokens() -> Iterator[tuple[list[int], int]]:
+            for is_blank, token_ids in token_lines(unit.path):
+                if not is_blank or config.blanks_separate_docs:  # the text path's rule, on the stored lines
+                    out = builder.add_line(is_blank, token_ids)
+                    if out is not None:
+                        yield out
+            out = builder.add_line(True, ())  # the end of the file flushes, as for text
+            if out is not None:
+                yield out
+
+        return from_tokens(), builder.stats
     if lines is None:
         lines = read_text_file(unit.path).split("\n") if unit.path is not None else _tfds_lines(unit)
 
@@ -330,14 +360,25 @@ def unit_examples(unit: Unit, config: BuildConfig, seed: int, lines: Iterable[st
     return generate(), builder.stats
 
 
-def process_unit(args: tuple[Unit, BuildConfig, int]) -> tuple[int, list[bytes], BuilderStats]:
-    """Worker entry point: returns (unit index, serialized records in order, statistics)."""
+def process_unit(args: tuple[Unit, BuildConfig, int]) -> tuple[int, dict[str, Any], BuilderStats]:
+    """Worker entry point: (unit index, {format: its examples in order}, statistics).
+
+    "tfrecord" gives serialized tf.train.Example bytes, "numpy" a structured array of rows
+    (electra_jax.data.numpy_records).
+    """
     unit, config, seed = args
     tok = _get_tokenizer(config.vocab, config.lower_case)
-    serialize = ExampleSerializer(config.max_seq_length, tok.vocab_size)
     examples, stats = unit_examples(unit, config, seed)
-    records = [serialize(ids, len_a) for ids, len_a in examples]
-    return unit.index, records, stats
+    examples = list(examples)
+    payloads: dict[str, Any] = {}
+    if "tfrecord" in config.formats:
+        serialize = ExampleSerializer(config.max_seq_length, tok.vocab_size)
+        payloads["tfrecord"] = [serialize(ids, len_a) for ids, len_a in examples]
+    if "numpy" in config.formats:
+        from electra_jax.data.numpy_records import examples_to_rows, record_dtype
+
+        payloads["numpy"] = examples_to_rows(examples, record_dtype(config.max_seq_length, tok.vocab_size))
+    return unit.index, payloads, stats
 
 
 def worker_init() -> None:

@@ -71,6 +71,12 @@ def make_input(config, *, split: str, per_host_batch_size: int):
             raise ValueError("config.data.train_files is empty: pass a glob of records built by "
                              "`python -m electra_jax.build_data`, or set config.data.synthetic=True")
         return None
+    if config.data.format == "numpy":  # build_data --format=numpy: memory-mapped shards, no TensorFlow
+        from electra_jax.data.numpy_records import NumpyRecordsInput
+
+        return NumpyRecordsInput(pattern, per_host_batch_size=per_host_batch_size, seq_len=config.data.max_seq_length,
+                                 seed=seed, shuffle=split == "train", repeat=True, process_index=jax.process_index(),
+                                 process_count=jax.process_count(), block_size=config.data.shuffle_buffer)
     from electra_jax.data.pipeline import PretrainInput
 
     return PretrainInput(pattern, per_host_batch_size=per_host_batch_size, seq_len=config.data.max_seq_length,

@@ -15,7 +15,9 @@ serialized shuffle buffer (tf.data iterator checkpoints store the buffer: ~150 M
 buffer). The price is a deterministic interleave, which can be a little slower than a sloppy one.
 
 TensorFlow is imported lazily (inside functions) and kept off GPUs/TPUs; `synthetic_batches` and
-`to_global_batch` never import it.
+`to_global_batch` never import it. Machines without TensorFlow read build_data's numpy records instead
+(electra_jax/data/numpy_records.py, config.data.format=numpy). Both readers refuse a folder holding build_data's
+INCOMPLETE_MARKER (a replacement of its records was interrupted).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from typing import Any
 import numpy as np
 
 FEATURES = ("input_ids", "input_mask", "segment_ids")
+# build_data writes this file beside the records while it replaces them; readers refuse such a folder.
+INCOMPLETE_MARKER = "build_data.incomplete"
 _STATE_VERSION = 1
 _TF = None
 
@@ -69,6 +73,15 @@ def expand_file_pattern(file_pattern: str | Sequence[str]) -> list[str]:
     return files
 
 
+def check_records_complete(files: Sequence[str]) -> None:
+    """Raises ValueError when a folder of these records holds build_data's marker of an unfinished replacement."""
+    for folder in sorted({os.path.dirname(path) for path in files if "://" not in path}):
+        marker = os.path.join(folder, INCOMPLETE_MARKER)
+        if os.path.exists(marker):
+            raise ValueError(f"{folder} holds {INCOMPLETE_MARKER}: a build_data run was interrupted while it "
+                             "replaced these records, so they may be incomplete. Rerun the build_data command.")
+
+
 def _read_first_record(path: str) -> bytes | None:
     """The first record of a TFRecord file (None for an empty file), read without tf.data."""
     tf = _tf()
@@ -76,6 +89,9 @@ def _read_first_record(path: str) -> bytes | None:
         header = f.read(12)  # uint64 length + uint32 masked crc of the length
         if not header:
             return None
+        if header.startswith(b"\x93NUMPY"):
+            raise ValueError(f"{path} is a numpy records shard, not a TFRecord file; set "
+                             "config.data.format=numpy to read it.")
         if len(header) < 12:
             raise ValueError(f"Corrupt TFRecord file {path}: truncated header ({len(header)} bytes). "
                              "Rebuild it with electra_jax.build_data.")
@@ -139,6 +155,18 @@ def find_bad_record(path: str, seq_len: int) -> str | None:
     return None
 
 
+def resolve_host(process_index: int | None, process_count: int | None) -> tuple[int, int]:
+    """(this host's index, the number of hosts): JAX's unless given; ValueError for an index outside the count."""
+    if process_index is None or process_count is None:
+        import jax
+
+        process_index = jax.process_index() if process_index is None else process_index
+        process_count = jax.process_count() if process_count is None else process_count
+    if not 0 <= process_index < process_count:
+        raise ValueError(f"process_index={process_index} must lie in [0, process_count={process_count}).")
+    return process_index, process_count
+
+
 def _seed_pair(seed: int, salt: int) -> list[int]:
     digest = hashlib.sha256(f"electra_jax.pipeline/{seed}/{salt}".encode()).digest()
     return [int.from_bytes(digest[:4], "little") >> 1, int.from_bytes(digest[4:8], "little") >> 1]
@@ -153,14 +181,9 @@ class PretrainInput:
                  check_files: bool = True):
         if per_host_batch_size < 1 or seq_len < 1:
             raise ValueError(f"per_host_batch_size={per_host_batch_size} and seq_len={seq_len} must be >= 1.")
-        if process_index is None or process_count is None:
-            import jax
-
-            process_index = jax.process_index() if process_index is None else process_index
-            process_count = jax.process_count() if process_count is None else process_count
-        if not 0 <= process_index < process_count:
-            raise ValueError(f"process_index={process_index} must lie in [0, process_count={process_count}).")
+        process_index, process_count = resolve_host(process_index, process_count)
         self.files = expand_file_pattern(file_pattern)
+        check_records_complete(self.files)
         self.per_host_batch_size = per_host_batch_size
         self.seq_len = seq_len
         self.seed = seed
