@@ -99,16 +99,14 @@ class _QuietOrbax(pylogging.Filter):
 
 
 def _drop_closed_loop_noise(previous_hook):
-    """sys.unraisablehook ignoring the aftermath of one failed orbax read or write: orbax closes its loop with
-    others in flight, and each prints 'Event loop is closed', or its abandoned read coroutine's own error when it
-    is garbage-collected (hundreds of tracebacks for one truncated file). They say nothing about the failure,
-    which is reported on its own."""
+    """sys.unraisablehook ignoring the aftermath of one failed orbax read or write ('Event loop is closed', abandoned
+    read coroutines: hundreds of tracebacks for one truncated file); the failure itself is reported on its own."""
 
     def hook(unraisable) -> None:
         value = unraisable.exc_value
         if isinstance(value, RuntimeError) and str(value) == "Event loop is closed":
             return
-        code = getattr(unraisable.object, "cr_code", None)  # a coroutine of orbax's, abandoned mid-read
+        code = getattr(unraisable.object, "cr_code", None)
         if code is not None and f"{os.sep}orbax{os.sep}" in code.co_filename:
             return
         previous_hook(unraisable)
