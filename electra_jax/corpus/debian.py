@@ -17,7 +17,7 @@ from pathlib import Path
 
 from absl import logging
 
-from electra_jax.build_data import _sha256  # build_data's file digest (of the vocabulary), here of each .deb
+from electra_jax.data.token_corpus import file_sha256  # the digest build_data records of a vocabulary
 
 # (command, working folder) -> standard output; raises RuntimeError naming the command when it fails.
 CommandRunner = Callable[[Sequence[str], Path | None], str]
@@ -94,7 +94,7 @@ class DebianFetcher:
         marker = json.loads((root / _UNPACKED_MARKER).read_text())
         deb = self.cache_dir / "debs" / marker["deb"]
         return Package(name, marker["version"], root, deb if deb.is_file() else None,
-                       _sha256(str(deb)) if deb.is_file() else "")
+                       file_sha256(str(deb)) if deb.is_file() else "")
 
     def fetch(self, name: str) -> Package:
         """The package at apt's candidate version, downloaded and unpacked unless already in the cache."""
@@ -124,7 +124,7 @@ class DebianFetcher:
             (partial / _UNPACKED_MARKER).write_text(json.dumps({"deb": deb.name, "version": version}) + "\n")
             shutil.rmtree(root, ignore_errors=True)
             partial.rename(root)
-        return Package(name, version, root, deb, _sha256(str(deb)))
+        return Package(name, version, root, deb, file_sha256(str(deb)))
 
 
 # ---------------------------------------------------------------------------------------------------------
