@@ -40,54 +40,54 @@ class ConfigError(ValueError):
 
 def model_defaults() -> ml_collections.ConfigDict:
     """The model section; defaults equal ELECTRA-Small's discriminator (the HF ElectraConfig defaults)."""
-    m = ml_collections.ConfigDict()
-    m.vocab_size = 30522
-    m.embedding_size = 128
-    m.hidden_size = 256
-    m.num_layers = 12
-    m.num_heads = 4
-    m.intermediate_size = 1024
+    model = ml_collections.ConfigDict()
+    model.vocab_size = 30522
+    model.embedding_size = 128
+    model.hidden_size = 256
+    model.num_layers = 12
+    model.num_heads = 4
+    model.intermediate_size = 1024
     # Generator width = round(hidden_size * fraction); its heads = width // 64 and FFN = 4 x width
     # unless the explicit generator_* fields below are non-zero (0 = derive, as the original does).
-    m.generator_hidden_fraction = 0.25
-    m.generator_layers_fraction = 1.0
-    m.generator_hidden_size = 0
-    m.generator_num_heads = 0
-    m.generator_intermediate_size = 0
-    m.generator_num_layers = 0
-    m.max_position_embeddings = 512
-    m.type_vocab_size = 2
-    m.hidden_dropout = 0.1
-    m.attention_dropout = 0.1
-    m.initializer_range = 0.02
-    m.layer_norm_eps = 1e-12
+    model.generator_hidden_fraction = 0.25
+    model.generator_layers_fraction = 1.0
+    model.generator_hidden_size = 0
+    model.generator_num_heads = 0
+    model.generator_intermediate_size = 0
+    model.generator_num_layers = 0
+    model.max_position_embeddings = 512
+    model.type_vocab_size = 2
+    model.hidden_dropout = 0.1
+    model.attention_dropout = 0.1
+    model.initializer_range = 0.02
+    model.layer_norm_eps = 1e-12
     # How the generator and discriminator share the embedding block (ELECTRA_REFERENCE.md section 1.4):
     # "tied" (the original's default: one block, both losses train it); "untied" (the original's
     # untied_generator_embeddings: the generator gets its own block at its own width); "gdes" (a departure:
     # DeBERTa-v3's gradient-disentangled sharing, the discriminator's tables = stop_gradient(generator's) +
     # zero-initialised deltas that only the discriminator loss trains; see modeling.DisentangledEmbeddings).
-    m.embedding_sharing = "tied"
+    model.embedding_sharing = "tied"
     # The original's flag, kept as an alias: True means embedding_sharing = "untied" (finalize sets it from
     # embedding_sharing, so it always agrees after validation).
-    m.untied_generator_embeddings = False
+    model.untied_generator_embeddings = False
     # Compute dtype; parameters, softmax, LayerNorm statistics and losses stay float32.
-    m.dtype = "float32"
+    model.dtype = "float32"
     # "xla": plain softmax attention (faithful: -10000 key mask, dropout on probabilities);
     # "cudnn": fused cuDNN attention on GPU (no attention-probability dropout);
     # "splash": Pallas splash attention for TPU (no attention-probability dropout).
-    m.attention = "xla"
+    model.attention = "xla"
     # Which PRNG draws the dropout masks (only those: masking and sampling keep the run's threefry key).
     # "threefry" (JAX's default, the same bits on every backend and sharding); "rbg" (XLA's RngBitGenerator
     # for the bits, threefry for key splits: far cheaper on GPU, bits may differ across backends/shardings).
-    m.dropout_prng = "threefry"
+    model.dropout_prng = "threefry"
     # The word table is padded to a multiple of this (30522 does not divide over 8 devices); the
     # padding never shows in logits, sampling or exported checkpoints.
-    m.vocab_pad_multiple = 128
-    m.scan_layers = False
-    m.remat = "none"
+    model.vocab_pad_multiple = 128
+    model.scan_layers = False
+    model.remat = "none"
     # Derived (recomputed by finalize): the padded table size.
-    m.padded_vocab_size = 0
-    return m
+    model.padded_vocab_size = 0
+    return model
 
 
 def optim_defaults() -> ml_collections.ConfigDict:
@@ -114,64 +114,64 @@ def base_pretrain_config() -> ml_collections.ConfigDict:
     config.size = "custom"
     config.model = model_defaults()
 
-    o = config.objective = ml_collections.ConfigDict()
+    objective = config.objective = ml_collections.ConfigDict()
     # "electra"; "mlm": BERT-style masked LM on the discriminator-sized encoder; "electric" (a departure from the
     # ELECTRA default, the original's electric_objective): a two-tower cloze generator, the discriminator as an
     # energy model trained by noise-contrastive estimation (objective.pretrain_loss).
-    o.kind = "electra"
-    o.mask_prob = 0.15
-    o.max_predictions_per_seq = 0  # 0 = int((mask_prob + 0.005) * max_seq_length), as the original
-    o.mask_token_prob = 0.85  # ELECTRA: 85% [MASK], 15% unchanged, no random tokens
-    o.random_token_prob = 0.0
-    o.mlm_mask_token_prob = 0.8  # used when kind == "mlm": BERT's 80/10/10
-    o.mlm_random_token_prob = 0.1
-    o.gen_weight = 1.0
-    o.disc_weight = 50.0
-    o.temperature = 1.0
-    o.disallow_correct = False
+    objective.kind = "electra"
+    objective.mask_prob = 0.15
+    objective.max_predictions_per_seq = 0  # 0 = int((mask_prob + 0.005) * max_seq_length), as the original
+    objective.mask_token_prob = 0.85  # ELECTRA: 85% [MASK], 15% unchanged, no random tokens
+    objective.random_token_prob = 0.0
+    objective.mlm_mask_token_prob = 0.8  # used when kind == "mlm": BERT's 80/10/10
+    objective.mlm_random_token_prob = 0.1
+    objective.gen_weight = 1.0
+    objective.disc_weight = 50.0
+    objective.temperature = 1.0
+    objective.disallow_correct = False
 
     config.optim = optim_defaults()
 
-    t = config.train = ml_collections.ConfigDict()
-    t.steps = 1_000_000
-    t.batch_size = 128  # global
-    t.seed = 0
-    t.log_every = 100
-    t.eval_every = 1000
-    t.eval_steps = 20
-    t.progress = "auto"  # "bar", "log" or "auto" (a bar on terminals and notebooks)
-    t.peak_tflops_per_device = 0.0  # for MFU; 0 = the device kind's bf16 peak from a table (none on CPU)
+    train = config.train = ml_collections.ConfigDict()
+    train.steps = 1_000_000
+    train.batch_size = 128  # global
+    train.seed = 0
+    train.log_every = 100
+    train.eval_every = 1000
+    train.eval_steps = 20
+    train.progress = "auto"  # "bar", "log" or "auto" (a bar on terminals and notebooks)
+    train.peak_tflops_per_device = 0.0  # for MFU; 0 = the device kind's bf16 peak from a table (none on CPU)
     # 0 (faithful: the original has no such guard): a non-finite loss, gradient norm or parameter stops the run.
     # N > 0: skip such an update (params and optimizer state unchanged, the step counter advances) and stop
     # only after N in a row, as large-scale trainers do.
-    t.max_skipped_updates = 0
+    train.max_skipped_updates = 0
 
-    d = config.data = ml_collections.ConfigDict()
-    d.train_files = ""
-    d.eval_files = ""
+    data = config.data = ml_collections.ConfigDict()
+    data.train_files = ""
+    data.eval_files = ""
     # "tfrecord": the original ELECTRA TFRecords through tf.data; "numpy": build_data --format=numpy shards,
     # memory-mapped and read without TensorFlow (electra_jax.data.numpy_records).
-    d.format = "tfrecord"
-    d.synthetic = False
-    d.max_seq_length = 128
-    d.vocab = ""  # vocab.txt or .model; also read from the records' metadata.json when empty
-    d.lower_case = True
-    d.shuffle_buffer = 10000  # tfrecord: the shuffle buffer; numpy: the block size of the block shuffle
-    d.pad_id = 0
-    d.unk_id = 100
-    d.cls_id = 101
-    d.sep_id = 102
-    d.mask_id = 103
+    data.format = "tfrecord"
+    data.synthetic = False
+    data.max_seq_length = 128
+    data.vocab = ""  # vocab.txt or .model; also read from the records' metadata.json when empty
+    data.lower_case = True
+    data.shuffle_buffer = 10000  # tfrecord: the shuffle buffer; numpy: the block size of the block shuffle
+    data.pad_id = 0
+    data.unk_id = 100
+    data.cls_id = 101
+    data.sep_id = 102
+    data.mask_id = 103
 
-    c = config.checkpoint = ml_collections.ConfigDict()
-    c.every_steps = 1000
-    c.keep = 5
-    c.async_save = True
-    c.init = ""  # continue pre-training from this electra_jax checkpoint (a fresh run)
-    c.reset_optimizer = False
+    checkpoint = config.checkpoint = ml_collections.ConfigDict()
+    checkpoint.every_steps = 1000
+    checkpoint.keep = 5
+    checkpoint.async_save = True
+    checkpoint.init = ""  # continue pre-training from this electra_jax checkpoint (a fresh run)
+    checkpoint.reset_optimizer = False
     # An unreadable checkpoint on resume: "fallback" moves it to WORKDIR/quarantine/ and resumes from the
     # newest readable one (with a loud log line); "stop" refuses to start, naming it.
-    c.on_corrupt = "fallback"
+    checkpoint.on_corrupt = "fallback"
 
     config.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
     config.sharding = ml_collections.ConfigDict({"rules": "dp"})
@@ -198,56 +198,56 @@ def _check_choice(cfg: ml_collections.ConfigDict, section: str, field: str, choi
         _fail(f"{section}.{field}", value, f"must be one of {list(choices)}")
 
 
-def finalize_model(m: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+def finalize_model(model: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """Validates the model section and fills its derived fields (in place; also returned)."""
 
     def positive(field):
-        if not isinstance(m[field], int) or m[field] <= 0:
-            _fail(f"model.{field}", m[field], "must be a positive integer")
+        if not isinstance(model[field], int) or model[field] <= 0:
+            _fail(f"model.{field}", model[field], "must be a positive integer")
 
     for field in ("vocab_size", "embedding_size", "hidden_size", "num_layers", "num_heads",
                   "intermediate_size", "max_position_embeddings", "type_vocab_size", "vocab_pad_multiple"):
         positive(field)
-    if m.hidden_size % m.num_heads:
-        _fail("model.num_heads", m.num_heads,
-              f"hidden_size {m.hidden_size} is not divisible by num_heads {m.num_heads}; "
+    if model.hidden_size % model.num_heads:
+        _fail("model.num_heads", model.num_heads,
+              f"hidden_size {model.hidden_size} is not divisible by num_heads {model.num_heads}; "
               "pick a head count that divides it (the original uses hidden_size // 64)")
     for field in ("generator_hidden_fraction", "generator_layers_fraction"):
-        if not 0.0 < float(m[field]) <= 1.0:
-            _fail(f"model.{field}", m[field], "must be in (0, 1]")
+        if not 0.0 < float(model[field]) <= 1.0:
+            _fail(f"model.{field}", model[field], "must be in (0, 1]")
     for field in ("hidden_dropout", "attention_dropout"):
-        if not 0.0 <= float(m[field]) < 1.0:
-            _fail(f"model.{field}", m[field], "must be in [0, 1)")
-    if m.dtype not in DTYPES:
-        _fail("model.dtype", m.dtype, f"must be one of {list(DTYPES)}")
-    if m.attention not in ATTENTION_IMPLS:
-        _fail("model.attention", m.attention, f"must be one of {list(ATTENTION_IMPLS)}")
-    if m.remat not in REMAT_POLICIES:
-        _fail("model.remat", m.remat, f"must be one of {list(REMAT_POLICIES)}")
-    if m.get("dropout_prng", "threefry") not in DROPOUT_PRNGS:
-        _fail("model.dropout_prng", m.dropout_prng, f"must be one of {list(DROPOUT_PRNGS)}")
+        if not 0.0 <= float(model[field]) < 1.0:
+            _fail(f"model.{field}", model[field], "must be in [0, 1)")
+    if model.dtype not in DTYPES:
+        _fail("model.dtype", model.dtype, f"must be one of {list(DTYPES)}")
+    if model.attention not in ATTENTION_IMPLS:
+        _fail("model.attention", model.attention, f"must be one of {list(ATTENTION_IMPLS)}")
+    if model.remat not in REMAT_POLICIES:
+        _fail("model.remat", model.remat, f"must be one of {list(REMAT_POLICIES)}")
+    if model.get("dropout_prng", "threefry") not in DROPOUT_PRNGS:
+        _fail("model.dropout_prng", model.dropout_prng, f"must be one of {list(DROPOUT_PRNGS)}")
 
-    _resolve_embedding_sharing(m)
+    _resolve_embedding_sharing(model)
 
-    hidden = m.generator_hidden_size or max(1, int(round(m.hidden_size * m.generator_hidden_fraction)))
-    heads = m.generator_num_heads or max(1, hidden // 64)
+    hidden = model.generator_hidden_size or max(1, int(round(model.hidden_size * model.generator_hidden_fraction)))
+    heads = model.generator_num_heads or max(1, hidden // 64)
     if hidden % heads:
         _fail("model.generator_num_heads", heads,
               f"the generator width {hidden} is not divisible by {heads} heads")
-    m.generator_hidden_size = hidden
-    m.generator_num_heads = heads
-    m.generator_intermediate_size = m.generator_intermediate_size or 4 * hidden
-    m.generator_num_layers = m.generator_num_layers or max(
-        1, int(round(m.num_layers * m.generator_layers_fraction)))
-    m.padded_vocab_size = int(math.ceil(m.vocab_size / m.vocab_pad_multiple) * m.vocab_pad_multiple)
-    return m
+    model.generator_hidden_size = hidden
+    model.generator_num_heads = heads
+    model.generator_intermediate_size = model.generator_intermediate_size or 4 * hidden
+    model.generator_num_layers = model.generator_num_layers or max(
+        1, int(round(model.num_layers * model.generator_layers_fraction)))
+    model.padded_vocab_size = int(math.ceil(model.vocab_size / model.vocab_pad_multiple) * model.vocab_pad_multiple)
+    return model
 
 
-def _resolve_embedding_sharing(m: ml_collections.ConfigDict) -> None:
+def _resolve_embedding_sharing(model: ml_collections.ConfigDict) -> None:
     """embedding_sharing and its old spelling untied_generator_embeddings, made to agree (configs saved before
     embedding_sharing existed have only the old field)."""
-    sharing = m.get("embedding_sharing", "tied")
-    untied = bool(m.get("untied_generator_embeddings", False))
+    sharing = model.get("embedding_sharing", "tied")
+    untied = bool(model.get("untied_generator_embeddings", False))
     if sharing not in EMBEDDING_SHARING:
         _fail("model.embedding_sharing", sharing, f"must be one of {list(EMBEDDING_SHARING)}")
     if untied and sharing == "gdes":
@@ -256,19 +256,19 @@ def _resolve_embedding_sharing(m: ml_collections.ConfigDict) -> None:
               "discriminator); set untied_generator_embeddings=False, or embedding_sharing='untied'")
     if untied:
         sharing = "untied"  # the deprecated alias
-    m.embedding_sharing = sharing
-    m.untied_generator_embeddings = sharing == "untied"
+    model.embedding_sharing = sharing
+    model.untied_generator_embeddings = sharing == "untied"
 
 
 def _check_objective_model(config: ml_collections.ConfigDict) -> None:
     """Combinations of objective.kind and model fields that mean nothing, refused with the fix."""
-    kind, m = config.objective.kind, config.model
-    if kind == "mlm" and m.embedding_sharing != "tied":
-        _fail("model.embedding_sharing", m.embedding_sharing,
+    kind, model = config.objective.kind, config.model
+    if kind == "mlm" and model.embedding_sharing != "tied":
+        _fail("model.embedding_sharing", model.embedding_sharing,
               "the masked-LM baseline (objective.kind='mlm') has one network, so there is nothing to share or "
               "untie; use embedding_sharing='tied' (the default)")
-    if kind == "electric" and m.attention != "xla":
-        _fail("model.attention", m.attention,
+    if kind == "electric" and model.attention != "xla":
+        _fail("model.attention", model.attention,
               "Electric's two-tower generator needs left-to-right and right-to-left causal attention, which only "
               "the 'xla' attention implements (cuDNN has no right-to-left mask); use model.attention='xla' with "
               "objective.kind='electric'")
@@ -281,17 +281,17 @@ def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     finalize_model(config.model)
     if "objective" in config:
         _check_choice(config, "objective", "kind", OBJECTIVES)
-        o = config.objective
-        if not 0.0 < o.mask_prob < 1.0:
-            _fail("objective.mask_prob", o.mask_prob, "must be in (0, 1)")
+        objective = config.objective
+        if not 0.0 < objective.mask_prob < 1.0:
+            _fail("objective.mask_prob", objective.mask_prob, "must be in (0, 1)")
         for field in ("mask_token_prob", "random_token_prob", "mlm_mask_token_prob", "mlm_random_token_prob"):
-            if not 0.0 <= o[field] <= 1.0:
-                _fail(f"objective.{field}", o[field], "must be in [0, 1]")
-        if o.mask_token_prob + o.random_token_prob > 1.0:
-            _fail("objective.random_token_prob", o.random_token_prob,
+            if not 0.0 <= objective[field] <= 1.0:
+                _fail(f"objective.{field}", objective[field], "must be in [0, 1]")
+        if objective.mask_token_prob + objective.random_token_prob > 1.0:
+            _fail("objective.random_token_prob", objective.random_token_prob,
                   "mask_token_prob + random_token_prob must not exceed 1")
-        if o.temperature <= 0:
-            _fail("objective.temperature", o.temperature, "must be positive")
+        if objective.temperature <= 0:
+            _fail("objective.temperature", objective.temperature, "must be positive")
         _check_objective_model(config)
     if "optim" in config:
         _check_choice(config, "optim", "schedule", SCHEDULES)
@@ -313,9 +313,9 @@ def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
             _fail("data.max_seq_length", seq,
                   f"exceeds model.max_position_embeddings = {config.model.max_position_embeddings}")
         if "objective" in config:
-            n = config.objective.max_predictions_per_seq or max_predictions_per_seq(
+            slots = config.objective.max_predictions_per_seq or max_predictions_per_seq(
                 config.objective.mask_prob, seq)
-            config.objective.max_predictions_per_seq = max(1, min(n, seq))
+            config.objective.max_predictions_per_seq = max(1, min(slots, seq))
     if "train" in config:
         for field in ("steps", "batch_size"):
             if field in config.train and (not isinstance(config.train[field], int) or config.train[field] <= 0):

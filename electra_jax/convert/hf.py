@@ -73,10 +73,10 @@ def to_hf_state_dicts(params, config) -> tuple[dict | None, dict | None, tuple[d
     disc_rules, gen_rules = hf_rules(cfg)
     disc = gen = disc_config = gen_config = None
     if not cfg.mlm_only:
-        disc = {r.hf: export_tensor(get_path(params, r.path), r.kind, cfg) for r in disc_rules}
+        disc = {rule.hf: export_tensor(get_path(params, rule.path), rule.kind, cfg) for rule in disc_rules}
         disc_config = hf_config_dict(cfg, generator=False)
     if has_generator(params):
-        gen = {r.hf: export_tensor(get_path(params, r.path), r.kind, cfg) for r in gen_rules}
+        gen = {rule.hf: export_tensor(get_path(params, rule.path), rule.kind, cfg) for rule in gen_rules}
         gen["generator_lm_head.weight"] = gen["electra.embeddings.word_embeddings.weight"]
         gen_config = hf_config_dict(cfg, generator=True)
     return disc, gen, (disc_config, gen_config)
@@ -84,43 +84,43 @@ def to_hf_state_dicts(params, config) -> tuple[dict | None, dict | None, tuple[d
 
 def model_config_from_hf(disc_hf_config: dict, gen_hf_config: dict | None = None) -> ml_collections.ConfigDict:
     """An electra_jax model section equivalent to the given HF config.json dicts."""
-    m = model_defaults()
-    c = disc_hf_config
-    act = c.get("hidden_act", "gelu")
+    model = model_defaults()
+    disc = disc_hf_config
+    act = disc.get("hidden_act", "gelu")
     if act != "gelu":
         raise ValueError(f"hidden_act {act!r} is not supported; ELECTRA uses the exact 'gelu'")
-    if c.get("position_embedding_type", "absolute") != "absolute":
+    if disc.get("position_embedding_type", "absolute") != "absolute":
         raise ValueError("only absolute position embeddings are supported")
-    m.vocab_size = int(c["vocab_size"])
-    m.embedding_size = int(c.get("embedding_size", c["hidden_size"]))
-    m.hidden_size = int(c["hidden_size"])
-    m.num_layers = int(c["num_hidden_layers"])
-    m.num_heads = int(c["num_attention_heads"])
-    m.intermediate_size = int(c["intermediate_size"])
-    m.max_position_embeddings = int(c.get("max_position_embeddings", 512))
-    m.type_vocab_size = int(c.get("type_vocab_size", 2))
-    m.hidden_dropout = float(c.get("hidden_dropout_prob", 0.1))
-    m.attention_dropout = float(c.get("attention_probs_dropout_prob", 0.1))
-    m.initializer_range = float(c.get("initializer_range", 0.02))
-    m.layer_norm_eps = float(c.get("layer_norm_eps", 1e-12))
+    model.vocab_size = int(disc["vocab_size"])
+    model.embedding_size = int(disc.get("embedding_size", disc["hidden_size"]))
+    model.hidden_size = int(disc["hidden_size"])
+    model.num_layers = int(disc["num_hidden_layers"])
+    model.num_heads = int(disc["num_attention_heads"])
+    model.intermediate_size = int(disc["intermediate_size"])
+    model.max_position_embeddings = int(disc.get("max_position_embeddings", 512))
+    model.type_vocab_size = int(disc.get("type_vocab_size", 2))
+    model.hidden_dropout = float(disc.get("hidden_dropout_prob", 0.1))
+    model.attention_dropout = float(disc.get("attention_probs_dropout_prob", 0.1))
+    model.initializer_range = float(disc.get("initializer_range", 0.02))
+    model.layer_norm_eps = float(disc.get("layer_norm_eps", 1e-12))
     if gen_hf_config is not None:
-        g = gen_hf_config
-        if int(g["vocab_size"]) != m.vocab_size:
-            raise ValueError(f"generator vocab_size {g['vocab_size']} differs from the discriminator's "
-                             f"{m.vocab_size}")
-        m.generator_hidden_size = int(g["hidden_size"])
-        m.generator_num_heads = int(g["num_attention_heads"])
-        m.generator_intermediate_size = int(g["intermediate_size"])
-        m.generator_num_layers = int(g["num_hidden_layers"])
-        m.generator_hidden_fraction = min(1.0, m.generator_hidden_size / m.hidden_size)
-        gen_embedding = int(g.get("embedding_size", g["hidden_size"]))
-        m.untied_generator_embeddings = gen_embedding != m.embedding_size
-        if m.untied_generator_embeddings and gen_embedding != m.generator_hidden_size:
+        gen = gen_hf_config
+        if int(gen["vocab_size"]) != model.vocab_size:
+            raise ValueError(f"generator vocab_size {gen['vocab_size']} differs from the discriminator's "
+                             f"{model.vocab_size}")
+        model.generator_hidden_size = int(gen["hidden_size"])
+        model.generator_num_heads = int(gen["num_attention_heads"])
+        model.generator_intermediate_size = int(gen["intermediate_size"])
+        model.generator_num_layers = int(gen["num_hidden_layers"])
+        model.generator_hidden_fraction = min(1.0, model.generator_hidden_size / model.hidden_size)
+        gen_embedding = int(gen.get("embedding_size", gen["hidden_size"]))
+        model.untied_generator_embeddings = gen_embedding != model.embedding_size
+        if model.untied_generator_embeddings and gen_embedding != model.generator_hidden_size:
             raise ValueError(f"the generator's embedding_size {gen_embedding} differs from both the "
-                             f"discriminator's {m.embedding_size} and its own hidden_size "
-                             f"{m.generator_hidden_size}; ELECTRA shares the embeddings or unties them at the "
+                             f"discriminator's {model.embedding_size} and its own hidden_size "
+                             f"{model.generator_hidden_size}; ELECTRA shares the embeddings or unties them at the "
                              "generator's width, nothing else")
-    return finalize_model(m)
+    return finalize_model(model)
 
 
 def _is_mlm_only(state_dict: dict) -> bool:
@@ -156,21 +156,22 @@ def from_hf_state_dicts(disc_state_dict: dict, gen_state_dict: dict | None = Non
     params: dict = {}
 
     def load(rules, state, which):
-        missing = [r.hf for r in rules if r.hf not in state]
+        missing = [rule.hf for rule in rules if rule.hf not in state]
         if missing:
             raise ValueError(f"the {which} state dict lacks {len(missing)} expected tensors, e.g. {missing[:5]}; "
                              f"is it an HF ELECTRA {'ElectraForMaskedLM' if which == 'generator' else 'model'} "
                              "with the config given?")
-        for r in rules:
-            value = import_tensor(state[r.hf], r.kind, get_path(shapes, r.path).shape, cfg, f"{which} {r.hf}")
-            if which == "generator" and has_path(params, r.path):
-                shared = get_path(params, r.path)
+        for rule in rules:
+            shape = get_path(shapes, rule.path).shape
+            value = import_tensor(state[rule.hf], rule.kind, shape, cfg, f"{which} {rule.hf}")
+            if which == "generator" and has_path(params, rule.path):
+                shared = get_path(params, rule.path)
                 if not np.array_equal(shared, value):
                     raise ValueError(
-                        f"the generator's {r.hf} differs from the discriminator's (max abs difference "
+                        f"the generator's {rule.hf} differs from the discriminator's (max abs difference "
                         f"{np.max(np.abs(shared - value)):.3g}); ELECTRA shares the embedding block, so these "
                         "two folders do not come from one pre-training run")
-            set_path(params, r.path, value)
+            set_path(params, rule.path, value)
 
     if mlm_only:
         load(gen_rules, disc_state_dict, "masked-LM")

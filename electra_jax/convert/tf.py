@@ -104,15 +104,15 @@ def from_tf_checkpoint(path: str, num_heads: int | None = None, generator_num_he
     shapes = modeling.param_shapes(cfg)
     disc_rules, gen_rules = hf_rules(cfg)
     rules = tf_rules(cfg) if (generator or mlm_only) else disc_rules
-    missing = [r.tf for r in rules if r.tf not in model_shapes]
+    missing = [rule.tf for rule in rules if rule.tf not in model_shapes]
     if missing:
         raise ValueError(f"{path} lacks {len(missing)} variables the inferred config needs, e.g. {missing[:5]}")
     params: dict = {}
-    for r in rules:
-        value = import_tensor(reader.get_tensor(r.tf), r.kind, get_path(shapes, r.path).shape, cfg, r.tf,
+    for rule in rules:
+        value = import_tensor(reader.get_tensor(rule.tf), rule.kind, get_path(shapes, rule.path).shape, cfg, rule.tf,
                               torch_layout=False)
-        set_path(params, r.path, value)
-    used = {r.tf for r in rules}
+        set_path(params, rule.path, value)
+    used = {rule.tf for rule in rules}
     notes = []
     if not generator and not mlm_only:
         notes.append("no generator in the checkpoint: the import holds the discriminator only")
