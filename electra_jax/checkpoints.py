@@ -17,11 +17,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging as pylogging
 import os
-import re
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +30,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
+
+from electra_jax.orbax_logs import QuietOrbax, failure_cause, quiet_orbax_logs
 
 Path = epath.Path  # local folders and gs:// (Cloud TPU workdirs) alike
 
@@ -65,81 +64,6 @@ class ResumeMismatchError(CheckpointError):
 
 class CheckpointSaveError(OSError):
     """A checkpoint could not be written (e.g. the disk is full); the message names the step, cause and fix."""
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Quiet orbax: one line per failure instead of pages of background-thread tracebacks
-
-
-class _QuietOrbax(pylogging.Filter):
-    """Drops orbax's INFO chatter; its errors keep one line (the caller reports the failure with the fix).
-
-    With ELECTRA_JAX_TRACEBACK=1 or --verbosity=1 the errors keep their tracebacks. The last error line is
-    remembered: an async save that fails inside orbax's threads may surface only as a missing step folder.
-    """
-
-    last_error: str | None = None
-
-    def filter(self, record: pylogging.LogRecord) -> bool:
-        from electra_jax import cli
-
-        if record.name == "asyncio":  # orbax's abandoned tasks after a failed write: "exception was never retrieved"
-            message = record.getMessage()
-            return cli.show_tracebacks() or "never retrieved" not in message or "orbax" not in message
-        if f"{os.sep}orbax{os.sep}" not in (record.pathname or ""):
-            return True
-        if record.levelno < pylogging.WARNING:
-            return False
-        if record.levelno >= pylogging.ERROR:
-            message = cli.one_line(record.getMessage(), 300)
-            _QuietOrbax.last_error = message
-            if not cli.show_tracebacks():
-                record.msg, record.args, record.exc_info, record.exc_text = message, None, None, None
-        return True
-
-
-def _drop_closed_loop_noise(previous_hook):
-    """sys.unraisablehook ignoring the aftermath of one failed orbax read or write ('Event loop is closed', abandoned
-    read coroutines: hundreds of tracebacks for one truncated file); the failure itself is reported on its own."""
-
-    def hook(unraisable) -> None:
-        value = unraisable.exc_value
-        if isinstance(value, RuntimeError) and str(value) == "Event loop is closed":
-            return
-        code = getattr(unraisable.object, "cr_code", None)
-        if code is not None and f"{os.sep}orbax{os.sep}" in code.co_filename:
-            return
-        previous_hook(unraisable)
-
-    hook.electra_jax_quiet = True
-    return hook
-
-
-def quiet_orbax_logs() -> None:
-    for name in ("absl", "asyncio"):
-        logger = pylogging.getLogger(name)
-        if not any(isinstance(f, _QuietOrbax) for f in logger.filters):
-            logger.addFilter(_QuietOrbax())
-    if not getattr(sys.unraisablehook, "electra_jax_quiet", False):
-        sys.unraisablehook = _drop_closed_loop_noise(sys.unraisablehook)
-
-
-def failure_cause(error: BaseException | None) -> tuple[str, int | None]:
-    """(one-line cause, errno or None) of a failed orbax/tensorstore read or write."""
-    from electra_jax import cli
-
-    if error is None:
-        return (_QuietOrbax.last_error or "the save did not complete"), None
-    root = cli.root_cause(error)
-    if isinstance(root, OSError) and root.errno is not None:
-        return f"{root.strerror}" + (f" ({root.filename})" if root.filename else ""), root.errno
-    text = str(root) or type(root).__name__
-    # tensorstore: '... Error writing local file "PATH": ... No space left on device [os_error_code='28']'
-    code = re.search(r"os_error_code='?(\d+)", text)
-    if code:
-        file = re.search(r'local file "([^"]+)"', text)
-        return os.strerror(int(code.group(1))) + (f" ({file.group(1)})" if file else ""), int(code.group(1))
-    return cli.one_line(text.split("See full TensorStore details")[0], 300), None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -240,7 +164,7 @@ class Checkpointer:
             DATA_ITEM: ocp.args.JsonSave(data),
             CONFIG_ITEM: ocp.args.JsonSave(config_to_dict(config)),
         })
-        _QuietOrbax.last_error = None
+        QuietOrbax.last_error = None
         try:
             self.manager.save(step, args=args, force=True)
         except Exception as error:  # whatever orbax raised, the save did not happen

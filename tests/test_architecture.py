@@ -22,7 +22,8 @@ HEAVY = ("tensorflow", "tensorflow_datasets", "torch", "transformers")
 LAYERS = (
     ("foundation", ("config", "tree_paths", "cli")),
     ("model", ("modeling", "attention", "splash", "objective", "optim", "flops")),
-    ("training system", ("train_state", "sharding", "checkpoints", "metrics_writer", "data", "safeguards")),
+    ("training system", ("train_state", "sharding", "checkpoints", "orbax_logs", "metrics_writer", "data",
+                         "safeguards")),
     ("libraries", ("checkpoint_formats", "finetune", "convert", "corpus")),
     ("tools", ("pretrain", "predict", "build_vocab", "build_data", "benchmark", "plot", "demo_corpus",
                "profile_summary", "experiments", "finetune.__main__", "convert.cli", "convert.__main__",
