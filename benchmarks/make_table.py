@@ -71,9 +71,20 @@ def load_document(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def _is_speed_document(path: Path) -> bool:
+    """True for a speed results file (a list of rows, or a document with "rows"); other dated results, such as
+    the evidence plan, share the folder."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, list) or (isinstance(data, dict) and "rows" in data)
+
+
 def results_files(folder: str | Path) -> list[str]:
     """The speed results files in `folder` (`<date>-<card>[-<tag>].json`), oldest first, a day's runs in order."""
-    paths = [p for p in Path(folder).glob("*.json") if re.match(r"\d{4}-\d{2}-\d{2}-", p.name)]
+    paths = [p for p in Path(folder).glob("*.json")
+             if re.match(r"\d{4}-\d{2}-\d{2}-", p.name) and _is_speed_document(p)]
 
     def key(path: Path):
         tag = re.search(r"-(\d+)$", path.stem)
