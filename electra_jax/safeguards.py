@@ -60,6 +60,9 @@ RESUME_MUST_MATCH = ("model.", "objective.", "data.max_seq_length", "data.lower_
                      "data.unk_id", "data.cls_id", "data.sep_id", "data.mask_id", "train.batch_size", "train.seed")
 # Compute-only model switches: same parameters, same state layout.
 RESUME_MAY_CHANGE = ("model.dtype", "model.attention", "model.remat", "model.dropout_prng")
+# Optimizer switches: their value may change, but turning one on or off adds or drops a part of the optimizer
+# chain (optim.make_optimizer), so the saved optimizer state no longer has the run's layout.
+OPTIMIZER_PARTS = ("optim.clip_norm", "optim.weight_decay", "optim.layerwise_lr_decay")
 # Filled in by config.finalize from the fields above; they differ only because a set field does.
 DERIVED_FIELDS = ("model.generator_hidden_size", "model.generator_num_heads", "model.generator_intermediate_size",
                   "model.generator_num_layers", "model.padded_vocab_size", "objective.max_predictions_per_seq")
@@ -89,9 +92,16 @@ def resume_differences(saved: Mapping, current: Mapping) -> tuple[list[Change], 
         if old[field] == new[field]:
             continue
         binding = field.startswith(RESUME_MUST_MATCH) and field not in RESUME_MAY_CHANGE
+        if field in OPTIMIZER_PARTS:
+            binding = _switched_on(old[field]) != _switched_on(new[field])
         (forbidden if binding else allowed).append((field, old[field], new[field]))
     forbidden.sort(key=lambda change: change[0] in DERIVED_FIELDS)  # the fields a user sets come first
     return forbidden, allowed
+
+
+def _switched_on(value: Any) -> bool:
+    """Whether optim.make_optimizer adds the part this value configures (a positive number)."""
+    return isinstance(value, (int, float)) and value > 0
 
 
 def check_resumable(saved: Mapping, config: ml_collections.ConfigDict | Mapping, where: Path | str) -> None:
@@ -107,7 +117,8 @@ def check_resumable(saved: Mapping, config: ml_collections.ConfigDict | Mapping,
         workdir = as_path(where).parent.parent
         raise ResumeMismatchError(
             f"the checkpoint {where} was trained with a different config: {shown}{more} (checkpoint -> now). A run "
-            f"resumes only with the same model, objective, sequence length, special ids, batch size and seed. To "
+            f"resumes only with the same model, objective, sequence length, special ids, batch size, seed and "
+            f"optimizer parts (gradient clipping, weight decay and layer-wise decay on or off, at any value). To "
             f"train this config use a new --workdir; to start a fresh run from those weights add "
             f"--config.checkpoint.init={workdir} to it; to continue the old run drop the changed overrides")
 

@@ -156,6 +156,29 @@ def test_resume_differences_separate_what_may_change():
     safeguards.check_resumable(saved, checkpoints.config_to_dict(_config(**{"train.steps": 9})), "/w/checkpoints/1")
 
 
+@pytest.mark.parametrize("field,value,other_value", [("optim.clip_norm", 1.0, 0.0),
+                                                     ("optim.weight_decay", 0.01, 0.0),
+                                                     ("optim.layerwise_lr_decay", 0.8, 0.0)])
+def test_resume_refuses_turning_an_optimizer_part_on_or_off_but_not_a_new_value(field, value, other_value):
+    from electra_jax import modeling, optim
+
+    def state_layout(config):  # what orbax would be asked to restore into
+        params = jax.eval_shape(lambda: modeling.init_params(config, jax.random.PRNGKey(0)))
+        tx, _ = optim.make_optimizer(config.optim, 10, params, config.model.num_layers)
+        return jax.tree_util.tree_structure(jax.eval_shape(tx.init, params))
+
+    base, toggled, retuned = (_config(**{field: v}) for v in (value, other_value, value * 0.5 or 0.5))
+    saved = checkpoints.config_to_dict(base)
+    # The rule follows the optimizer itself: toggling changes the state's layout, a new value does not.
+    assert state_layout(toggled) != state_layout(base)
+    assert state_layout(retuned) == state_layout(base)
+    refusal = rf"{field} {value!r} -> {other_value!r}.*optimizer parts"
+    with pytest.raises(checkpoints.ResumeMismatchError, match=refusal):
+        safeguards.check_resumable(saved, checkpoints.config_to_dict(toggled), Path("/w/checkpoints/60"))
+    forbidden, allowed = safeguards.resume_differences(saved, checkpoints.config_to_dict(retuned))
+    assert not forbidden and [f for f, _, _ in allowed] == [field]
+
+
 def test_token_ids_outside_the_vocabulary_are_named():
     good = {"input_ids": np.array([[0, 5, 511]])}
     safeguards.check_token_ids(good, 512, where="training batch")
