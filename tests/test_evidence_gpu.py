@@ -55,6 +55,29 @@ def test_the_gpu_plan_gives_each_objective_at_least_1e16_flops_at_three_points(t
     assert mlm["steps"] > electra["steps"] and len(electra["points"]) == len(mlm["points"]) == 3
 
 
+@pytest.mark.parametrize("budget", ["gpu", "cpu"])
+def test_all_four_objectives_build_and_share_the_budget(tmp_path, budget):
+    budget = budgets.BUDGETS[budget]
+    objectives = ("electra", "mlm", "electric", "electra_gdes")
+    check_configs(budget, objectives)  # Electric included, with the gpu budget's cuDNN speed settings
+    configs = {name: pretrain_config(budget, 30522, tmp_path, name, budget.electra_steps) for name in objectives}
+    # Only Electric leaves the budget's attention: the others keep their speed settings.
+    attention = configs["electra"].model.attention
+    assert [configs[name].model.attention for name in objectives] == [attention, attention, "xla", attention]
+    assert configs["electra_gdes"].model.embedding_sharing == "gdes"
+    assert configs["electric"].objective.kind == "electric"
+    plan = plan_steps(budget, 30522, tmp_path, objectives)
+    total = plan["electra"]["total_flops"]
+    assert plan["electra_gdes"]["steps"] == plan["electra"]["steps"]  # GDES adds no FLOPs
+    for name in objectives:
+        entry = plan[name]
+        assert entry["steps"] % budget.num_points == 0
+        assert abs(entry["total_flops"] - total) <= entry["flops_per_step"] * budget.num_points / 2, name
+    if budget.name == "gpu":  # the numbers docs/EVIDENCE.md gives
+        assert (plan["electric"]["steps"], plan["electra_gdes"]["steps"]) == (6648, 9000)
+        assert plan["electric"]["flops_per_step"] == pytest.approx(1.557e12, rel=5e-4)
+
+
 def test_the_gpu_fine_tuning_protocol(tmp_path):
     config = finetune_config(GPU, "sst2", tmp_path, tmp_path / "vocab.txt", control=True)
     assert (config.model.dtype, config.model.attention, config.data.max_seq_length) == ("bfloat16", "xla", 128)
@@ -72,7 +95,7 @@ def test_objective_names_map_to_the_agreed_config_fields():
     assert budgets.OBJECTIVES == {
         "electra": {"objective.kind": "electra"},
         "mlm": {"objective.kind": "mlm"},
-        "electric": {"objective.kind": "electric"},
+        "electric": {"objective.kind": "electric", "model.attention": "xla"},
         "electra_gdes": {"objective.kind": "electra", "model.embedding_sharing": "gdes"},
     }
     assert budgets.DEFAULT_OBJECTIVES == ("electra", "mlm")
