@@ -25,6 +25,10 @@ import jax
 import jax.numpy as jnp
 
 AUC_BINS = 1000
+# disc_auc_tokens: the AUC over real tokens only, its scores binned by logit over [-LOGIT_RANGE, LOGIT_RANGE] in
+# TOKEN_AUC_BINS bins (0.002 wide). Probability bins put every probability under 1e-3 into one bin, with the padding:
+# Electric's NCE probabilities (about k·q) all land there at initialisation.
+TOKEN_AUC_BINS, LOGIT_RANGE = 16_000, 16.0
 
 
 class MaskedInputs(NamedTuple):
@@ -154,13 +158,21 @@ def disc_loss(logits, labels, input_mask):
     return loss, per_example
 
 
-def auc_histograms(probs, labels, num_bins: int = AUC_BINS):
-    """Per-bin counts of positives and negatives; summing them over batches and hosts is exact."""
+def auc_histograms(probs, labels, num_bins: int = AUC_BINS, weights=None):
+    """Per-bin counts of positives and negatives (scores in [0, 1]; `weights` 0 leaves a position out); summing
+    them over batches and hosts is exact."""
     bins = jnp.clip((probs * num_bins).astype(jnp.int32), 0, num_bins - 1).reshape(-1)
     labels = labels.reshape(-1).astype(jnp.float32)
-    pos = jnp.zeros((num_bins,), jnp.float32).at[bins].add(labels)
-    neg = jnp.zeros((num_bins,), jnp.float32).at[bins].add(1.0 - labels)
+    weights = jnp.ones_like(labels) if weights is None else weights.reshape(-1).astype(jnp.float32)
+    pos = jnp.zeros((num_bins,), jnp.float32).at[bins].add(labels * weights)
+    neg = jnp.zeros((num_bins,), jnp.float32).at[bins].add((1.0 - labels) * weights)
     return pos, neg
+
+
+def token_auc_histograms(logits, labels, input_mask):
+    """auc_histograms over the real tokens, the scores binned by logit (see TOKEN_AUC_BINS)."""
+    scores = (jnp.clip(logits.astype(jnp.float32), -LOGIT_RANGE, LOGIT_RANGE) + LOGIT_RANGE) / (2 * LOGIT_RANGE)
+    return auc_histograms(scores, labels, TOKEN_AUC_BINS, weights=input_mask)
 
 
 def auc_from_histograms(pos, neg):
@@ -229,6 +241,7 @@ def pretrain_loss(params, batch: dict[str, Any], rng: jax.Array, *, model, confi
     fake_ids, labels = replace_tokens(input_ids, masked.positions, sampled, changed_only=not electric)
     disc_logits = model.apply(variables, fake_ids, segment_ids, input_mask, deterministic,
                               method=type(model).discriminator_logits, rngs={"dropout": disc_dropout})
+    energies = disc_logits
     if electric:
         disc_logits = electric_logits(disc_logits, cloze_logits, fake_ids, o.mask_prob)
     d_loss, _ = disc_loss(disc_logits, labels, input_mask)
@@ -241,6 +254,7 @@ def pretrain_loss(params, batch: dict[str, Any], rng: jax.Array, *, model, confi
     probs = jax.nn.sigmoid(disc_logits)
     # As tf.metrics.auc(labels * mask, probs * mask): padding enters as a negative with probability 0.
     pos_hist, neg_hist = auc_histograms(probs * mask_f, labels * input_mask)
+    token_pos_hist, token_neg_hist = token_auc_histograms(disc_logits, labels, input_mask)
     metrics.update({
         "loss": loss,
         "disc_loss": d_loss,
@@ -251,7 +265,14 @@ def pretrain_loss(params, batch: dict[str, Any], rng: jax.Array, *, model, confi
         "sampled_mlm_accuracy": jnp.sum(masked.weights * (sampled == masked.target_ids))
         / jnp.maximum(weight_sum, 1.0),
         "replaced_fraction": jnp.sum(labels * mask_f) / jnp.maximum(jnp.sum(mask_f), 1.0),
+        "disc_auc_tokens": auc_from_histograms(token_pos_hist, token_neg_hist),
         "auc_pos_hist": pos_hist,
         "auc_neg_hist": neg_hist,
+        "auc_tokens_pos_hist": token_pos_hist,
+        "auc_tokens_neg_hist": token_neg_hist,
     })
+    if electric:  # the energy network alone, what `predict score` sums: does it tell replaced tokens apart?
+        energy_pos_hist, energy_neg_hist = token_auc_histograms(energies, labels, input_mask)
+        metrics.update({"energy_auc_tokens": auc_from_histograms(energy_pos_hist, energy_neg_hist),
+                        "auc_energy_pos_hist": energy_pos_hist, "auc_energy_neg_hist": energy_neg_hist})
     return loss, metrics

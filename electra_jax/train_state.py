@@ -164,10 +164,12 @@ def accumulate_eval(per_batch: list[dict]) -> dict[str, float]:
         if key.startswith("auc_"):
             continue
         out[key] = float(np.mean([m[key] for m in host]))
-    if "auc_pos_hist" in host[0]:
-        pos = np.sum([m["auc_pos_hist"] for m in host], axis=0)
-        neg = np.sum([m["auc_neg_hist"] for m in host], axis=0)
-        out["disc_auc"] = float(objective.auc_from_histograms(jnp.asarray(pos), jnp.asarray(neg)))
+    for name, prefix in (("disc_auc", "auc_"), ("disc_auc_tokens", "auc_tokens_"),
+                         ("energy_auc_tokens", "auc_energy_")):
+        if f"{prefix}pos_hist" in host[0]:
+            pos = np.sum([m[f"{prefix}pos_hist"] for m in host], axis=0)
+            neg = np.sum([m[f"{prefix}neg_hist"] for m in host], axis=0)
+            out[name] = float(objective.auc_from_histograms(jnp.asarray(pos), jnp.asarray(neg)))
     return out
 
 

@@ -184,6 +184,26 @@ def test_auc_matches_sklearn():
     assert abs(ours - metrics.roc_auc_score(labels, scores)) < 1e-6
 
 
+def test_token_auc_is_sklearn_over_the_real_tokens_where_probability_bins_see_nothing():
+    metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, (16, 64))
+    input_mask = (np.arange(64)[None, :] < rng.integers(20, 64, (16, 1))).astype(np.int32)
+    # Electric at initialisation: logits near log(k·q) = log(0.18 / 8000), all probabilities under 1e-3; a
+    # little signal in them.
+    logits = np.log(0.18 / 8000) + rng.normal(0, 0.5, labels.shape) + 0.3 * labels
+    real = input_mask.astype(bool)
+    expected = metrics.roc_auc_score(labels[real], logits[real])
+    pos, neg = objective.token_auc_histograms(jnp.asarray(logits), jnp.asarray(labels), jnp.asarray(input_mask))
+    assert float(pos.sum() + neg.sum()) == real.sum()
+    assert abs(float(objective.auc_from_histograms(pos, neg)) - expected) < 2e-3  # bins 0.002 logits wide
+    assert expected > 0.6
+    # The original's metric (probabilities in 1,000 bins, padding as negatives at 0) puts every score in bin 0.
+    probs = 1 / (1 + np.exp(-logits))
+    pos, neg = objective.auc_histograms(jnp.asarray(probs * input_mask), jnp.asarray(labels * input_mask))
+    assert float(objective.auc_from_histograms(pos, neg)) == 0.5
+
+
 @pytest.mark.parametrize("axis", [-1, 0, 1])
 def test_first_argmax_equals_numpy_argmax_ties_included(axis):
     rng = np.random.default_rng(3)

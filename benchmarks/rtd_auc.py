@@ -1,0 +1,115 @@
+r"""Re-evaluates finished pre-training runs at initialisation and at their newest checkpoint; one JSON document.
+
+  python benchmarks/rtd_auc.py RUN_DIR [RUN_DIR ...] --output=benchmarks/results/rtd_auc.json
+
+For each workdir: the config saved with its newest checkpoint, and the eval pass `pretrain` runs
+(config.train.eval_steps batches from the start of config.data.eval_files, the same masks at every eval) on
+  * the parameters at initialisation (config.train.seed: what the run started from), and
+  * the parameters of the newest checkpoint.
+Each row has the eval metrics, among them two discriminator AUCs:
+  * disc_auc, the original's `tf.metrics.auc(labels * mask, probs * mask)`: probabilities in 1,000 bins, padding
+    counted as negatives at probability 0 (what metrics.jsonl logs);
+  * disc_auc_tokens: over the real tokens only, the logits in 0.002-wide bins (objective.token_auc_histograms);
+  * for Electric, energy_auc_tokens: the same for the energy network's output alone, without the noise term
+    log q + log(p / (1 - p)) (what `predict score` sums).
+The newest checkpoint's disc_auc is also read from the run's metrics.jsonl (`logged_disc_auc`), which it must equal.
+docs/TRAINING.md ("Both variants learn") quotes the committed results file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+KEYS = ("mlm_loss", "mlm_accuracy", "sampled_mlm_accuracy", "disc_loss", "disc_accuracy", "disc_auc",
+        "disc_auc_tokens", "energy_auc_tokens", "replaced_fraction")
+
+
+def _logged_eval(workdir: Path, step: int) -> dict:
+    path = workdir / "metrics.jsonl"
+    if not path.exists():
+        return {}
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return next((r for r in reversed(rows) if r.get("split") == "eval" and r.get("step") == step), {})
+
+
+def _current_config(saved, base: str):
+    """`saved` (a config an older version may have written) on top of this version's `base`: every field both
+    have takes the saved value; fields the saved one lacks keep this version's defaults."""
+    from electra_jax import checkpoints
+    from electra_jax import config as config_lib
+    from electra_jax.safeguards import DERIVED_FIELDS
+
+    def flat(tree, prefix=""):
+        for key, value in tree.items():
+            if isinstance(value, dict):
+                yield from flat(value, f"{prefix}{key}.")
+            else:
+                yield f"{prefix}{key}", value
+
+    known = dict(flat(checkpoints.config_to_dict(config_lib.load(base))))
+    return config_lib.load(base, {field: value for field, value in flat(checkpoints.config_to_dict(saved))
+                                  if field in known and field not in DERIVED_FIELDS})
+
+
+def evaluate_run(workdir: Path, base: str) -> list[dict]:
+    import jax
+
+    from electra_jax import pretrain, sharding
+    from electra_jax import train_state as train_state_lib
+    from electra_jax.checkpoint_formats import open_checkpoint
+
+    checkpoint = open_checkpoint(str(workdir), flag="RUN_DIR")
+    config = _current_config(checkpoint.config, base)
+    step = max(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())  # what it read
+    if not config.data.eval_files:
+        raise ValueError(f"{workdir}: its config has no data.eval_files to evaluate on")
+    mesh = sharding.make_mesh(config.mesh)
+    trainer = train_state_lib.Trainer(config, mesh)
+    compiled = trainer.compile(include_eval=True, log_memory=False)
+    per_host = config.train.batch_size // jax.process_count()
+    rows = []
+    for label, params in (("init", trainer.init_state(config.train.seed).params),
+                          ("newest", trainer.state_from_params(checkpoint.params, config.train.seed).params)):
+        metrics = pretrain.evaluate(trainer, compiled, params, config, per_host)
+        rows.append({"run": workdir.name, "params": label, "step": 0 if label == "init" else step,
+                     "objective": config.objective.kind, "embedding_sharing": config.model.embedding_sharing,
+                     **{k: metrics[k] for k in KEYS if k in metrics}})
+    logged = _logged_eval(workdir, step)
+    if "eval_disc_auc" in logged:
+        rows[-1]["logged_disc_auc"] = logged["eval_disc_auc"]
+    return rows
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("runs", nargs="+", help="pre-training workdirs")
+    parser.add_argument("--output", required=True, help="the JSON file to write")
+    parser.add_argument("--base_config", default="configs/pretrain.py:tiny",
+                        help="this version's config the saved one is laid over (fields it lacks keep these)")
+    args = parser.parse_args(argv)
+    import jax
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                            text=True).stdout.strip()
+    machine = (f"{os.cpu_count()}-core {platform.machine()} CPU" if jax.default_backend() == "cpu"
+               else jax.devices()[0].device_kind)
+    document = {"date": datetime.date.today().isoformat(), "commit": commit, "machine": machine, "rows": []}
+    for run in args.runs:
+        document["rows"] += evaluate_run(Path(run).resolve(), args.base_config)
+        Path(args.output).write_text(json.dumps(document, indent=1) + "\n")  # written as it grows
+        for row in document["rows"][-2:]:
+            print(json.dumps(row), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
