@@ -8,6 +8,12 @@ position), `_get_fake_data` (samples from the cloze logits at the masked positio
 `_get_discriminator_output` with `electric_objective` (logit + stop_gradient(log q) + log(p / (1 - p))).
 """
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -242,3 +248,55 @@ def test_export_writes_the_discriminator_and_says_the_generator_cannot_go(caplog
     with torch.no_grad():
         theirs = hf.eval()(input_ids=torch.tensor(ids)).logits.numpy()
     np.testing.assert_allclose(ours, theirs, atol=1e-5)
+
+
+def test_convert_to_hf_command_exports_the_discriminator_and_notes_the_generator_once(tmp_path):
+    """`python -m electra_jax.convert to_hf --check` on an Electric checkpoint, as a user runs it: exit 0,
+    OUT/discriminator/ alone, the two-tower note as one log line (no traceback), HF logits equal to ours."""
+    torch = pytest.importorskip("torch", reason="the export check needs torch (pip install -e .[convert])")
+    transformers = pytest.importorskip("transformers", reason="the export check needs transformers")
+    from electra_jax import checkpoints
+
+    config = _tiny_electric()
+    params = jax.device_get(jax.jit(lambda key: modeling.init_params(config, key))(jax.random.key(3)))
+    checkpoints.save_params(str(tmp_path / "ckpt"), params, config)  # a fresh model: the cheapest checkpoint
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+                               + [f"word{i}" for i in range(config.model.vocab_size - 5)]) + "\n")
+    out = tmp_path / "hf"
+    repo = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-m", "electra_jax.convert", "to_hf", f"--checkpoint={tmp_path / 'ckpt'}",
+                             f"--output_dir={out}", f"--vocab={vocab}", "--check"],
+                            env=dict(os.environ, JAX_PLATFORMS="cpu"), cwd=repo, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    assert sorted(os.listdir(out)) == ["discriminator"]  # no generator/, not even an empty one
+    disc = out / "discriminator"
+    assert {"config.json", "model.safetensors", "vocab.txt", "tokenizer.json", "tokenizer_config.json",
+            "special_tokens_map.json"} <= set(os.listdir(disc))
+    assert json.loads((disc / "config.json").read_text())["architectures"] == ["ElectraForPreTraining"]
+    assert f"wrote discriminator: {disc}" in result.stdout and "wrote generator" not in result.stdout
+    assert "discriminator: max |logit difference|" in result.stdout and "generator: max" not in result.stdout
+
+    # The note: exactly one line, saying why, and nothing that looks like a crash.
+    notes = [line for line in result.stderr.splitlines() if "two-tower cloze generator" in line]
+    assert len(notes) == 1 and "no HF transformers class" in notes[0] and modeling.TWO_TOWER_EXPORT_NOTE in notes[0]
+    assert "Traceback" not in result.stderr
+
+    # The exported discriminator in HF PyTorch gives our raw logits (padding and a second segment included).
+    rng = np.random.default_rng(1)
+    ids = rng.integers(5, config.model.vocab_size, (3, 16))
+    mask = np.ones_like(ids)
+    mask[1, 10:], mask[2, 5:] = 0, 0
+    segments = np.zeros_like(ids)
+    segments[:, 8:] = 1
+    ids, segments = ids * mask, segments * mask
+    hf = transformers.ElectraForPreTraining.from_pretrained(str(disc), dtype=torch.float32,
+                                                            attn_implementation="eager").eval()
+    with torch.no_grad():
+        theirs = hf(input_ids=torch.tensor(ids), token_type_ids=torch.tensor(segments),
+                    attention_mask=torch.tensor(mask)).logits.numpy()
+    ours = np.asarray(modeling.discriminator_logits(params, config, ids, segments, mask))
+    valid = mask.astype(bool)
+    np.testing.assert_allclose(ours[valid], theirs[valid], atol=1e-5)

@@ -94,7 +94,8 @@ def define_flags() -> None:
 
     flags.DEFINE_string("checkpoint", None, "to_hf/check: an electra_jax workdir, checkpoint folder or "
                         "params-only export.")
-    flags.DEFINE_string("output_dir", None, "to_hf: folder for discriminator/ and generator/; from_*: the "
+    flags.DEFINE_string("output_dir", None, "to_hf: folder for discriminator/ and generator/ (mlm: generator/ "
+                        "only; electric: discriminator/ only, its two-tower generator has no HF class); from_*: the "
                         "params-only electra_jax checkpoint to write.")
     flags.DEFINE_enum("dtype", "float32", list(HF_DTYPES), "to_hf: weight dtype of model.safetensors.")
     flags.DEFINE_string("vocab", None, "to_hf: the vocabulary (vocab.txt or .model) when config.data.vocab and "
