@@ -439,6 +439,21 @@ def test_a_build_killed_while_replacing_leaves_a_folder_the_readers_refuse(good_
                               process_count=1))["input_ids"].shape == (2, 32)
 
 
+def test_the_incomplete_marker_is_seen_on_a_remote_filesystem_too():
+    """gs:// workdirs and record folders go through tf.io.gfile; its in-memory ram:// filesystem stands in."""
+    tf = pytest.importorskip("tensorflow")
+    from electra_jax.data.pipeline import INCOMPLETE_MARKER, check_records_complete
+
+    folder = f"ram://records-{os.getpid()}"
+    tf.io.gfile.makedirs(folder)
+    files = [f"{folder}/train-00000-of-00002.tfrecord", f"{folder}/train-00001-of-00002.tfrecord"]
+    check_records_complete(files)  # no marker: nothing to say
+    with tf.io.gfile.GFile(f"{folder}/{INCOMPLETE_MARKER}", "w") as f:
+        f.write("")
+    with pytest.raises(ValueError, match=rf"{folder} holds {INCOMPLETE_MARKER}: a build_data run was interrupted"):
+        check_records_complete(files)
+
+
 def test_an_output_dir_that_is_a_file_is_refused(tmp_path):
     target = tmp_path / "records"
     target.write_text("not a folder")

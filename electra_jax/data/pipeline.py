@@ -74,10 +74,11 @@ def expand_file_pattern(file_pattern: str | Sequence[str]) -> list[str]:
 
 
 def check_records_complete(files: Sequence[str]) -> None:
-    """Raises ValueError when a folder of these records holds build_data's marker of an unfinished replacement."""
-    for folder in sorted({os.path.dirname(path) for path in files if "://" not in path}):
-        marker = os.path.join(folder, INCOMPLETE_MARKER)
-        if os.path.exists(marker):
+    """Raises ValueError when a folder of these records holds build_data's marker of an unfinished replacement
+    (local folders, and gs:// or any other tf.io.gfile filesystem)."""
+    for folder in sorted({os.path.dirname(path) for path in files}):
+        marker = f"{folder}/{INCOMPLETE_MARKER}"
+        if os.path.exists(marker) if "://" not in folder else _tf().io.gfile.exists(marker):
             raise ValueError(f"{folder} holds {INCOMPLETE_MARKER}: a build_data run was interrupted while it "
                              "replaced these records, so they may be incomplete. Rerun the build_data command.")
 
