@@ -225,13 +225,13 @@ def test_a_tfds_corpus_becomes_the_experiments_records(tmp_path, uncased_vocab):
     """--tfds: the records stage builds train and held-out numpy records from a prepared TFDS dataset (about a
     minute on the loaded dev machine: TFDS prepares the dataset, each build_data process imports TensorFlow)."""
     pytest.importorskip("tensorflow_datasets")
-    from test_build_data import _make_tiny_tfds
+    from tfds_data import make_tiny_tfds
 
     from electra_jax.experiments.inputs import build_records
     from electra_jax.experiments.stages import Stages
 
     docs = [f"Document {i} has a first sentence.\nIts second sentence is a little longer than that." for i in range(40)]
-    name = _make_tiny_tfds(tmp_path / "tfds", docs, "ElectraJaxEvidenceDocs")
+    name = make_tiny_tfds(tmp_path / "tfds", docs, "ElectraJaxEvidenceDocs")
     corpus = {"kind": "tfds", "train": f"{name}:train[:90%]", "eval": f"{name}:train[90%:]"}
     budget = dataclasses.replace(budgets.BUDGETS["toy"], records_format="numpy", build_processes=1)
     counts = build_records(tmp_path / "out", budget, corpus, uncased_vocab, Stages(tmp_path / "stages.json"),
