@@ -1,5 +1,5 @@
-"""Issue #8's experiment (ELECTRA vs masked LM at equal compute) end to end at the toy budget (its corpus cleaners
-are tested in tests/test_corpus.py).
+"""The compute-efficiency experiment (ELECTRA vs masked LM at equal compute) end to end at the toy budget (its
+corpus cleaners are tested in tests/test_corpus.py).
 
 The end-to-end test runs the real command in a subprocess, checks every output file and the row schema, that the
 two objectives were given the same pre-training FLOPs, and that a rerun resumes (redoes nothing). The toy budget

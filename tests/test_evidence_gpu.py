@@ -68,7 +68,7 @@ def test_the_gpu_fine_tuning_protocol(tmp_path):
 
 
 def test_objective_names_map_to_the_agreed_config_fields():
-    """The names issue 16 agreed on; their fields may not exist yet, and then they fail at once (next test)."""
+    """The agreed objective names and their config fields (a misspelt field fails at once: next test)."""
     assert budgets.OBJECTIVES == {
         "electra": {"objective.kind": "electra"},
         "mlm": {"objective.kind": "mlm"},
