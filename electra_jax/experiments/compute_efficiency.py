@@ -220,7 +220,7 @@ def run(output_dir: str, budget: Budget, *, text_dirs: Sequence[str], python_doc
 FLAGS = flags.FLAGS
 
 
-def _define_flags() -> None:
+def define_flags() -> None:
     """Flags are defined only when run as a program, so importing this module defines none."""
     flags.DEFINE_string("output_dir", None, "Folder for every stage's outputs; rerunning resumes where it stopped.")
     flags.DEFINE_enum("budget", "cpu", list(BUDGETS), "toy: every stage in seconds (tests); cpu: the experiment on a "
@@ -307,5 +307,5 @@ def main(argv: Sequence[str]) -> None:
 if __name__ == "__main__":
     from electra_jax import cli
 
-    _define_flags()
+    define_flags()
     cli.run(main)
