@@ -74,14 +74,14 @@ def get_config(arg: str = "small"):
     size = SIZES[size_name]
     config = base_pretrain_config()
     config.size = size_name
-    m = config.model
-    m.num_layers = size.num_layers
-    m.hidden_size = size.hidden_size
-    m.embedding_size = size.embedding_size
-    m.num_heads = size.num_heads or max(1, size.hidden_size // 64)
-    m.intermediate_size = size.intermediate_size or 4 * size.hidden_size
-    m.generator_hidden_fraction = size.generator_hidden_fraction
-    m.scan_layers = size.scan_layers
+    model = config.model
+    model.num_layers = size.num_layers
+    model.hidden_size = size.hidden_size
+    model.embedding_size = size.embedding_size
+    model.num_heads = size.num_heads or max(1, size.hidden_size // 64)
+    model.intermediate_size = size.intermediate_size or 4 * size.hidden_size
+    model.generator_hidden_fraction = size.generator_hidden_fraction
+    model.scan_layers = size.scan_layers
     config.data.max_seq_length = size.max_seq_length
     config.train.batch_size = size.batch_size
     config.train.steps = size.steps
@@ -93,7 +93,7 @@ def get_config(arg: str = "small"):
         if value is not None:
             config[section][field] = value
     if "fast" in options:
-        m.dtype = "bfloat16"
-        m.attention = "cudnn"
-        m.scan_layers = size_name == "large"
+        model.dtype = "bfloat16"
+        model.attention = "cudnn"
+        model.scan_layers = size_name == "large"
     return config

@@ -259,7 +259,7 @@ def main(argv) -> None:
     print(json.dumps(row), flush=True)
 
 
-def _define_flags():
+def define_flags():
     from absl import flags
     from ml_collections import config_flags
 
@@ -287,5 +287,5 @@ def _define_flags():
 if __name__ == "__main__":
     from electra_jax import cli
 
-    _CONFIG = _define_flags()
+    _CONFIG = define_flags()
     cli.run(main)

@@ -448,7 +448,9 @@ def _resolve_params_source(path: str | os.PathLike) -> tuple[str, Path]:
     raise CheckpointError(
         f"{str(root)!r} holds no electra_jax checkpoint: expected a params export (with {PARAMS_CONFIG_FILE}), "
         f"a step folder (with {STATE_ITEM}/), a checkpoints folder of numbered steps, or a workdir with "
-        f"{CHECKPOINTS_SUBDIR}/. HF folders are imported with `python -m electra_jax.convert from_hf`.")
+        f"{CHECKPOINTS_SUBDIR}/. HF folders are imported with `python -m electra_jax.convert from_hf`; "
+        "`checkpoint_formats.open_checkpoint` (finetune --init, predict, pretrain's checkpoint.init) opens HF and "
+        "original TF checkpoints directly.")
 
 
 def _numpy_restore(directory: Path, subtree: str | None = None) -> Any:

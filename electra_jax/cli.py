@@ -1,7 +1,7 @@
 """What every command-line tool does around its main: one-line errors and meaningful exit codes.
 
     if __name__ == "__main__":
-        _define_flags()
+        define_flags()
         cli.run(main)
 
 A failure the user can act on (a bad config value, a missing or corrupt file, a full disk, a diverged run)

@@ -64,31 +64,31 @@ def model_flops_per_step(config: Any, batch_size: int, seq_len: int) -> float:
     """
     from electra_jax.config import max_predictions_per_seq
 
-    m = config.model
-    o = config.objective
+    model = config.model
+    objective = config.objective
     configured_seq = config.data.max_seq_length if "data" in config else seq_len
-    if o.max_predictions_per_seq and configured_seq == seq_len:
-        slots = int(o.max_predictions_per_seq)
+    if objective.max_predictions_per_seq and configured_seq == seq_len:
+        slots = int(objective.max_predictions_per_seq)
     else:
-        slots = max(1, min(seq_len, max_predictions_per_seq(o.mask_prob, seq_len)))
+        slots = max(1, min(seq_len, max_predictions_per_seq(objective.mask_prob, seq_len)))
     tokens = batch_size * seq_len
-    disc_encoder = encoder_forward_flops(m.hidden_size, m.num_layers, m.intermediate_size, seq_len,
-                                         m.embedding_size)
-    if o.kind == "mlm":
+    disc_encoder = encoder_forward_flops(model.hidden_size, model.num_layers, model.intermediate_size, seq_len,
+                                         model.embedding_size)
+    if objective.kind == "mlm":
         # The masked-LM baseline: generator head (table width E) on the discriminator encoder.
-        gen_head = 2 * m.hidden_size * m.embedding_size + 2 * m.embedding_size * m.vocab_size
+        gen_head = 2 * model.hidden_size * model.embedding_size + 2 * model.embedding_size * model.vocab_size
         forward = tokens * disc_encoder + batch_size * slots * gen_head
         return 3.0 * forward
-    gen_hidden = m.generator_hidden_size or max(1, int(round(m.hidden_size * m.generator_hidden_fraction)))
-    gen_layers = m.generator_num_layers or max(1, int(round(m.num_layers * m.generator_layers_fraction)))
-    gen_intermediate = m.generator_intermediate_size or 4 * gen_hidden
-    table_width = gen_hidden if m.get("embedding_sharing", "tied") == "untied" else m.embedding_size
+    gen_hidden = model.generator_hidden_size or max(1, int(round(model.hidden_size * model.generator_hidden_fraction)))
+    gen_layers = model.generator_num_layers or max(1, int(round(model.num_layers * model.generator_layers_fraction)))
+    gen_intermediate = model.generator_intermediate_size or 4 * gen_hidden
+    table_width = gen_hidden if model.get("embedding_sharing", "tied") == "untied" else model.embedding_size
     gen_encoder = encoder_forward_flops(gen_hidden, gen_layers, gen_intermediate, seq_len, table_width)
-    disc_head = 2 * m.hidden_size * m.hidden_size + 2 * m.hidden_size
-    if o.kind == "electric":
-        cloze_head = 2 * (2 * gen_hidden) * table_width + 2 * table_width * m.vocab_size
+    disc_head = 2 * model.hidden_size * model.hidden_size + 2 * model.hidden_size
+    if objective.kind == "electric":
+        cloze_head = 2 * (2 * gen_hidden) * table_width + 2 * table_width * model.vocab_size
         return 3.0 * tokens * (2 * gen_encoder + cloze_head + disc_encoder + disc_head)
-    gen_head = 2 * gen_hidden * table_width + 2 * table_width * m.vocab_size
+    gen_head = 2 * gen_hidden * table_width + 2 * table_width * model.vocab_size
     forward = tokens * (gen_encoder + disc_encoder + disc_head) + batch_size * slots * gen_head
     return 3.0 * forward
 
@@ -142,16 +142,16 @@ def transformer_train_flops(hidden: int, layers: int, batch_size: int, train_ste
                             sparse_embed_lookup: bool = False, decoder: bool = False,
                             discriminator: bool = False) -> float:
     """Pre-training FLOPs of one transformer as the original counter computes them (2 x forward)."""
-    e = hidden if embedding is None else embedding
-    i = 4 * hidden if intermediate is None else intermediate
+    embedding_width = hidden if embedding is None else embedding
+    intermediate_width = 4 * hidden if intermediate is None else intermediate
     kqv = hidden if head_size is None else head_size * heads
     n_heads = max(hidden // 64, 1) if heads is None else heads
-    forward = (layers * _block_forward(hidden, seq_len, i, kqv, n_heads, decoder)
-               + _input_embedding_forward(hidden, e, seq_len, vocab_size, sparse_embed_lookup))
+    forward = (layers * _block_forward(hidden, seq_len, intermediate_width, kqv, n_heads, decoder)
+               + _input_embedding_forward(hidden, embedding_width, seq_len, vocab_size, sparse_embed_lookup))
     if discriminator:
         forward += _binary_head_forward(hidden, seq_len)
     else:
-        forward += _output_softmax_forward(hidden, e, seq_len, vocab_size, output_frac)
+        forward += _output_softmax_forward(hidden, embedding_width, seq_len, vocab_size, output_frac)
     return 2.0 * batch_size * train_steps * forward
 
 
@@ -159,11 +159,11 @@ def electra_train_flops(disc_hidden: int, disc_layers: int, gen_hidden: int, gen
                         train_steps: float, tied_embeddings: bool = True, embedding: int | None = None,
                         seq_len: int = 512, output_frac: float = 0.15625) -> float:
     """Generator + discriminator pre-training FLOPs (the original `get_electra_train_flops`)."""
-    e = disc_hidden if embedding is None else embedding
-    disc = transformer_train_flops(disc_hidden, disc_layers, batch_size, train_steps, seq_len=seq_len, embedding=e,
-                                   output_frac=output_frac, discriminator=True)
+    embedding_width = disc_hidden if embedding is None else embedding
+    disc = transformer_train_flops(disc_hidden, disc_layers, batch_size, train_steps, seq_len=seq_len,
+                                   embedding=embedding_width, output_frac=output_frac, discriminator=True)
     gen = transformer_train_flops(gen_hidden, gen_layers, batch_size, train_steps, seq_len=seq_len,
-                                  embedding=e if tied_embeddings else None, output_frac=output_frac)
+                                  embedding=embedding_width if tied_embeddings else None, output_frac=output_frac)
     return disc + gen
 
 

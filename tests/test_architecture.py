@@ -115,7 +115,10 @@ import importlib, json, sys
 tools = ["electra_jax.pretrain", "electra_jax.finetune", "electra_jax.finetune.__main__", "electra_jax.convert",
          "electra_jax.convert.cli", "electra_jax.predict", "electra_jax.build_vocab", "electra_jax.build_data",
          "electra_jax.benchmark", "electra_jax.plot", "electra_jax.demo_corpus", "electra_jax.checkpoint_formats",
-         "electra_jax.train_state", "electra_jax.objective", "electra_jax.data.inputs", "electra_jax.data.records"]
+         "electra_jax.train_state", "electra_jax.objective", "electra_jax.data.inputs", "electra_jax.data.records",
+         "electra_jax.data.token_corpus", "electra_jax.profile_summary", "electra_jax.corpus.__main__",
+         "electra_jax.convert.__main__", "electra_jax.experiments.compute_efficiency",
+         "electra_jax.experiments.finetuning", "electra_jax.experiments.bundle", "electra_jax.experiments.gpu_plan"]
 for name in tools:
     importlib.import_module(name)
 from absl import flags

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tfds_data import make_tiny_tfds
 
 from electra_jax.build_data import build_pretraining_data
 from electra_jax.data import tokenization
@@ -252,34 +253,10 @@ def test_missing_vocab_specials_fail_before_any_work(tmp_path):
                                input=str(tmp_path / "a.txt"), progress=False)
 
 
-def _make_tiny_tfds(data_dir: Path, docs: list[str], class_name: str) -> str:
-    """Prepares a one-feature ("text") TFDS dataset in data_dir from docs; returns its registered name."""
-    tfds = pytest.importorskip("tensorflow_datasets")
-
-    def _info(self):
-        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict(
-            {"text": tfds.features.Text()}))
-
-    def _split_generators(self, dl_manager):
-        return {"train": self._generate_examples()}
-
-    def _generate_examples(self):
-        for i, doc in enumerate(docs):
-            yield i, {"text": doc}
-
-    # A fresh class per call: TFDS registers builders by class name.
-    cls = type(class_name, (tfds.core.GeneratorBasedBuilder,), {
-        "VERSION": tfds.core.Version("1.0.0"), "_info": _info, "_split_generators": _split_generators,
-        "_generate_examples": _generate_examples, "__module__": __name__})
-    builder = cls(data_dir=str(data_dir))
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(try_download_gcs=False))
-    return builder.name
-
-
 def test_tfds_input_matches_the_same_text_as_a_file(tmp_path):
     lines = read_text_file(str(SHARED / "text" / "state_union" / "1961-Kennedy.txt")).split("\n")
     docs = ["\n".join(lines[i:i + 20]) for i in range(0, 100, 20)]
-    name = _make_tiny_tfds(tmp_path / "tfds", docs, "ElectraJaxTinyText")
+    name = make_tiny_tfds(tmp_path / "tfds", docs, "ElectraJaxTinyText")
     # TFDS stores examples in a hashed order: write the text file in that order.
     tfds = pytest.importorskip("tensorflow_datasets")
     stored = [ex["text"].decode() for ex in tfds.builder(name, data_dir=str(tmp_path / "tfds")).as_dataset(
@@ -304,7 +281,7 @@ def test_tfds_slices_in_worker_processes(tmp_path):
     """Several slices in spawned workers, where the test's builder class is not registered: TFDS reads the
     prepared dataset from its files in data_dir (about 15 s: each worker imports TensorFlow)."""
     docs = [f"Document {i} sentence one.\nDocument {i} sentence two is a little longer." for i in range(30)]
-    name = _make_tiny_tfds(tmp_path / "tfds", docs, "ElectraJaxTinyDocs")
+    name = make_tiny_tfds(tmp_path / "tfds", docs, "ElectraJaxTinyDocs")
     meta = build_pretraining_data(vocab=str(VOCAB), output_dir=str(tmp_path / "par"), max_seq_length=64,
                                   num_shards=2, num_processes=2, seed=1, progress=False, tfds=name,
                                   tfds_data_dir=str(tmp_path / "tfds"), tfds_num_splits=3)

@@ -91,7 +91,7 @@ def test_the_gpu_fine_tuning_protocol(tmp_path):
 
 
 def test_objective_names_map_to_the_agreed_config_fields():
-    """The names issue 16 agreed on; their fields may not exist yet, and then they fail at once (next test)."""
+    """The agreed objective names and their config fields (a misspelt field fails at once: next test)."""
     assert budgets.OBJECTIVES == {
         "electra": {"objective.kind": "electra"},
         "mlm": {"objective.kind": "mlm"},
@@ -248,13 +248,13 @@ def test_a_tfds_corpus_becomes_the_experiments_records(tmp_path, uncased_vocab):
     """--tfds: the records stage builds train and held-out numpy records from a prepared TFDS dataset (about a
     minute on the loaded dev machine: TFDS prepares the dataset, each build_data process imports TensorFlow)."""
     pytest.importorskip("tensorflow_datasets")
-    from test_build_data import _make_tiny_tfds
+    from tfds_data import make_tiny_tfds
 
     from electra_jax.experiments.inputs import build_records
     from electra_jax.experiments.stages import Stages
 
     docs = [f"Document {i} has a first sentence.\nIts second sentence is a little longer than that." for i in range(40)]
-    name = _make_tiny_tfds(tmp_path / "tfds", docs, "ElectraJaxEvidenceDocs")
+    name = make_tiny_tfds(tmp_path / "tfds", docs, "ElectraJaxEvidenceDocs")
     corpus = {"kind": "tfds", "train": f"{name}:train[:90%]", "eval": f"{name}:train[90%:]"}
     budget = dataclasses.replace(budgets.BUDGETS["toy"], records_format="numpy", build_processes=1)
     counts = build_records(tmp_path / "out", budget, corpus, uncased_vocab, Stages(tmp_path / "stages.json"),

@@ -8,12 +8,13 @@ import flax.linen as nn
 import jax
 import numpy as np
 import pytest
+import scipy.stats
 
 from electra_jax import config as config_lib
 from electra_jax import finetune, modeling, optim
 from electra_jax.checkpoint_formats import open_checkpoint
 from electra_jax.finetune import FinetuneModel
-from electra_jax.finetune.glue import ClassificationHead
+from electra_jax.finetune.glue import ClassificationHead, GlueTask
 from electra_jax.tree_paths import path_name
 
 from squad_data import CONTEXT, squad_json
@@ -81,7 +82,16 @@ def _check_results(workdir, task, metrics, seeds=()):
 
 @pytest.mark.parametrize("task,metrics", [pytest.param("cola", ["mcc", "accuracy"], marks=pytest.mark.slow),
                                           ("stsb", ["pearson", "spearman"])])
-def test_glue_runs_end_to_end(tmp_path, shared_dir, uncased_vocab, task, metrics):
+def test_glue_runs_end_to_end(tmp_path, shared_dir, uncased_vocab, task, metrics, monkeypatch):
+    # Every scoring call's dev labels and raw predictions, to recompute the reported metrics with scipy.
+    scored = []
+    original_score = GlueTask.score
+
+    def recording_score(self, data, outputs, config, output_dir=None):
+        scored.append((np.asarray(data.dev["labels"]), np.asarray(outputs["predictions"])))
+        return original_score(self, data, outputs, config, output_dir)
+
+    monkeypatch.setattr(GlueTask, "score", recording_score)
     config = _config(task, uncased_vocab, **{"data.dir": str(shared_dir / "data" / "glue"),
                                              "train.max_train_examples": 64, "train.max_eval_examples": 40})
     results = finetune.train_and_evaluate(config, str(tmp_path))
@@ -89,6 +99,11 @@ def test_glue_runs_end_to_end(tmp_path, shared_dir, uncased_vocab, task, metrics
     assert results["train_examples"] == 64
     for value in results["best"].values():
         assert np.isfinite(value)
+    if task == "stsb":  # "best" is the last epoch's dev metrics; correlations ignore the regression scale
+        labels, predictions = scored[-1]
+        assert labels.shape == predictions.shape == (40,)
+        assert results["best"]["pearson"] == pytest.approx(scipy.stats.pearsonr(labels, predictions)[0], abs=1e-5)
+        assert results["best"]["spearman"] == pytest.approx(scipy.stats.spearmanr(labels, predictions)[0], abs=1e-5)
 
 
 def test_several_seeds_report_the_median(tmp_path, shared_dir, uncased_vocab):

@@ -14,14 +14,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mini
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 6
 FLAGS = [
-    "--config=configs/pretrain.py:tiny", "--config.data.synthetic=True",
-    "--config.model.vocab_size=512", "--config.model.num_layers=1", "--config.model.hidden_size=64",
-    "--config.model.embedding_size=32", "--config.model.intermediate_size=128",
+    "--config=configs/pretrain.py:tiny", *mini.flags(mini.MODEL), "--config.data.synthetic=True",
     "--config.data.max_seq_length=16", "--config.train.batch_size=16",
     "--config.optim.warmup_steps=0", "--config.optim.learning_rate=1e-3",
     "--config.train.log_every=1", "--config.train.eval_every=0", "--config.train.progress=log",

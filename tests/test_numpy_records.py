@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mini
 import numpy as np
 import pytest
 
@@ -233,12 +234,13 @@ def test_pretraining_on_numpy_records_resumes_exactly(tmp_path, shared_dir, unca
     inputs = [str(shared_dir / "data" / "text" / "state_union" / n) for n in ("1961-Kennedy.txt", "1962-Kennedy.txt")]
     build_pretraining_data(vocab=str(uncased_vocab), output_dir=str(tmp_path / "records"), max_seq_length=32,
                            input=inputs, num_shards=2, num_processes=1, progress=False, format="numpy")
-    overrides = {"model.num_layers": 1, "model.hidden_size": 64, "model.embedding_size": 32,
-                 "model.intermediate_size": 128, "data.format": "numpy", "data.max_seq_length": 32,
-                 "data.train_files": str(tmp_path / "records" / "*.npy"), "data.shuffle_buffer": 64,
-                 "train.batch_size": 8, "train.log_every": 1, "train.eval_every": 0, "train.progress": "log",
-                 "optim.warmup_steps": 0, "optim.end_learning_rate": 5e-4, "checkpoint.every_steps": 3,
-                 "checkpoint.async_save": False}
+    # The mini network over the BERT vocabulary the records were built with.
+    overrides = mini.overrides(**{
+        "model.vocab_size": 30522, "data.format": "numpy", "data.max_seq_length": 32,
+        "data.train_files": str(tmp_path / "records" / "*.npy"), "data.shuffle_buffer": 64,
+        "train.batch_size": 8, "train.log_every": 1, "train.eval_every": 0, "train.progress": "log",
+        "optim.warmup_steps": 0, "optim.end_learning_rate": 5e-4, "checkpoint.every_steps": 3,
+        "checkpoint.async_save": False})
 
     def run(workdir: Path, steps: int) -> dict[int, float]:
         config = config_lib.load("configs/pretrain.py:tiny", {**overrides, "train.steps": steps})

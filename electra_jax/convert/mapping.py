@@ -141,40 +141,40 @@ def tf_rules(cfg: modeling.ModelConfig) -> list[Rule]:
     return out
 
 
-def export_tensor(x: np.ndarray, kind: str, cfg: modeling.ModelConfig, torch_layout: bool = True) -> np.ndarray:
+def export_tensor(tensor: np.ndarray, kind: str, cfg: modeling.ModelConfig, torch_layout: bool = True) -> np.ndarray:
     """electra_jax tensor -> HF (torch_layout) or original TF layout, float32."""
-    x = np.asarray(x, np.float32)
+    tensor = np.asarray(tensor, np.float32)
     if kind == "dense":
-        x = x.T if torch_layout else x
+        tensor = tensor.T if torch_layout else tensor
     elif kind == "qkv":
-        x = x.reshape(x.shape[0], -1)
-        x = x.T if torch_layout else x
+        tensor = tensor.reshape(tensor.shape[0], -1)
+        tensor = tensor.T if torch_layout else tensor
     elif kind == "qkv_bias":
-        x = x.reshape(-1)
+        tensor = tensor.reshape(-1)
     elif kind == "attn_out":
-        x = x.reshape(-1, x.shape[-1])
-        x = x.T if torch_layout else x
+        tensor = tensor.reshape(-1, tensor.shape[-1])
+        tensor = tensor.T if torch_layout else tensor
     elif kind in ("vocab", "vocab_bias"):
-        x = x[: cfg.vocab_size]
-    return np.ascontiguousarray(x)
+        tensor = tensor[: cfg.vocab_size]
+    return np.ascontiguousarray(tensor)
 
 
-def import_tensor(x: np.ndarray, kind: str, shape: tuple, cfg: modeling.ModelConfig, name: str,
+def import_tensor(tensor: np.ndarray, kind: str, shape: tuple, cfg: modeling.ModelConfig, name: str,
                    torch_layout: bool = True) -> np.ndarray:
     """HF (torch_layout) or original TF tensor -> electra_jax tensor of `shape`, with a clear shape error."""
-    x = np.asarray(x, np.float32)
+    tensor = np.asarray(tensor, np.float32)
     expected_external = export_tensor(np.zeros(shape, np.float32), kind, cfg, torch_layout).shape
-    if kind in ("vocab", "vocab_bias") and x.shape[:1] != expected_external[:1]:
-        raise ValueError(f"{name}: {x.shape[0]} vocabulary rows, but the config says vocab_size {cfg.vocab_size}")
-    if tuple(x.shape) != tuple(expected_external):
-        raise ValueError(f"{name}: shape {tuple(x.shape)} does not match the expected {tuple(expected_external)} "
+    if kind in ("vocab", "vocab_bias") and tensor.shape[:1] != expected_external[:1]:
+        raise ValueError(f"{name}: {tensor.shape[0]} vocabulary rows, but the config says vocab_size {cfg.vocab_size}")
+    if tuple(tensor.shape) != tuple(expected_external):
+        raise ValueError(f"{name}: shape {tuple(tensor.shape)} does not match the expected {tuple(expected_external)} "
                          f"(electra_jax parameter of shape {tuple(shape)}, transform '{kind}'); the tensors and "
                          "the config (hidden size, heads, embedding size, vocab_size) disagree")
     if kind in ("dense", "qkv", "attn_out") and torch_layout:
-        x = x.T
+        tensor = tensor.T
     if kind in ("vocab", "vocab_bias"):
-        x = np.pad(x, [(0, shape[0] - x.shape[0])] + [(0, 0)] * (x.ndim - 1))
-    return np.ascontiguousarray(x.reshape(shape))
+        tensor = np.pad(tensor, [(0, shape[0] - tensor.shape[0])] + [(0, 0)] * (tensor.ndim - 1))
+    return np.ascontiguousarray(tensor.reshape(shape))
 
 
 def get_path(tree, path):

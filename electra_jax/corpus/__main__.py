@@ -33,7 +33,7 @@ def glue_sentences(glue_dir: str | Path) -> Iterator[str]:
                     yield from split_sentences(field)
 
 
-def _define_flags() -> None:
+def define_flags() -> None:
     """Flags are defined only when run as a program, so importing this module defines none."""
     flags.DEFINE_string("output_dir", None, "Folder for train/, heldout/ and corpus_stats.json.")
     flags.DEFINE_list("sources", ["all"], "Source names to build (see --list_sources), or all.")
@@ -116,5 +116,5 @@ def main(argv: Sequence[str]) -> None:
 if __name__ == "__main__":
     from electra_jax import cli
 
-    _define_flags()
+    define_flags()
     cli.run(main)

@@ -17,8 +17,8 @@ SHARED_DATA = REPO_ROOT.parent / "shared" / "data"  # ../shared/data beside the 
 CONTROL = "none"  # the no-pre-training control's objective name in the result rows
 
 # name -> pre-training config overrides. ELECTRA is the reference: every other objective gets the steps of the
-# same pre-training FLOPs. `electric` and `electra_gdes` need the fields issue 16 adds (objective.kind=electric,
-# model.embedding_sharing=gdes); on a config without them they fail at once, naming the field.
+# same pre-training FLOPs. `electric` and `electra_gdes` use objective.kind=electric and
+# model.embedding_sharing=gdes; a name mapped to a field the config lacks fails at once, naming the field.
 OBJECTIVES: dict[str, dict[str, Any]] = {
     "electra": {"objective.kind": "electra"},
     "mlm": {"objective.kind": "mlm"},  # BERT-style masked LM (80/10/10) on the discriminator-sized encoder

@@ -1,4 +1,4 @@
-r"""Issue #8 / #17: does ELECTRA beat masked-LM pre-training at equal compute?  (Clark et al. 2020, Figure 4 / Table 1.)
+r"""Does ELECTRA beat masked-LM pre-training at equal compute?  (Clark et al. 2020, Figure 4 / Table 1.)
 
     python -m electra_jax.experiments.compute_efficiency --output_dir=workdirs/compute_efficiency --budget=cpu \
         --results=benchmarks/results/compute_efficiency.json
@@ -27,12 +27,12 @@ One command runs the whole comparison and can be killed and rerun at any point (
                (average dev score against pre-training FLOPs per objective, the control as a horizontal line),
                rewritten whenever a fine-tuning result lands; with --results=PATH.json also beside PATH.
 
---budget=toy runs every stage in well under a minute of compute (a sliver of the corpus, a few steps, one task,
-one seed, no TensorFlow needed) and is what the test runs; --budget=cpu is the experiment sized for a 2-core CPU
-(about 100-130 minutes); --budget=gpu is ELECTRA-Small against BERT-Small at 1e16 FLOPs each, sized for ten minutes
-on one H200 (docs/EVIDENCE.md). Fine-tuning settings (--epochs, --max_train_examples, --seeds, --tasks) may change
-between runs in one --output_dir: the pre-training checkpoints are reused and each protocol's results go to
-DIR/finetune/<protocol>/.
+--budget=toy runs every stage in well under a minute of compute (a sliver of the corpus, a few steps, one task, one
+seed, no TensorFlow needed) and is what the test runs; --budget=cpu is the experiment sized for a 2-core CPU (about
+90-110 minutes; the measured run took 110, docs/EVIDENCE.md); --budget=gpu is ELECTRA-Small against BERT-Small at 1e16
+FLOPs each, sized for ten minutes on one H200 (docs/EVIDENCE.md). Fine-tuning settings (--epochs, --max_train_examples,
+--seeds, --tasks) may change between runs in one --output_dir: the pre-training checkpoints are reused and each
+protocol's results go to DIR/finetune/<protocol>/.
 
 Scores are reported as the paper does: dev-set medians over seeds, x100; CoLA is Matthews correlation, STS-B
 Spearman correlation, the others accuracy; the average is the unweighted mean over the tasks.
@@ -220,11 +220,12 @@ def run(output_dir: str, budget: Budget, *, text_dirs: Sequence[str], python_doc
 FLAGS = flags.FLAGS
 
 
-def _define_flags() -> None:
+def define_flags() -> None:
     """Flags are defined only when run as a program, so importing this module defines none."""
     flags.DEFINE_string("output_dir", None, "Folder for every stage's outputs; rerunning resumes where it stopped.")
     flags.DEFINE_enum("budget", "cpu", list(BUDGETS), "toy: every stage in seconds (tests); cpu: the experiment on a "
-                      "2-core CPU (~100-130 min); gpu: ELECTRA-Small vs BERT-Small at 1e16 FLOPs, ~10 min on an H200.")
+                      "2-core CPU (~90-110 min, measured); gpu: ELECTRA-Small vs BERT-Small at 1e16 FLOPs, ~10 min "
+                      "on an H200.")
     flags.DEFINE_list("objectives", list(budgets_lib.DEFAULT_OBJECTIVES), "Pre-training objectives to compare at "
                       f"equal FLOPs, of {list(budgets_lib.OBJECTIVES)}.")
     flags.DEFINE_string("results", "", "Also write the rows here (JSON) and the table, plot and summary beside it "
@@ -306,5 +307,5 @@ def main(argv: Sequence[str]) -> None:
 if __name__ == "__main__":
     from electra_jax import cli
 
-    _define_flags()
+    define_flags()
     cli.run(main)

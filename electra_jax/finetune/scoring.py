@@ -80,7 +80,7 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
 
 
 def classification_metrics(task_metrics: Sequence[str], labels, predictions) -> dict[str, float]:
-    """The named metrics of one task (names as in `data.tasks.TASKS[...].metrics`)."""
+    """The named metrics of one task (names as in `finetune.tasks.TASKS[...].metrics`, the fine-tuning registry)."""
     functions = {"accuracy": accuracy, "f1": binary_f1, "mcc": matthews_corrcoef, "pearson": pearson,
                  "spearman": spearman}
     out = {}
