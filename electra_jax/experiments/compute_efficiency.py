@@ -29,7 +29,7 @@ One command runs the whole comparison and can be killed and rerun at any point (
 
 --budget=toy runs every stage in well under a minute of compute (a sliver of the corpus, a few steps, one task, one
 seed, no TensorFlow needed) and is what the test runs; --budget=cpu is the experiment sized for a 2-core CPU (about
-90-110 minutes; the measured run took 110, docs/EVIDENCE.md); --budget=gpu is ELECTRA-Small against BERT-Small at 1e16
+90-130 minutes; the measured run took 110, docs/EVIDENCE.md); --budget=gpu is ELECTRA-Small against BERT-Small at 1e16
 FLOPs each, sized for ten minutes on one H200 (docs/EVIDENCE.md). Fine-tuning settings (--epochs, --max_train_examples,
 --seeds, --tasks) may change between runs in one --output_dir: the pre-training checkpoints are reused and each
 protocol's results go to DIR/finetune/<protocol>/.
@@ -224,7 +224,7 @@ def define_flags() -> None:
     """Flags are defined only when run as a program, so importing this module defines none."""
     flags.DEFINE_string("output_dir", None, "Folder for every stage's outputs; rerunning resumes where it stopped.")
     flags.DEFINE_enum("budget", "cpu", list(BUDGETS), "toy: every stage in seconds (tests); cpu: the experiment on a "
-                      "2-core CPU (~90-110 min, measured); gpu: ELECTRA-Small vs BERT-Small at 1e16 FLOPs, ~10 min "
+                      "2-core CPU (~90-130 min; 110 measured); gpu: ELECTRA-Small vs BERT-Small at 1e16 FLOPs, ~10 min "
                       "on an H200.")
     flags.DEFINE_list("objectives", list(budgets_lib.DEFAULT_OBJECTIVES), "Pre-training objectives to compare at "
                       f"equal FLOPs, of {list(budgets_lib.OBJECTIVES)}.")
