@@ -13,7 +13,7 @@ Each row has the eval metrics, among them two discriminator AUCs:
   * for Electric, energy_auc_tokens: the same for the energy network's output alone, without the noise term
     log q + log(p / (1 - p)) (what `predict score` sums).
 The newest checkpoint's disc_auc is also read from the run's metrics.jsonl (`logged_disc_auc`), which it must equal.
-docs/TRAINING.md ("Both variants learn") quotes the committed results file.
+docs/TRAINING.md ("On real text", "The AUC over real tokens") quotes the committed results file.
 """
 
 from __future__ import annotations
