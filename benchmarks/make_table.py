@@ -75,10 +75,9 @@ def _is_speed_document(path: Path) -> bool:
     """True for a speed results file (a list of rows, or a document with "rows"); other dated results, such as
     the evidence plan, share the folder."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        return "rows" in load_document(path)
+    except (OSError, ValueError, TypeError, AttributeError):  # unreadable, or JSON that is no document
         return False
-    return isinstance(data, list) or (isinstance(data, dict) and "rows" in data)
 
 
 def results_files(folder: str | Path) -> list[str]:

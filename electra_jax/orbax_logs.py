@@ -15,6 +15,11 @@ import re
 import sys
 
 
+def _in_orbax(filename: str | None) -> bool:
+    """Whether a source file belongs to the orbax package."""
+    return f"{os.sep}orbax{os.sep}" in (filename or "")
+
+
 class QuietOrbax(pylogging.Filter):
     """Drops orbax's INFO chatter; its errors keep one line (the caller reports the failure with the fix).
 
@@ -29,7 +34,7 @@ class QuietOrbax(pylogging.Filter):
 
         if record.name == "asyncio":  # orbax's abandoned tasks after a failed read or write: "never retrieved"
             return cli.show_tracebacks() or "never retrieved" not in record.getMessage() or not _from_orbax(record)
-        if f"{os.sep}orbax{os.sep}" not in (record.pathname or ""):
+        if not _in_orbax(record.pathname):
             return True
         if record.levelno < pylogging.WARNING:
             return False
@@ -47,7 +52,7 @@ def _from_orbax(record: pylogging.LogRecord) -> bool:
         return True
     tb = record.exc_info[2] if record.exc_info else None
     while tb is not None:
-        if f"{os.sep}orbax{os.sep}" in tb.tb_frame.f_code.co_filename:
+        if _in_orbax(tb.tb_frame.f_code.co_filename):
             return True
         tb = tb.tb_next
     return False
@@ -62,7 +67,7 @@ def _drop_closed_loop_noise(previous_hook):
         if isinstance(value, RuntimeError) and str(value) == "Event loop is closed":
             return
         code = getattr(unraisable.object, "cr_code", None)
-        if code is not None and f"{os.sep}orbax{os.sep}" in code.co_filename:
+        if code is not None and _in_orbax(code.co_filename):
             return
         previous_hook(unraisable)
 
