@@ -9,10 +9,20 @@ For each workdir: the config saved with its newest checkpoint, and the eval pass
 Each row has the eval metrics, among them two discriminator AUCs:
   * disc_auc, the original's `tf.metrics.auc(labels * mask, probs * mask)`: probabilities in 1,000 bins, padding
     counted as negatives at probability 0 (what metrics.jsonl logs);
-  * disc_auc_tokens: over the real tokens only, the logits in 0.002-wide bins (objective.token_auc_histograms);
-  * for Electric, energy_auc_tokens: the same for the energy network's output alone, without the noise term
-    log q + log(p / (1 - p)) (what `predict score` sums).
+  * disc_auc_tokens: over the real tokens only, the logits in 0.0001-wide bins (objective.token_auc_histograms);
+  * for Electric, energy_auc_tokens: the energy network's output alone, without the noise term
+    log q + log(p / (1 - p)) (what `predict score` sums), against ELECTRA's labels (the tokens that changed).
 The newest checkpoint's disc_auc is also read from the run's metrics.jsonl (`logged_disc_auc`), which it must equal.
+
+Electric rows also take its NCE logit, E(x)_t + log q(x_t) + log(p / (1 - p)), apart (`electric`), on the same
+batches, masks and samples (objective.forward; its total's AUC must equal the eval's disc_auc_tokens):
+  * noise_auc_changed: log q(x_t) alone against the changed tokens: below 0.5 when the text's tokens are likelier
+    under q than q's own samples;
+  * noise_entropy and noise_cross_entropy: the mean entropy of q and -log q(original) at the written positions
+    (entropy above cross-entropy: q is under-confident, its samples less likely under it than the text);
+  * energy_slope and energy_correlation: the energy regressed on -log q(x_t) over the real tokens left alone
+    (not [CLS]/[SEP]): how far the energy network has become the language model that cancels log q (slope 1);
+  * nce_loss against nce_loss_prior, the loss of a constant logit at the share of replaced tokens.
 docs/TRAINING.md ("On real text", "The AUC over real tokens") quotes the committed results file.
 """
 
@@ -60,6 +70,54 @@ def _current_config(saved, base: str):
                                   if field in known and field not in DERIVED_FIELDS})
 
 
+def _binned_auc(scores, labels, input_mask) -> float:
+    from electra_jax import objective
+
+    pos, neg = objective.token_auc_histograms(scores, labels, input_mask)
+    return float(objective.auc_from_histograms(pos, neg))
+
+
+def electric_decomposition(trainer, params, config, per_host_batch_size: int) -> dict:
+    """Electric's NCE logit taken apart over the eval batches (see the module docstring)."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from electra_jax import objective, pretrain
+
+    d = config.data
+
+    @jax.jit
+    def parts(params, batch, rng):
+        f = objective.forward(params, batch, rng, model=trainer.program.model, config=config, train=False)
+        log_probs = jax.nn.log_softmax(f.cloze_logits.astype(jnp.float32), axis=-1)
+        entropy = -jnp.sum(jnp.exp(log_probs) * log_probs, axis=-1)
+        return {"energy": f.disc_logits.astype(jnp.float32), "total": objective.electric_logits(
+                    f.disc_logits, f.cloze_logits, f.fake_ids, config.objective.mask_prob),
+                "log_q": objective.token_log_probs(f.cloze_logits, f.fake_ids),
+                "log_q_original": objective.token_log_probs(f.cloze_logits, f.input_ids), "entropy": entropy,
+                "written": f.labels, "changed": f.labels * (f.fake_ids != f.input_ids), "input_mask": f.input_mask,
+                "inner": objective.candidates_mask(f.input_ids, f.input_mask, (d.cls_id, d.sep_id))}
+
+    batches = [jax.device_get(parts(params, batch, rng))
+               for batch, rng in pretrain.eval_batches(trainer, config, per_host_batch_size)]
+    a = {key: np.concatenate([b[key] for b in batches]) for key in batches[0]}
+    real, written = a["input_mask"].astype(bool), a["written"].astype(bool)
+    left = a["inner"].astype(bool) & ~written
+    slope, _ = np.polyfit(-a["log_q"][left], a["energy"][left], 1)
+    share = a["written"][real].mean()
+    nce = np.maximum(a["total"], 0) - a["total"] * a["written"] + np.log1p(np.exp(-np.abs(a["total"])))
+    return {"total_auc_written": _binned_auc(a["total"], a["written"], a["input_mask"]),
+            "energy_auc_changed": _binned_auc(a["energy"], a["changed"], a["input_mask"]),
+            "noise_auc_changed": _binned_auc(a["log_q"], a["changed"], a["input_mask"]),
+            "noise_entropy": float(a["entropy"][written].mean()),
+            "noise_cross_entropy": float(-a["log_q_original"][written].mean()),
+            "energy_slope": float(slope),
+            "energy_correlation": float(np.corrcoef(-a["log_q"][left], a["energy"][left])[0, 1]),
+            "nce_loss": float(nce[real].mean()),
+            "nce_loss_prior": float(-(share * np.log(share) + (1 - share) * np.log(1 - share)))}
+
+
 def evaluate_run(workdir: Path, base: str) -> list[dict]:
     import jax
 
@@ -83,6 +141,13 @@ def evaluate_run(workdir: Path, base: str) -> list[dict]:
         rows.append({"run": workdir.name, "params": label, "step": 0 if label == "init" else step,
                      "objective": config.objective.kind, "embedding_sharing": config.model.embedding_sharing,
                      **{k: metrics[k] for k in KEYS if k in metrics}})
+        if config.objective.kind == "electric":
+            parts = electric_decomposition(trainer, params, config, per_host)
+            for mine, theirs in (("total_auc_written", "disc_auc_tokens"), ("energy_auc_changed", "energy_auc_tokens")):
+                if abs(parts[mine] - metrics[theirs]) > 2e-3:  # the same batches and bins: only float noise
+                    raise RuntimeError(f"{workdir}: the decomposition's {mine} {parts[mine]:.4f} is not the eval's "
+                                       f"{theirs} {metrics[theirs]:.4f}")
+            rows[-1]["electric"] = parts
     logged = _logged_eval(workdir, step)
     if "eval_disc_auc" in logged:
         rows[-1]["logged_disc_auc"] = logged["eval_disc_auc"]
@@ -103,6 +168,9 @@ def main(argv=None) -> int:
     machine = (f"{os.cpu_count()}-core {platform.machine()} CPU" if jax.default_backend() == "cpu"
                else jax.devices()[0].device_kind)
     document = {"date": datetime.date.today().isoformat(), "commit": commit, "machine": machine, "rows": []}
+    if Path(args.output).exists():  # what the runs were trained with is known only to whoever wrote it there
+        document.update({key: value for key, value in json.loads(Path(args.output).read_text()).items()
+                         if key in ("runs_trained_at", "command")})
     for run in args.runs:
         document["rows"] += evaluate_run(Path(run).resolve(), args.base_config)
         Path(args.output).write_text(json.dumps(document, indent=1) + "\n")  # written as it grows

@@ -26,9 +26,10 @@ import jax.numpy as jnp
 
 AUC_BINS = 1000
 # disc_auc_tokens: the AUC over real tokens only, its scores binned by logit over [-LOGIT_RANGE, LOGIT_RANGE] in
-# TOKEN_AUC_BINS bins (0.002 wide). Probability bins put every probability under 1e-3 into one bin, with the padding:
-# Electric's NCE probabilities (about k·q) all land there at initialisation.
-TOKEN_AUC_BINS, LOGIT_RANGE = 16_000, 16.0
+# TOKEN_AUC_BINS bins (0.0001 wide). Probability bins put every probability under 1e-3 into one bin, with the padding:
+# Electric's NCE probabilities (about k·q) all land there at initialisation. Bins 0.002 wide were too coarse: a
+# trained Electric energy network puts thousands of tokens within 0.001 of one value, and such ties cost 0.004 of AUC.
+TOKEN_AUC_BINS, LOGIT_RANGE = 320_000, 16.0
 
 
 class MaskedInputs(NamedTuple):
@@ -191,11 +192,21 @@ def dropout_key(key: jax.Array, impl: str = "threefry") -> jax.Array:
     return jax.random.wrap_key_data(jax.random.bits(key, (width,), jnp.uint32), impl=impl)
 
 
-def pretrain_loss(params, batch: dict[str, Any], rng: jax.Array, *, model, config, train: bool = True):
-    """The full ELECTRA (or masked-LM baseline, or Electric) objective for one batch.
+class Forward(NamedTuple):
+    """One batch through the generator and (unless masked-LM) the discriminator, before any loss."""
+    input_ids: jax.Array  # [B, S] the uncorrupted ids
+    input_mask: jax.Array  # [B, S]
+    masked: MaskedInputs
+    gen_logits: jax.Array  # [B, N, V] the generator's logits at the masked positions
+    cloze_logits: jax.Array | None  # Electric: [B, S, V] q(x_t | the rest) at every position
+    sampled: jax.Array | None  # [B, N] the replacements
+    fake_ids: jax.Array | None  # [B, S] the discriminator's input
+    labels: jax.Array | None  # [B, S] the discriminator's targets (Electric: every written position)
+    disc_logits: jax.Array | None  # [B, S] the discriminator head's output (Electric: the energy E(x)_t)
 
-    Returns (loss, metrics): metrics hold scalar sums/means and the AUC histograms of this batch.
-    """
+
+def forward(params, batch: dict[str, Any], rng: jax.Array, *, model, config, train: bool = True) -> Forward:
+    """Masking, the generator, sampling, replacement and the discriminator for one batch (no losses)."""
     o = config.objective
     deterministic = not train
     mask_rng, sample_rng, gen_dropout, disc_dropout = jax.random.split(rng, 4)
@@ -213,37 +224,54 @@ def pretrain_loss(params, batch: dict[str, Any], rng: jax.Array, *, model, confi
         sep_id=config.data.sep_id)
     variables = {"params": params}
     electric = o.kind == "electric"
+    cloze_logits = None
     if electric:
-        # The cloze towers read the unmasked ids (the masking only chooses the positions to replace) and
-        # their loss covers every candidate position, as the original's _get_cloze_outputs.
+        # The cloze towers read the unmasked ids (the masking only chooses the positions to replace).
         cloze_logits = model.apply(variables, input_ids, segment_ids, input_mask, deterministic,
                                    method=type(model).generator_logits_all, rngs={"dropout": gen_dropout})
-        d = config.data
-        cloze_weights = candidates_mask(input_ids, input_mask, (d.cls_id, d.sep_id, d.mask_id, d.pad_id))
-        cloze_loss, _ = mlm_loss(cloze_logits, input_ids, cloze_weights.astype(jnp.float32))
         gen_logits = jnp.take_along_axis(cloze_logits, masked.positions[..., None], axis=1)
     else:
         gen_logits = model.apply(variables, masked.input_ids, segment_ids, input_mask, masked.positions,
                                  deterministic, method=type(model).generator_logits_at,
                                  rngs={"dropout": gen_dropout})
+    if mlm:
+        return Forward(input_ids, input_mask, masked, gen_logits, None, None, None, None, None)
+    sampled = sample_replacements(sample_rng, gen_logits, temperature=o.temperature,
+                                  target_ids=masked.target_ids, disallow_correct=o.disallow_correct)
+    fake_ids, labels = replace_tokens(input_ids, masked.positions, sampled, changed_only=not electric)
+    disc_logits = model.apply(variables, fake_ids, segment_ids, input_mask, deterministic,
+                              method=type(model).discriminator_logits, rngs={"dropout": disc_dropout})
+    return Forward(input_ids, input_mask, masked, gen_logits, cloze_logits, sampled, fake_ids, labels, disc_logits)
+
+
+def pretrain_loss(params, batch: dict[str, Any], rng: jax.Array, *, model, config, train: bool = True):
+    """The full ELECTRA (or masked-LM baseline, or Electric) objective for one batch.
+
+    Returns (loss, metrics): metrics hold scalar sums/means and the AUC histograms of this batch.
+    """
+    o = config.objective
+    f = forward(params, batch, rng, model=model, config=config, train=train)
+    input_ids, input_mask, masked, gen_logits = f.input_ids, f.input_mask, f.masked, f.gen_logits
+    electric = o.kind == "electric"
+    if electric:
+        # The cloze loss covers every candidate position, as the original's _get_cloze_outputs.
+        d = config.data
+        cloze_weights = candidates_mask(input_ids, input_mask, (d.cls_id, d.sep_id, d.mask_id, d.pad_id))
+        cloze_loss, _ = mlm_loss(f.cloze_logits, input_ids, cloze_weights.astype(jnp.float32))
     gen_loss, _ = mlm_loss(gen_logits, masked.target_ids, masked.weights)
     weight_sum = jnp.sum(masked.weights)
     mlm_correct = jnp.sum(masked.weights * (first_argmax(gen_logits, -1) == masked.target_ids))
     metrics = {"mlm_loss": gen_loss, "mlm_accuracy": mlm_correct / jnp.maximum(weight_sum, 1.0)}
     if electric:
         metrics["cloze_loss"] = cloze_loss
-    if mlm:
+    if o.kind == "mlm":
         metrics["loss"] = gen_loss
         return gen_loss, metrics
 
-    sampled = sample_replacements(sample_rng, gen_logits, temperature=o.temperature,
-                                  target_ids=masked.target_ids, disallow_correct=o.disallow_correct)
-    fake_ids, labels = replace_tokens(input_ids, masked.positions, sampled, changed_only=not electric)
-    disc_logits = model.apply(variables, fake_ids, segment_ids, input_mask, deterministic,
-                              method=type(model).discriminator_logits, rngs={"dropout": disc_dropout})
-    energies = disc_logits
+    sampled, fake_ids, labels = f.sampled, f.fake_ids, f.labels
+    disc_logits = energies = f.disc_logits
     if electric:
-        disc_logits = electric_logits(disc_logits, cloze_logits, fake_ids, o.mask_prob)
+        disc_logits = electric_logits(energies, f.cloze_logits, fake_ids, o.mask_prob)
     d_loss, _ = disc_loss(disc_logits, labels, input_mask)
     # Electric trains its generator on the cloze loss (the original's total_loss with two_tower_generator).
     loss = o.gen_weight * (cloze_loss if electric else gen_loss) + o.disc_weight * d_loss
@@ -271,8 +299,11 @@ def pretrain_loss(params, batch: dict[str, Any], rng: jax.Array, *, model, confi
         "auc_tokens_pos_hist": token_pos_hist,
         "auc_tokens_neg_hist": token_neg_hist,
     })
-    if electric:  # the energy network alone, what `predict score` sums: does it tell replaced tokens apart?
-        energy_pos_hist, energy_neg_hist = token_auc_histograms(energies, labels, input_mask)
+    if electric:
+        # The energy network alone (what `predict score` sums) against ELECTRA's labels: does it tell the tokens
+        # that were changed from the rest? Electric's own labels also count a sample equal to the original.
+        changed = labels * (fake_ids != input_ids).astype(labels.dtype)
+        energy_pos_hist, energy_neg_hist = token_auc_histograms(energies, changed, input_mask)
         metrics.update({"energy_auc_tokens": auc_from_histograms(energy_pos_hist, energy_neg_hist),
                         "auc_energy_pos_hist": energy_pos_hist, "auc_energy_neg_hist": energy_neg_hist})
     return loss, metrics

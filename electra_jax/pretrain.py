@@ -59,23 +59,27 @@ def _peak_flops(config) -> float | None:
     return peak * jax.device_count() if peak else None
 
 
-def evaluate(trainer, compiled, params, config, per_host_batch_size: int) -> dict[str, float]:
-    """config.train.eval_steps batches from the start of the eval input, same masks every time."""
+def eval_batches(trainer, config, per_host_batch_size: int):
+    """The eval pass's (global batch, rng) pairs: config.train.eval_steps batches from the start of the eval
+    input, with the same rngs (so the same masks and samples) at every eval; nothing without eval files."""
     eval_input = make_input(config, split="eval", per_host_batch_size=per_host_batch_size)
     if eval_input is None:
-        return {}
+        return
     from electra_jax.data.pipeline import to_global_batch
 
     base = jax.random.PRNGKey(config.train.seed + EVAL_SEED_OFFSET)
-    per_batch = []
     for i in range(config.train.eval_steps):
         host_batch = next(eval_input)
         safeguards.check_token_ids(host_batch, config.model.vocab_size, where=f"eval batch {i} "
                                    f"(config.data.eval_files = {config.data.eval_files!r})")
         batch = to_global_batch(host_batch, trainer.batch_sharding)
-        rng = jax.device_put(np.asarray(jax.random.fold_in(base, i)), trainer.replicated)
-        per_batch.append(compiled.eval_step(params, batch, rng))
-    return train_state_lib.accumulate_eval(per_batch)
+        yield batch, jax.device_put(np.asarray(jax.random.fold_in(base, i)), trainer.replicated)
+
+
+def evaluate(trainer, compiled, params, config, per_host_batch_size: int) -> dict[str, float]:
+    """config.train.eval_steps batches from the start of the eval input, same masks every time."""
+    return train_state_lib.accumulate_eval(compiled.eval_step(params, batch, rng)
+                                           for batch, rng in eval_batches(trainer, config, per_host_batch_size))
 
 
 def _restore_or_init(config, trainer, checkpointer, train_input):

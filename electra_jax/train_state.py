@@ -16,7 +16,7 @@ checkpoint layout.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple, Protocol
 
 import flax
@@ -154,22 +154,24 @@ def eval_step(params, batch: dict, rng: jax.Array, *, program: Program):
     return program.evaluate(params, batch, rng)
 
 
-def accumulate_eval(per_batch: list[dict]) -> dict[str, float]:
-    """Mean of per-batch scalars; AUC recomputed from the summed histograms (not a mean of AUCs)."""
-    out: dict[str, float] = {}
-    if not per_batch:
-        return out
-    host = [jax.tree_util.tree_map(np.asarray, m) for m in per_batch]
-    for key in host[0]:
-        if key.startswith("auc_"):
-            continue
-        out[key] = float(np.mean([m[key] for m in host]))
+def accumulate_eval(per_batch: Iterable[dict]) -> dict[str, float]:
+    """Mean of per-batch scalars; AUC recomputed from the summed histograms (not a mean of AUCs).
+
+    The histograms are summed as the batches come, where they are, so an eval of any length holds one set."""
+    scalars: dict[str, list] = {}
+    hists: dict[str, Any] = {}
+    for metrics in per_batch:
+        for key, value in metrics.items():
+            if key.startswith("auc_"):
+                hists[key] = value if key not in hists else hists[key] + value
+            else:
+                scalars.setdefault(key, []).append(value)
+    out = {key: float(np.mean(jax.device_get(values))) for key, values in scalars.items()}
     for name, prefix in (("disc_auc", "auc_"), ("disc_auc_tokens", "auc_tokens_"),
                          ("energy_auc_tokens", "auc_energy_")):
-        if f"{prefix}pos_hist" in host[0]:
-            pos = np.sum([m[f"{prefix}pos_hist"] for m in host], axis=0)
-            neg = np.sum([m[f"{prefix}neg_hist"] for m in host], axis=0)
-            out[name] = float(objective.auc_from_histograms(jnp.asarray(pos), jnp.asarray(neg)))
+        if f"{prefix}pos_hist" in hists:
+            pos, neg = (jnp.asarray(jax.device_get(hists[f"{prefix}{side}_hist"])) for side in ("pos", "neg"))
+            out[name] = float(objective.auc_from_histograms(pos, neg))
     return out
 
 

@@ -300,3 +300,40 @@ def test_convert_to_hf_command_exports_the_discriminator_and_notes_the_generator
     ours = np.asarray(modeling.discriminator_logits(params, config, ids, segments, mask))
     valid = mask.astype(bool)
     np.testing.assert_allclose(ours[valid], theirs[valid], atol=1e-5)
+
+
+def test_energy_auc_is_sklearn_over_the_changed_tokens_not_every_written_one():
+    """energy_auc_tokens: the raw energies against ELECTRA's labels (written and different), over the real tokens.
+
+    A cloze head pushed towards FAVOURITE, on text that is mostly FAVOURITE, samples the original token back at
+    many written positions; those count as replaced in Electric's loss but not in this AUC."""
+    metrics_lib = pytest.importorskip("sklearn.metrics")
+    config = _tiny_electric()
+    params = jax.device_get(jax.jit(lambda key: modeling.init_params(config, key))(jax.random.key(5)))
+    bias = np.array(params["generator_predictions"]["output_bias"])
+    bias[FAVOURITE] += 12.0
+    params["generator_predictions"]["output_bias"] = bias
+    rng = np.random.default_rng(2)
+    batch_size, seq = config.train.batch_size, config.data.max_seq_length
+    ids = np.where(rng.random((batch_size, seq)) < 0.5, FAVOURITE, rng.integers(110, 300, (batch_size, seq)))
+    lengths = rng.integers(8, seq + 1, (batch_size, 1))
+    mask = (np.arange(seq)[None, :] < lengths).astype(np.int32)
+    ids[:, 0] = CLS
+    ids[np.arange(batch_size), lengths[:, 0] - 1] = SEP
+    ids = ids * mask
+    batch = {"input_ids": jnp.asarray(ids), "input_mask": jnp.asarray(mask), "segment_ids": jnp.zeros_like(ids)}
+    model, key = modeling.build_model(config), jax.random.key(7)
+    _, metrics = jax.jit(lambda p, b, k: objective.pretrain_loss(p, b, k, model=model, config=config,
+                                                                 train=False))(params, batch, key)
+    parts = jax.jit(lambda p, b, k: objective.forward(p, b, k, model=model, config=config, train=False))(
+        params, batch, key)
+
+    written = np.asarray(parts.labels).astype(bool)
+    changed = written & (np.asarray(parts.fake_ids) != ids)
+    real = mask.astype(bool)
+    assert (written & ~changed).sum() >= 0.3 * written.sum()  # many samples gave the original back
+    energies = np.asarray(parts.disc_logits)
+    expected = metrics_lib.roc_auc_score(changed[real], energies[real])
+    assert abs(float(metrics["energy_auc_tokens"]) - expected) < 1e-3  # bins 0.0001 logits wide
+    # Electric's own labels give another number, so the test tells the two apart.
+    assert abs(metrics_lib.roc_auc_score(written[real], energies[real]) - expected) > 0.01
