@@ -77,13 +77,14 @@ def _binned_auc(scores, labels, input_mask) -> float:
     return float(objective.auc_from_histograms(pos, neg))
 
 
-def electric_decomposition(trainer, params, config, per_host_batch_size: int) -> dict:
-    """Electric's NCE logit taken apart over the eval batches (see the module docstring)."""
+def electric_decomposition(trainer, params, config, batches) -> dict:
+    """Electric's NCE logit taken apart over `batches`, (batch, rng) pairs such as pretrain.eval_batches gives
+    (see the module docstring)."""
     import jax
     import jax.numpy as jnp
     import numpy as np
 
-    from electra_jax import objective, pretrain
+    from electra_jax import objective
 
     d = config.data
 
@@ -99,9 +100,8 @@ def electric_decomposition(trainer, params, config, per_host_batch_size: int) ->
                 "written": f.labels, "changed": f.labels * (f.fake_ids != f.input_ids), "input_mask": f.input_mask,
                 "inner": objective.candidates_mask(f.input_ids, f.input_mask, (d.cls_id, d.sep_id))}
 
-    batches = [jax.device_get(parts(params, batch, rng))
-               for batch, rng in pretrain.eval_batches(trainer, config, per_host_batch_size)]
-    a = {key: np.concatenate([b[key] for b in batches]) for key in batches[0]}
+    outputs = [jax.device_get(parts(params, batch, rng)) for batch, rng in batches]
+    a = {key: np.concatenate([out[key] for out in outputs]) for key in outputs[0]}
     real, written = a["input_mask"].astype(bool), a["written"].astype(bool)
     left = a["inner"].astype(bool) & ~written
     slope, _ = np.polyfit(-a["log_q"][left], a["energy"][left], 1)
@@ -142,7 +142,7 @@ def evaluate_run(workdir: Path, base: str) -> list[dict]:
                      "objective": config.objective.kind, "embedding_sharing": config.model.embedding_sharing,
                      **{k: metrics[k] for k in KEYS if k in metrics}})
         if config.objective.kind == "electric":
-            parts = electric_decomposition(trainer, params, config, per_host)
+            parts = electric_decomposition(trainer, params, config, pretrain.eval_batches(trainer, config, per_host))
             for mine, theirs in (("total_auc_written", "disc_auc_tokens"), ("energy_auc_changed", "energy_auc_tokens")):
                 if abs(parts[mine] - metrics[theirs]) > 2e-3:  # the same batches and bins: only float noise
                     raise RuntimeError(f"{workdir}: the decomposition's {mine} {parts[mine]:.4f} is not the eval's "

@@ -26,10 +26,11 @@ import jax.numpy as jnp
 
 AUC_BINS = 1000
 # disc_auc_tokens: the AUC over real tokens only, its scores binned by logit over [-LOGIT_RANGE, LOGIT_RANGE] in
-# TOKEN_AUC_BINS bins (0.0001 wide). Probability bins put every probability under 1e-3 into one bin, with the padding:
-# Electric's NCE probabilities (about k·q) all land there at initialisation. Bins 0.002 wide were too coarse: a
-# trained Electric energy network puts thousands of tokens within 0.001 of one value, and such ties cost 0.004 of AUC.
-TOKEN_AUC_BINS, LOGIT_RANGE = 320_000, 16.0
+# TOKEN_AUC_BINS bins (0.0001 wide; scores beyond the range share the end bins). Probability bins put every
+# probability under 1e-3 into one bin, with the padding: Electric's NCE probabilities (about k·q) all land there at
+# initialisation. Bins 0.002 wide were too coarse: a trained Electric energy network puts a third of the tokens
+# within 0.001 of one value, and such ties cost 0.004 of AUC; and log q of a rare token is often below -16.
+TOKEN_AUC_BINS, LOGIT_RANGE = 640_000, 32.0
 
 
 class MaskedInputs(NamedTuple):
