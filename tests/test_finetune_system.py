@@ -111,6 +111,47 @@ def test_sigterm_mid_epoch_resumes_exactly(tmp_path, shared_dir, uncased_vocab, 
         np.testing.assert_array_equal(got[name], want[name], err_msg=name)
 
 
+def test_a_diverging_seed_stops_before_its_epoch_is_saved_or_scored(tmp_path, shared_dir, uncased_vocab, monkeypatch):
+    """A real divergence (learning rate 1e30): the error names the first step whose loss, or whose updated parameters,
+    are not finite (as the steps themselves returned them), nothing of that epoch is checkpointed or scored, and the
+    advice names the fix."""
+    from electra_jax import train_state
+
+    compile_steps, returned = train_state.Trainer.compile, []
+
+    def compile_and_record(self, *args, **kwargs):
+        compiled = compile_steps(self, *args, **kwargs)
+
+        def train_step(state, batch, rng):
+            state, metrics = compiled.train_step(state, batch, rng)
+            returned.append((float(metrics["loss"]), float(metrics["params_finite"])))
+            return state, metrics
+
+        return compiled._replace(train_step=train_step)
+
+    monkeypatch.setattr(train_state.Trainer, "compile", compile_and_record)
+    # log_every beyond the run: the epoch's end finds it, so the step is read back from the epoch's losses.
+    overrides = _rte_overrides(shared_dir, uncased_vocab, **{"optim.learning_rate": 1e30, "train.log_every": 1000})
+    workdir = tmp_path / "run"
+    with pytest.raises(finetune.NonFiniteLossError) as error:
+        finetune.train_and_evaluate(config_lib.load("configs/finetune.py:rte,tiny", overrides), str(workdir))
+    first_bad = next(i for i, (loss, finite) in enumerate(returned) if not np.isfinite(loss) or not finite)
+    assert len(returned) == 6  # the whole first epoch (48 examples / 8), then the check
+    message = str(error.value)
+    loss, _ = returned[first_bad]
+    if np.isfinite(loss):  # the update overflowed before any loss did
+        assert f"the update of step {first_bad + 1} made the parameters non-finite (loss {loss})" in message
+    else:
+        assert f"the training loss is {loss} at step {first_bad + 1} (epoch 1 of 2)" in message
+    assert "seed 0" in message
+    assert "no checkpoint of this seed was saved" in message and "--config.optim.learning_rate=1e+29" in message
+    assert checkpoints.Checkpointer(str(workdir / "checkpoints")).all_steps() == []
+    assert not (workdir / "results.json").exists()
+    dev_lines = [line for path in workdir.rglob("metrics.jsonl") for line in path.read_text().splitlines()
+                 if '"dev"' in line]
+    assert dev_lines == []  # the diverged epoch was not scored
+
+
 WORKER = textwrap.dedent(r"""
     import json, os, sys
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"

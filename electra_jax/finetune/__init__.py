@@ -23,6 +23,8 @@ from electra_jax.finetune.model import FinetuneModel, apply_checkpoint_model, me
 from electra_jax.finetune.task import DataFormatError, Task, TaskData
 from electra_jax.finetune.tasks import TASKS, get_task, register
 from electra_jax.finetune.train import FinetuneProgram, TaskSession, seeds_of, train_and_evaluate
+from electra_jax.safeguards import NonFiniteLossError
 
-__all__ = ["TASKS", "DataFormatError", "FinetuneModel", "FinetuneProgram", "Task", "TaskData", "TaskSession",
+__all__ = ["TASKS", "DataFormatError", "FinetuneModel", "FinetuneProgram", "NonFiniteLossError", "Task", "TaskData",
+           "TaskSession",
            "apply_checkpoint_model", "get_task", "merge_pretrained", "register", "seeds_of", "train_and_evaluate"]

@@ -35,6 +35,7 @@ from electra_jax.finetune import tasks as tasks_lib
 from electra_jax.finetune.model import FinetuneModel, apply_checkpoint_model, merge_pretrained
 from electra_jax.finetune.task import DataFormatError, Task, TaskData
 from electra_jax.metrics_writer import MetricsWriter, Progress
+from electra_jax.safeguards import NonFiniteLossError
 
 RESULTS_FILE = "results.json"
 
@@ -195,6 +196,7 @@ def run_seed(trainer, compiled, task: Task, data: TaskData, config, seed: int, r
     first_step, started = step, time.time()
     preempted, epoch_start = False, time.time()
     losses: list[jax.Array] = []  # device scalars of this epoch, pulled only when needed (no per-step host sync)
+    params_ok: list[jax.Array] = []  # per step of this epoch: 1.0 when the parameters after it are all finite
 
     def mean_loss(values) -> float:
         return float(np.mean(jax.device_get(values))) if values else float("nan")
@@ -202,11 +204,35 @@ def run_seed(trainer, compiled, task: Task, data: TaskData, config, seed: int, r
     def epoch_loss() -> dict:
         return {"sum": carried["sum"] + float(np.sum(jax.device_get(losses))), "count": carried["count"] + len(losses)}
 
+    def check_finite(at_step: int) -> None:
+        """Stops the seed when a training loss of this epoch, or the parameters after an update, are not finite,
+        before anything of it is saved or scored (pulled here, at logs, saves and epoch ends, not every step)."""
+        loss_values = np.asarray(jax.device_get(losses), np.float64)
+        finite_after = np.asarray(jax.device_get(params_ok), np.float64) > 0
+        bad = np.flatnonzero(~np.isfinite(loss_values) | ~finite_after)
+        if not bad.size:
+            return
+        first = at_step - len(loss_values) + int(bad[0]) + 1  # losses[-1] is the loss of step at_step
+        what = (f"the training loss is {loss_values[bad[0]]} at step {first}" if not np.isfinite(loss_values[bad[0]])
+                else f"the update of step {first} made the parameters non-finite (loss {loss_values[bad[0]]})")
+        good = checkpointer.latest_step()
+        rate = config.optim.learning_rate
+        where = (f"the last good checkpoint is step {good} in {checkpointer.directory}" if good is not None
+                 else "no checkpoint of this seed was saved")
+        raise NonFiniteLossError(
+            f"seed {seed}: {what} (epoch {(first - 1) // steps_per_epoch + 1} of {epochs}); fine-tuning stopped "
+            f"there without saving or scoring it; {where}, but the same command would diverge the same way. Fix: "
+            f"lower config.optim.learning_rate (now {rate:g}; e.g. --config.optim.learning_rate={rate / 10:g}) with a "
+            "new --workdir; a loss that breaks suddenly can also mean bad data or an --init checkpoint of another "
+            "vocabulary.")
+
     def save(at_step: int) -> None:
+        check_finite(at_step)
         position = {"history": history, "epoch_loss": epoch_loss()}
         checkpointer.save(at_step, state, data_states=checkpoints_lib.gather_host_json(position), config=config)
 
     def finish_epoch(epoch: int, at_step: int) -> None:
+        check_finite(at_step)
         outputs = evaluate(trainer, compiled, state.params, data, config)
         dev = {k: float(v) for k, v in task.score(data, outputs, config, run_dir if epoch == epochs else None).items()}
         total = epoch_loss()
@@ -222,7 +248,7 @@ def run_seed(trainer, compiled, task: Task, data: TaskData, config, seed: int, r
             epoch = step // steps_per_epoch  # 0-based epoch the next step belongs to
             if len(history) < min(epoch, epochs):  # an epoch ended before its evaluation (preempted there)
                 finish_epoch(len(history) + 1, step)
-                losses = []
+                losses, params_ok = [], []
                 carried.update(sum=0.0, count=0)
                 save(step)
                 continue
@@ -233,15 +259,18 @@ def run_seed(trainer, compiled, task: Task, data: TaskData, config, seed: int, r
                                                  rng)
             step += 1
             losses.append(metrics["loss"])
+            params_ok.append(metrics["params_finite"])
             loss = None
             if step % config.train.log_every == 0 or step == total_steps:
                 loss = mean_loss(losses[-config.train.log_every:])
+                if not np.isfinite(loss):
+                    check_finite(step)
                 writer.write(step, {"loss": loss, "learning_rate": float(jax.device_get(metrics["learning_rate"]))})
             rate = (step - first_step) / max(time.time() - started, 1e-9)
             progress.update(step, {"steps_per_sec": rate, "tokens_per_sec": rate * tokens_per_step}, loss)
             if step % steps_per_epoch == 0:
                 finish_epoch(step // steps_per_epoch, step)
-                losses, epoch_start = [], time.time()
+                losses, params_ok, epoch_start = [], [], time.time()
                 carried.update(sum=0.0, count=0)
                 save(step)
             elif (config.checkpoint.every_steps and step % config.checkpoint.every_steps == 0):
