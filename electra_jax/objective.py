@@ -31,6 +31,9 @@ AUC_BINS = 1000
 # initialisation. Bins 0.002 wide were too coarse: a trained Electric energy network puts a third of the tokens
 # within 0.001 of one value, and such ties cost 0.004 of AUC; and log q of a rare token is often below -16.
 TOKEN_AUC_BINS, LOGIT_RANGE = 640_000, 32.0
+# Each AUC metric and the prefix of the histograms behind it (PREFIXpos_hist, PREFIXneg_hist), which an eval sums
+# over its batches before the AUC is taken (train_state.accumulate_eval).
+AUC_METRICS = {"disc_auc": "auc_", "disc_auc_tokens": "auc_tokens_", "energy_auc_tokens": "auc_energy_"}
 
 
 class MaskedInputs(NamedTuple):
@@ -184,6 +187,11 @@ def auc_from_histograms(pos, neg):
     return wins / jnp.maximum(jnp.sum(pos) * jnp.sum(neg), 1.0)
 
 
+def _histograms(metric: str, pos, neg) -> dict[str, jax.Array]:
+    prefix = AUC_METRICS[metric]
+    return {f"{prefix}pos_hist": pos, f"{prefix}neg_hist": neg}
+
+
 def dropout_key(key: jax.Array, impl: str = "threefry") -> jax.Array:
     """The key dropout masks are drawn from: `key` itself for "threefry", else a typed key of `impl`
     ("rbg", "unsafe_rbg") seeded from `key`'s bits, so the draw is still a pure function of the step key."""
@@ -295,10 +303,8 @@ def pretrain_loss(params, batch: dict[str, Any], rng: jax.Array, *, model, confi
         / jnp.maximum(weight_sum, 1.0),
         "replaced_fraction": jnp.sum(labels * mask_f) / jnp.maximum(jnp.sum(mask_f), 1.0),
         "disc_auc_tokens": auc_from_histograms(token_pos_hist, token_neg_hist),
-        "auc_pos_hist": pos_hist,
-        "auc_neg_hist": neg_hist,
-        "auc_tokens_pos_hist": token_pos_hist,
-        "auc_tokens_neg_hist": token_neg_hist,
+        **_histograms("disc_auc", pos_hist, neg_hist),
+        **_histograms("disc_auc_tokens", token_pos_hist, token_neg_hist),
     })
     if electric:
         # The energy network alone (what `predict score` sums) against ELECTRA's labels: does it tell the tokens
@@ -306,5 +312,5 @@ def pretrain_loss(params, batch: dict[str, Any], rng: jax.Array, *, model, confi
         changed = labels * (fake_ids != input_ids).astype(labels.dtype)
         energy_pos_hist, energy_neg_hist = token_auc_histograms(energies, changed, input_mask)
         metrics.update({"energy_auc_tokens": auc_from_histograms(energy_pos_hist, energy_neg_hist),
-                        "auc_energy_pos_hist": energy_pos_hist, "auc_energy_neg_hist": energy_neg_hist})
+                        **_histograms("energy_auc_tokens", energy_pos_hist, energy_neg_hist)})
     return loss, metrics

@@ -128,19 +128,30 @@ def scale_by_tree(multipliers) -> optax.GradientTransformation:
     return optax.GradientTransformation(init, update)
 
 
+# The optional parts of make_optimizer: each is in the chain only when its field is on (see `is_on`), and turning
+# one on or off changes the optimizer state's layout (safeguards refuses that on resume).
+OPTIONAL_PARTS = ("clip_norm", "weight_decay", "layerwise_lr_decay")
+
+
+def is_on(value: Any) -> bool:
+    """Whether make_optimizer adds the part a clip_norm / weight_decay / layerwise_lr_decay value configures: a
+    positive number (0 or None leaves it out)."""
+    return isinstance(value, (int, float)) and value > 0
+
+
 def make_optimizer(optim_config, total_steps: int, params=None, num_layers: int | None = None,
                    warmup_steps: int | None = None):
     """clip(1.0) -> Adam without bias correction -> decoupled weight decay -> -lr [-> layer-wise scale]."""
     schedule = make_schedule(optim_config, total_steps, warmup_steps)
     parts = []
-    if optim_config.clip_norm and optim_config.clip_norm > 0:
+    if is_on(optim_config.clip_norm):
         parts.append(optax.clip_by_global_norm(optim_config.clip_norm))
     parts.append(scale_by_adam(optim_config.adam_b1, optim_config.adam_b2, optim_config.adam_eps,
                                optim_config.bias_correction))
-    if optim_config.weight_decay > 0:
+    if is_on(optim_config.weight_decay):
         parts.append(optax.add_decayed_weights(optim_config.weight_decay, mask=decay_mask))
     parts.append(optax.scale_by_learning_rate(schedule))
-    if optim_config.layerwise_lr_decay and optim_config.layerwise_lr_decay > 0:
+    if is_on(optim_config.layerwise_lr_decay):
         if params is None or num_layers is None:
             raise ValueError("layer-wise learning-rate decay needs the parameter tree and num_layers")
         parts.append(scale_by_tree(layerwise_lr_multipliers(params, num_layers, optim_config.layerwise_lr_decay)))

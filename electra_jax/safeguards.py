@@ -21,6 +21,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from electra_jax import optim
 from electra_jax.checkpoints import CheckpointError, Checkpointer, Path, ResumeMismatchError, as_path, config_to_dict
 
 
@@ -62,7 +63,7 @@ RESUME_MUST_MATCH = ("model.", "objective.", "data.max_seq_length", "data.lower_
 RESUME_MAY_CHANGE = ("model.dtype", "model.attention", "model.remat", "model.dropout_prng")
 # Optimizer switches: their value may change, but turning one on or off adds or drops a part of the optimizer
 # chain (optim.make_optimizer), so the saved optimizer state no longer has the run's layout.
-OPTIMIZER_PARTS = ("optim.clip_norm", "optim.weight_decay", "optim.layerwise_lr_decay")
+OPTIMIZER_PARTS = tuple(f"optim.{part}" for part in optim.OPTIONAL_PARTS)
 # Filled in by config.finalize from the fields above; they differ only because a set field does.
 DERIVED_FIELDS = ("model.generator_hidden_size", "model.generator_num_heads", "model.generator_intermediate_size",
                   "model.generator_num_layers", "model.padded_vocab_size", "objective.max_predictions_per_seq")
@@ -93,15 +94,10 @@ def resume_differences(saved: Mapping, current: Mapping) -> tuple[list[Change], 
             continue
         binding = field.startswith(RESUME_MUST_MATCH) and field not in RESUME_MAY_CHANGE
         if field in OPTIMIZER_PARTS:
-            binding = _switched_on(old[field]) != _switched_on(new[field])
+            binding = optim.is_on(old[field]) != optim.is_on(new[field])
         (forbidden if binding else allowed).append((field, old[field], new[field]))
     forbidden.sort(key=lambda change: change[0] in DERIVED_FIELDS)  # the fields a user sets come first
     return forbidden, allowed
-
-
-def _switched_on(value: Any) -> bool:
-    """Whether optim.make_optimizer adds the part this value configures (a positive number)."""
-    return isinstance(value, (int, float)) and value > 0
 
 
 def check_resumable(saved: Mapping, config: ml_collections.ConfigDict | Mapping, where: Path | str) -> None:

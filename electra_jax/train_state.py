@@ -167,8 +167,7 @@ def accumulate_eval(per_batch: Iterable[dict]) -> dict[str, float]:
             else:
                 scalars.setdefault(key, []).append(value)
     out = {key: float(np.mean(jax.device_get(values))) for key, values in scalars.items()}
-    for name, prefix in (("disc_auc", "auc_"), ("disc_auc_tokens", "auc_tokens_"),
-                         ("energy_auc_tokens", "auc_energy_")):
+    for name, prefix in objective.AUC_METRICS.items():
         if f"{prefix}pos_hist" in hists:
             pos, neg = (jnp.asarray(jax.device_get(hists[f"{prefix}{side}_hist"])) for side in ("pos", "neg"))
             out[name] = float(objective.auc_from_histograms(pos, neg))
