@@ -174,3 +174,52 @@ def test_the_control_is_the_pretrained_discriminator(name, tmp_path):
         assert control.model[field] == pretrained[field], field
     # The recipe stays finetune_size's: ELECTRA-Small's fine-tuning LR is 3e-4 (paper Table 7); tiny's is ours.
     assert control.optim.learning_rate == {"tiny": 1e-3, "small": 3e-4}[budget.finetune_size]
+
+
+def test_a_diverged_model_is_left_out_and_the_others_are_fine_tuned(tmp_path, shared_dir, uncased_vocab, monkeypatch):
+    """One model's NonFiniteLossError costs its own results, with the reason beside them; the next model runs, and a
+    rerun does not try the diverged one again."""
+    import types
+
+    from electra_jax import finetune
+    from electra_jax.experiments.stages import Stages
+
+    tried = []
+
+    class Session:  # stands in for finetune.TaskSession: no featurizing, no training
+        def __init__(self, config, tokenizer):
+            self.data = types.SimpleNamespace(num_train=8)
+
+        def fine_tune(self, workdir, pretrained, seeds, init):
+            tried.append(Path(workdir).parent.name)
+            if "electra" in workdir:
+                raise finetune.NonFiniteLossError("seed 0: the training loss is nan at step 3 (epoch 1 of 2)")
+            Path(workdir).mkdir(parents=True, exist_ok=True)
+            results = {"seconds": 2.0, "best": {"accuracy": 0.5}}
+            (Path(workdir) / "results.json").write_text(json.dumps(results))
+            return results
+
+    monkeypatch.setattr(finetune, "TaskSession", Session)
+    models = [{"name": name, "objective": name.split("_")[0], "init": None, "flops": 1.0, "top": True}
+              for name in ("electra_1", "mlm_1")]
+    results = []
+
+    def run():
+        finetuning.finetune_task("rte", models, budget=ce.BUDGETS["toy"], out=tmp_path, protocol="p",
+                                 glue_dir=shared_dir / "data" / "glue", vocab=uncased_vocab,
+                                 stages=Stages(tmp_path / "stages.json"), on_result=lambda: results.append(1))
+
+    run()
+    assert tried == ["electra_1", "mlm_1"] and results == [1]
+    reason = finetuning.results_path(tmp_path, "p", models[0], "rte").parent / finetuning.DIVERGED
+    assert "the training loss is nan at step 3" in reason.read_text()
+    assert not finetuning.results_path(tmp_path, "p", models[0], "rte").exists()
+    assert finetuning.results_path(tmp_path, "p", models[1], "rte").exists()
+    run()  # a rerun: both are settled
+    assert tried == ["electra_1", "mlm_1"]
+    # The report names the pair and why.
+    from electra_jax.experiments import report
+
+    run_record = {"budget": {"tasks": ["rte", "mrpc"]}, "protocol": "p", "models": models}
+    diverged = report.diverged(tmp_path, run_record)  # what write_report puts in summary.json
+    assert diverged == [{"model": "electra_1", "task": "rte", "reason": reason.read_text().strip()}]

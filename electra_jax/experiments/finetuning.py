@@ -84,6 +84,9 @@ def seed_scores(results: dict[str, Any], metric: str, seeds: Sequence[int]) -> l
     return [(int(seeds[0]), 100.0 * float(results["best"][metric]))]
 
 
+DIVERGED = "diverged.txt"  # beside where results.json would be: why a model has no results for a task
+
+
 def results_path(out: Path, protocol: str, model: dict[str, Any], task: str) -> Path:
     return out / "finetune" / protocol / model["name"] / task / "results.json"
 
@@ -129,6 +132,9 @@ def finetune_task(task: str, models: Sequence[dict[str, Any]], *, budget: Budget
                   headline_only: bool = False) -> None:
     """Fine-tunes each model (init None: the control) on one task with its seeds; skips models with results.
 
+    A model whose fine-tuning diverges (NonFiniteLossError) is logged, leaves its reason in DIVERGED where its
+    results would be, and is skipped (now and on reruns); the others go on.
+
     Without `watch` every checkpoint must exist. With it, models whose checkpoint is not written yet are waited
     for (polling); PretrainingOver is raised when pre-training ends without them. `on_result()` runs after each
     model's results.json is written (the experiment rewrites its report there). With a `deadline` (time.time()
@@ -140,9 +146,10 @@ def finetune_task(task: str, models: Sequence[dict[str, Any]], *, budget: Budget
     from electra_jax import config as config_lib
     from electra_jax.checkpoint_formats import open_checkpoint
     from electra_jax.data import tokenizer as make_tokenizer
-    from electra_jax.finetune import TaskSession
+    from electra_jax.finetune import NonFiniteLossError, TaskSession
 
     pending = [m for m in priority_order(models) if not results_path(out, protocol, m, task).exists()
+               and not (results_path(out, protocol, m, task).parent / DIVERGED).exists()  # it would again
                and (is_headline(m) or not headline_only)]
     if not pending:
         return
@@ -179,7 +186,13 @@ def finetune_task(task: str, models: Sequence[dict[str, Any]], *, budget: Budget
                 checkpoint = open_checkpoint(model["init"], flag="the experiment's checkpoint")
                 _check_same_network(config, checkpoint.config, model["init"])
                 pretrained = nn.unbox(checkpoint.params)
-            results = session.fine_tune(str(workdir), pretrained, seeds=list(seeds), init=model["init"])
+            try:
+                results = session.fine_tune(str(workdir), pretrained, seeds=list(seeds), init=model["init"])
+            except NonFiniteLossError as e:  # one diverged model costs its own cell of the table, not the rest
+                logging.error("finetune %s on %s diverged and is left out of the results: %s", model["name"], task, e)
+                workdir.mkdir(parents=True, exist_ok=True)
+                (workdir / DIVERGED).write_text(f"{e}\n")
+                continue
         if results.get("preempted"):
             raise SystemExit(f"fine-tuning {model['name']} on {task} stopped on a signal; rerun to resume")
         for folder in [workdir, *workdir.glob("seed_*")]:  # resume state, no longer needed once results exist

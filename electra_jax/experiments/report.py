@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from electra_jax.experiments.budgets import CONTROL, TASKS
-from electra_jax.experiments.finetuning import is_headline, results_path, seed_scores
+from electra_jax.experiments.finetuning import DIVERGED, is_headline, results_path, seed_scores
 from electra_jax.experiments.stages import Stages, write_json, write_text
 
 STYLES = {"electra": ("ELECTRA (replaced-token detection)", "tab:blue", "o"),
@@ -44,6 +44,13 @@ def collect_rows(out: Path, run: dict[str, Any]) -> list[dict[str, Any]]:
                 rows.append({"objective": model["objective"], "pretrain_flops": float(model["flops"]), "task": task,
                              "seed": seed, "metric": metric, "score": round(score, 4)})
     return rows
+
+
+def diverged(out: Path, run: dict[str, Any]) -> list[dict[str, str]]:
+    """The (model, task) pairs whose fine-tuning diverged, each with the reason it left (finetuning.DIVERGED)."""
+    return [{"model": model["name"], "task": task, "reason": path.read_text().strip()}
+            for model in run["models"] for task in run["budget"]["tasks"]
+            if (path := results_path(out, run["protocol"], model, task).parent / DIVERGED).exists()]
 
 
 def summarize(rows: list[dict[str, Any]], tasks: Sequence[str], objectives: Sequence[str] = ("electra", "mlm")
@@ -210,7 +217,7 @@ def write_report(out: Path, results: str = "", plot: bool = True) -> list[dict[s
         info["finetune_seconds"] = float(sum(seconds)) if seconds else None
         models[f"{model['objective']}:{model['flops']:.6e}"] = info
     meta = {k: v for k, v in run.items() if k not in ("models", "glue_dir")}
-    meta.update(models=models, stages=_stage_totals(stages, protocol))
+    meta.update(models=models, stages=_stage_totals(stages, protocol), diverged=diverged(out, run))
     write_json(out / "results.json", rows)
     write_json(out / "summary.json", {"lines": lines, **{k: v for k, v in meta.items() if k != "corpus"}})
     write_markdown(out / "results.md", lines, budget["tasks"], meta)
