@@ -56,17 +56,11 @@ def _current_config(saved, base: str):
     have takes the saved value; fields the saved one lacks keep this version's defaults."""
     from electra_jax import checkpoints
     from electra_jax import config as config_lib
-    from electra_jax.safeguards import DERIVED_FIELDS
+    from electra_jax.safeguards import DERIVED_FIELDS, flatten_config
 
-    def flat(tree, prefix=""):
-        for key, value in tree.items():
-            if isinstance(value, dict):
-                yield from flat(value, f"{prefix}{key}.")
-            else:
-                yield f"{prefix}{key}", value
-
-    known = dict(flat(checkpoints.config_to_dict(config_lib.load(base))))
-    return config_lib.load(base, {field: value for field, value in flat(checkpoints.config_to_dict(saved))
+    known = flatten_config(checkpoints.config_to_dict(config_lib.load(base)))
+    saved_fields = flatten_config(checkpoints.config_to_dict(saved))
+    return config_lib.load(base, {field: value for field, value in saved_fields.items()
                                   if field in known and field not in DERIVED_FIELDS})
 
 

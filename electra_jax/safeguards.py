@@ -69,11 +69,12 @@ DERIVED_FIELDS = ("model.generator_hidden_size", "model.generator_num_heads", "m
                   "model.generator_num_layers", "model.padded_vocab_size", "objective.max_predictions_per_seq")
 
 
-def _flatten(tree: Mapping, prefix: str = "") -> dict[str, Any]:
+def flatten_config(tree: Mapping, prefix: str = "") -> dict[str, Any]:
+    """A nested config dict as {"section.field": value}."""
     flat = {}
     for key, value in tree.items():
         if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{prefix}{key}."))
+            flat.update(flatten_config(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
     return flat
@@ -87,7 +88,7 @@ def resume_differences(saved: Mapping, current: Mapping) -> tuple[list[Change], 
 
     Fields present on one side only (configs written by another electra_jax version) are ignored.
     """
-    old, new = _flatten(saved), _flatten(current)
+    old, new = flatten_config(saved), flatten_config(current)
     forbidden, allowed = [], []
     for field in sorted(set(old) & set(new)):
         if old[field] == new[field]:
