@@ -91,7 +91,7 @@ def electric_decomposition(trainer, params, config, batches) -> dict:
                     f.disc_logits, f.cloze_logits, f.fake_ids, config.objective.mask_prob),
                 "log_q": objective.token_log_probs(f.cloze_logits, f.fake_ids),
                 "log_q_original": objective.token_log_probs(f.cloze_logits, f.input_ids), "entropy": entropy,
-                "written": f.labels, "changed": f.labels * (f.fake_ids != f.input_ids), "input_mask": f.input_mask,
+                "written": f.labels, "changed": f.changed, "input_mask": f.input_mask,
                 "inner": objective.candidates_mask(f.input_ids, f.input_mask, (d.cls_id, d.sep_id))}
 
     outputs = [jax.device_get(parts(params, batch, rng)) for batch, rng in batches]
@@ -100,7 +100,7 @@ def electric_decomposition(trainer, params, config, batches) -> dict:
     left = a["inner"].astype(bool) & ~written
     slope, _ = np.polyfit(-a["log_q"][left], a["energy"][left], 1)
     share = a["written"][real].mean()
-    nce = np.maximum(a["total"], 0) - a["total"] * a["written"] + np.log1p(np.exp(-np.abs(a["total"])))
+    nce_loss, _ = objective.disc_loss(a["total"], a["written"], a["input_mask"])  # the mean over the real tokens
     return {"total_auc_written": _binned_auc(a["total"], a["written"], a["input_mask"]),
             "energy_auc_changed": _binned_auc(a["energy"], a["changed"], a["input_mask"]),
             "noise_auc_changed": _binned_auc(a["log_q"], a["changed"], a["input_mask"]),
@@ -108,7 +108,7 @@ def electric_decomposition(trainer, params, config, batches) -> dict:
             "noise_cross_entropy": float(-a["log_q_original"][written].mean()),
             "energy_slope": float(slope),
             "energy_correlation": float(np.corrcoef(-a["log_q"][left], a["energy"][left])[0, 1]),
-            "nce_loss": float(nce[real].mean()),
+            "nce_loss": float(nce_loss),
             "nce_loss_prior": float(-(share * np.log(share) + (1 - share) * np.log(1 - share)))}
 
 

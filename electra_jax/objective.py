@@ -213,6 +213,12 @@ class Forward(NamedTuple):
     labels: jax.Array | None  # [B, S] the discriminator's targets (Electric: every written position)
     disc_logits: jax.Array | None  # [B, S] the discriminator head's output (Electric: the energy E(x)_t)
 
+    @property
+    def changed(self) -> jax.Array:
+        """[B, S] ELECTRA's labels: written and different from the original (Electric's labels also count a sample
+        equal to the original)."""
+        return self.labels * (self.fake_ids != self.input_ids).astype(self.labels.dtype)
+
 
 def forward(params, batch: dict[str, Any], rng: jax.Array, *, model, config, train: bool = True) -> Forward:
     """Masking, the generator, sampling, replacement and the discriminator for one batch (no losses)."""
@@ -309,8 +315,7 @@ def pretrain_loss(params, batch: dict[str, Any], rng: jax.Array, *, model, confi
     if electric:
         # The energy network alone (what `predict score` sums) against ELECTRA's labels: does it tell the tokens
         # that were changed from the rest? Electric's own labels also count a sample equal to the original.
-        changed = labels * (fake_ids != input_ids).astype(labels.dtype)
-        energy_pos_hist, energy_neg_hist = token_auc_histograms(energies, changed, input_mask)
+        energy_pos_hist, energy_neg_hist = token_auc_histograms(energies, f.changed, input_mask)
         metrics.update({"energy_auc_tokens": auc_from_histograms(energy_pos_hist, energy_neg_hist),
                         **_histograms("energy_auc_tokens", energy_pos_hist, energy_neg_hist)})
     return loss, metrics
