@@ -22,8 +22,12 @@ electra_jax does (through ElectraForMaskedLM's own submodules: the same work, th
 the loss on the masked rows (6-28% more FLOPs than ours; MFU still divides by our FLOP count).
 `--compile=regional` compiles every encoder layer with torch.compile (PyTorch's recipe for repeated blocks:
 each distinct layer compiles once, so compile time does not grow with depth); `--compile=step` compiles the
-whole step function. Differences that do not change the work: positions are drawn without replacement (the
-original draws with replacement) and the learning-rate schedule is constant.
+whole step function. `--cuda_graph` captures the whole step (masking, both forwards, backward, clipping and the
+AdamW update, `capturable=True`) in one CUDA graph after warm-up steps on a side stream, and replays it: one
+launch per step instead of thousands, PyTorch's "whole-network capture" for launch-bound models (the batch is
+static; PyTorch's CUDA random generator advances on every replay, so masks, samples and dropout stay fresh).
+Differences that do not change the work: positions are drawn without replacement (the original draws with
+replacement) and the learning-rate schedule is constant.
 
 Prints one JSON line with the fields of `python -m electra_jax.benchmark` plus impl. Runs on CPU for tests.
 benchmarks/same_call.py times these steps beside electra_jax's in one process.
@@ -54,11 +58,16 @@ HEADS = ("gathered", "stock")
 COMPILE_MODES = ("none", "regional", "step")
 
 
-def impl_name(head: str, compile_mode: str = "none") -> str:
-    """The `impl` of a result row: hf_pytorch_eager (gathered head), hf_pytorch_stock, hf_pytorch_compile."""
+def impl_name(head: str, compile_mode: str = "none", cuda_graph: bool = False) -> str:
+    """The `impl` of a result row: hf_pytorch_eager (gathered head), hf_pytorch_stock, hf_pytorch_compile, and
+    hf_pytorch_cudagraph / hf_pytorch_compile_cudagraph for a step captured in a CUDA graph."""
     if compile_mode != "none":
-        return "hf_pytorch_compile"
-    return {"gathered": "hf_pytorch_eager", "stock": "hf_pytorch_stock"}[head]
+        name = "hf_pytorch_compile"
+    else:
+        name = {"gathered": "hf_pytorch_eager", "stock": "hf_pytorch_stock"}[head]
+    if cuda_graph:
+        name = "hf_pytorch_compile_cudagraph" if compile_mode != "none" else "hf_pytorch_cudagraph"
+    return name
 
 
 def build_models(config: Any, device: torch.device, attention_dropout: float | None = None):
@@ -96,14 +105,16 @@ def unique_parameters(*modules) -> list[torch.nn.Parameter]:
     return list(seen.values())
 
 
-def make_optimizer(params: list[torch.nn.Parameter], config: Any, device: torch.device) -> torch.optim.Optimizer:
-    """AdamW as the original (LayerNorm weights and biases not decayed), fused (one kernel for all tensors)."""
+def make_optimizer(params: list[torch.nn.Parameter], config: Any, device: torch.device,
+                   capturable: bool = False) -> torch.optim.Optimizer:
+    """AdamW as the original (LayerNorm weights and biases not decayed), fused (one kernel for all tensors);
+    `capturable` keeps its step count on the device, as a CUDA graph needs."""
     decay = [p for p in params if p.ndim > 1]
     no_decay = [p for p in params if p.ndim <= 1]
     o = config.optim
     return torch.optim.AdamW(
         [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=o.learning_rate, betas=(o.adam_b1, o.adam_b2), eps=o.adam_eps, fused=True)
+        lr=o.learning_rate, betas=(o.adam_b1, o.adam_b2), eps=o.adam_eps, fused=True, capturable=capturable)
 
 
 def mask_batch(input_ids, input_mask, *, max_predictions: int, mask_prob: float, mask_id: int, special_ids,
@@ -202,6 +213,37 @@ def compile_models(generator, discriminator, step, mode: str, backend: str = "in
     raise ValueError(f"unknown compile mode {mode!r}; choose one of {COMPILE_MODES}")
 
 
+class GraphedStep:
+    """`step(*batch)` captured whole in one CUDA graph; calling it replays the graph and returns the loss tensor.
+
+    PyTorch's whole-network capture: `warmup` real steps on a side stream first (cuBLAS workspaces, autograd's
+    buffers and the optimizer state exist before capture), gradients set to None so that the captured backward
+    allocates them in the graph's pool, then one capture. Capturing records kernels without running them, so the
+    steps taken are the warm-up ones plus one per replay. The batch tensors are the graph's static inputs."""
+
+    def __init__(self, step, batch: tuple[torch.Tensor, ...], optimizer: torch.optim.Optimizer, warmup: int = 3):
+        if not all(t.is_cuda for t in batch):
+            raise ValueError("a CUDA graph needs the batch on a CUDA device")
+        begin = time.perf_counter()
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(warmup):
+                step(*batch)
+        torch.cuda.current_stream().wait_stream(side)
+        optimizer.zero_grad(set_to_none=True)
+        self.graph = torch.cuda.CUDAGraph()
+        # thread_local: JAX shares this process and the card, and its runtime threads may call CUDA meanwhile
+        with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
+            self.loss = step(*batch)
+        torch.cuda.synchronize()
+        self.warmup_steps, self.capture_s = warmup, time.perf_counter() - begin
+
+    def __call__(self, *batch) -> torch.Tensor:
+        self.graph.replay()
+        return self.loss
+
+
 def synthetic_batch(batch_size: int, seq_len: int, config: Any, device: torch.device, seed: int = 0):
     """electra_jax.benchmark's batch (full-length [CLS] a [SEP] b [SEP], no padding) as torch tensors."""
     batch = benchmark_lib.synthetic_batch(batch_size, seq_len, config.model.vocab_size, config, seed)
@@ -230,16 +272,20 @@ class HFStep:
     """
 
     def __init__(self, config: Any, device: torch.device, *, head: str = "gathered", compile_mode: str = "none",
-                 dtype: str = "bfloat16", attention_dropout: float | None = None, compile_backend: str = "inductor"):
+                 dtype: str = "bfloat16", attention_dropout: float | None = None, compile_backend: str = "inductor",
+                 cuda_graph: bool = False):
+        if cuda_graph and device.type != "cuda":
+            raise ValueError(f"--cuda_graph needs a CUDA device, not {device.type}")
         # TF32 for float32 matmuls on Ampere+, which is what XLA does by default for float32 on GPU.
         torch.set_float32_matmul_precision("high")
         torch.manual_seed(config.train.seed)
         self.config, self.device, self.head, self.compile_mode, self.dtype = config, device, head, compile_mode, dtype
+        self.cuda_graph = cuda_graph
         self.batch_size, self.seq_len = config.train.batch_size, config.data.max_seq_length
         self.generator, self.discriminator = build_models(config, device, attention_dropout)
         self.attention_dropout = config.model.attention_dropout if attention_dropout is None else attention_dropout
         self.params = unique_parameters(self.generator, self.discriminator)
-        self.optimizer = make_optimizer(self.params, config, device)
+        self.optimizer = make_optimizer(self.params, config, device, capturable=cuda_graph)
         step = make_step(self.generator, self.discriminator, self.optimizer, self.params, config, head=head,
                          dtype=dtype)
         self.step = compile_models(self.generator, self.discriminator, step, compile_mode, compile_backend)
@@ -247,11 +293,22 @@ class HFStep:
         check_no_padding(self.batch[1])  # once, outside the timed steps
         self.last_loss = None
         self.warmup_s: float | None = None
+        self.graphed: GraphedStep | None = None  # captured at the first run(), so that capture counts as warm-up
 
     def run(self, count: int) -> None:
+        step = self.step
+        if self.cuda_graph:
+            if self.graphed is None:
+                self.graphed = GraphedStep(self.step, self.batch, self.optimizer)
+            step = self.graphed
         for _ in range(count):
-            self.last_loss = self.step(*self.batch)
+            self.last_loss = step(*self.batch)
         sync(self.device)
+
+    def optimizer_steps(self) -> int:
+        """AdamW's step count (a device tensor when capturable): steps really taken, replays included."""
+        state = self.optimizer.state[self.params[0]]
+        return int(state["step"]) if "step" in state else 0
 
     def warm_up(self, count: int) -> float:
         """Runs `count` untimed steps; returns their seconds (torch.compile compiles during the first)."""
@@ -269,21 +326,24 @@ class HFStep:
     def variant(self) -> str:
         head = "gathered head" if self.head == "gathered" else "full-vocab logits"
         compiled = f", torch.compile ({self.compile_mode})" if self.compile_mode != "none" else ""
+        graphed = ", whole step in one CUDA graph" if self.cuda_graph else ""
         precision = "bf16 autocast" if self.dtype == "bfloat16" else self.dtype
-        return f"{head}{compiled}, {precision}, sdpa, attention dropout {self.attention_dropout:g}"
+        return f"{head}{compiled}{graphed}, {precision}, sdpa, attention dropout {self.attention_dropout:g}"
 
     def describe(self) -> dict[str, Any]:
         import transformers
 
         name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu"
-        return {"impl": impl_name(self.head, self.compile_mode), "variant": self.variant(), "size": self.config.size,
-                "batch_size": self.batch_size, "seq_len": self.seq_len, "device": f"{self.device.type}:{name}",
-                "dtype": self.dtype, "attention": "sdpa", "attention_dropout": self.attention_dropout,
-                "head": self.head, "compile": self.compile_mode, "torch_version": torch.__version__,
-                "transformers_version": transformers.__version__}
+        return {"impl": impl_name(self.head, self.compile_mode, self.cuda_graph), "variant": self.variant(),
+                "size": self.config.size, "batch_size": self.batch_size, "seq_len": self.seq_len,
+                "device": f"{self.device.type}:{name}", "dtype": self.dtype, "attention": "sdpa",
+                "attention_dropout": self.attention_dropout, "head": self.head, "compile": self.compile_mode,
+                "cuda_graph": self.cuda_graph, "capture_s": self.graphed.capture_s if self.graphed else None,
+                "torch_version": torch.__version__, "transformers_version": transformers.__version__}
 
     def close(self) -> None:
         self.generator = self.discriminator = self.optimizer = self.params = self.step = self.batch = None
+        self.graphed = self.last_loss = None
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
@@ -296,7 +356,7 @@ def run(args) -> dict[str, Any]:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     hf_step = HFStep(config, device, head=args.head, compile_mode=args.compile, dtype=args.dtype,
-                     attention_dropout=args.attention_dropout)
+                     attention_dropout=args.attention_dropout, cuda_graph=args.cuda_graph)
     hf_step.warm_up(args.warmup)
     per_step = benchmark_lib.time_windows(hf_step.run, args.steps, args.window)
     row = hf_step.describe()
@@ -355,6 +415,8 @@ def parse_args(argv=None):
                              "ElectraForMaskedLM(...).logits over every position")
     parser.add_argument("--compile", choices=COMPILE_MODES, default="none", help="torch.compile: none, regional "
                         "(every encoder layer) or step (the whole step function)")
+    parser.add_argument("--cuda_graph", action="store_true",
+                        help="capture the whole step in one CUDA graph and replay it (needs a GPU)")
     parser.add_argument("--attention_dropout", type=float, default=None,
                         help="attention-probability dropout (default: the config's, 0.1)")
     parser.add_argument("--peak_tflops", type=float, default=None, help="a measured peak for `mfu` (else null)")

@@ -14,7 +14,7 @@
 #   table.md                       the generated tables          hf_profile_base.md   torch.profiler summary
 #   profile_base.md / .json        jax.profiler summary          profile_base.trace.json.gz, profile_base_hlo.txt.gz
 #
-# Knobs: BUDGET_S (500), PASSES ("headline,faithful"), SIZES ("small,base,large"), XLA_FLAG_SETS (extra Base
+# Knobs: BUDGET_S (520), PASSES ("headline,faithful"), SIZES ("small,base,large"), XLA_FLAG_SETS (extra Base
 # runs, off by default; names in gpu_session.py), RUN_TAG (a suffix for a second call of the day), PYTHON,
 # COMMIT and DIRTY (the GPU machine's copy of the tree has no .git).
 set -u -o pipefail
@@ -23,7 +23,7 @@ export PYTHONUNBUFFERED=1
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="${OUT:-$REPO/benchmarks/results}"
 PY="${PYTHON:-python3}"
-BUDGET_S="${BUDGET_S:-500}"
+BUDGET_S="${BUDGET_S:-520}"
 PASSES="${PASSES:-headline,faithful}"
 SIZES="${SIZES:-small,base,large}"
 XLA_FLAG_SETS="${XLA_FLAG_SETS:-}"

@@ -9,13 +9,14 @@ Passes (attention-probability dropout is the one difference in work between the 
 holds it equal on both sides):
 - `headline`: no attention-probability dropout on either side: HF with attention_probs_dropout_prob=0 against
   electra_jax with cuDNN attention (which has none). Stages: hf_eager (the gathered head), hf_stock (full-vocab
-  logits), jax (`configs/pretrain.py:SIZE,fast`), hf_compile (torch.compile of the faster eager variant),
-  rounds against the fastest (against the faster eager one first when --deadline_s leaves too little time for
-  the compile), and with --profile
-  the torch.profiler summary of the fastest HF step and a jax.profiler trace of ours.
+  logits), jax (`configs/pretrain.py:SIZE,fast`), hf_graph (the faster eager variant's whole step captured in one
+  CUDA graph; GPU only, a `skipped` row elsewhere), hf_compile (torch.compile of the faster eager variant),
+  rounds against the fastest (against the fastest so far first when --deadline_s leaves too little time for
+  the compile), and with --profile the torch.profiler summary of the fastest HF step that is not a graph replay
+  and a jax.profiler trace of ours.
 - `faithful`: attention dropout 0.1 on both sides (electra_jax with XLA attention, as the original):
-  hf_eager, hf_stock, jax, rounds, and hf_compile unless --hf_compile=none (gpu_session.py passes none unless
-  torch.compile was the fastest HF variant of the call's headline pass at that size).
+  hf_eager, hf_stock, jax, hf_graph, rounds, and hf_compile unless --hf_compile=none (gpu_session.py passes none
+  unless torch.compile was the fastest HF variant of the call's headline pass at that size).
 
 Each variant is timed once for --steps steps (windows of --window steps, one sync per window, after
 --warmup untimed steps; torch.compile compiles during the first, reported as compile_s). Then the fastest HF
@@ -160,6 +161,8 @@ class Driver:
         step_s = statistics.median(per_step)
         if describe.get("compile", "none") != "none":  # torch.compile's time, apart: its first step less a timed one
             extra = {**extra, "compile_s": first_step_s - step_s}
+        if describe.get("cuda_graph"):  # the side-stream warm-up steps and the capture, apart from the step time
+            extra = {**extra, "capture_s": stepper.graphed.capture_s}
         flops = flops_lib.model_flops_per_step(self.config, self.shape["batch_size"], self.shape["seq_len"])
         datasheet = benchmark_lib.datasheet_peak_flops(describe["device"], self.config.model.dtype)
         peak = self.measured_peak()
@@ -180,12 +183,17 @@ class Driver:
         self.log(f"{key}: {row['step_ms']:.2f} ms/step, {row['tokens_per_sec']:,.0f} tokens/s ({describe['variant']})")
         return row
 
-    def measure_hf(self, key: str, head: str, compile_mode: str = "none") -> None:
+    def measure_hf(self, key: str, head: str, compile_mode: str = "none", cuda_graph: bool = False) -> None:
         import torch
 
         import hf_pytorch_baseline as baseline
 
         device = torch.device("cpu") if self.args.smoke else baseline.default_device()
+        if cuda_graph and device.type != "cuda":
+            self.write({"kind": "skipped", "stage": key,
+                        "error": f"CUDA graphs need a GPU; this run is on {device.type}"})
+            self.log(f"{key}: skipped (CUDA graphs need a GPU)")
+            return
         if self.args.smoke:
             torch.set_num_threads(1)
         if device.type == "cuda":
@@ -193,10 +201,19 @@ class Driver:
         backend = "aot_eager" if self.args.smoke else "inductor"  # CPU inductor would spend minutes in a C++ compiler
         stepper = baseline.HFStep(self.config, device, head=head, compile_mode=compile_mode,
                                   dtype=self.config.model.dtype, attention_dropout=self.hf_dropout,
-                                  compile_backend=backend)
+                                  compile_backend=backend, cuda_graph=cuda_graph)
         warmup = self.args.warmup + (2 if compile_mode != "none" else 0)
         self.time_stepper(key, stepper, stepper.describe(), warmup,
                           {"compile_backend": backend if compile_mode != "none" else None}, stepper.peak_memory_gib)
+        self.release_slower_hf()
+
+    def release_slower_hf(self) -> None:
+        """Frees every HF step that neither the rounds (the fastest) nor the profile (the fastest without a graph)
+        will use: at Large each holds about 5 GB of weights and Adam state, a graph its own activation pool, and
+        JAX may take 80 GB of the card."""
+        keep = {self.fastest_hf(), self.fastest_hf(graphs=False)}
+        for key in [key for key in self.steppers if key.startswith("hf_") and key not in keep]:
+            self.steppers.pop(key).close()
 
     def measure_jax(self, key: str) -> None:
         from electra_jax import benchmark as benchmark_lib
@@ -210,9 +227,13 @@ class Driver:
         self.time_stepper(key, stepper, describe, self.args.warmup, {"compile_s": stepper.compile_s},
                           lambda: benchmark_lib.peak_memory_gib(stepper.device))
 
-    def fastest_hf(self) -> str | None:
-        timed = [key for key in self.rows if key.startswith("hf_")]
+    def fastest_hf(self, graphs: bool = True) -> str | None:
+        """The stage of the fastest HF variant timed so far (`graphs=False`: of those not replaying a CUDA graph)."""
+        timed = [key for key in self.rows if key.startswith("hf_") and (graphs or not self.rows[key].get("cuda_graph"))]
         return max(timed, key=lambda key: self.rows[key]["tokens_per_sec"]) if timed else None
+
+    def faster_eager_head(self) -> str:
+        return "stock" if self.fastest_hf(graphs=False) == "hf_stock" else "gathered"
 
     def alternate(self, hf_key: str, jax_key: str = "jax") -> None:
         """--rounds rounds of one window each, HF and electra_jax in alternating order."""
@@ -245,7 +266,7 @@ class Driver:
 
         out = Path(self.args.out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        hf_key = self.fastest_hf()
+        hf_key = self.fastest_hf(graphs=False)  # a graph replay shows no ops on the host: profile the step it captures
         stepper = self.steppers[hf_key]
         summary = hf_profile.summarize_profile(hf_profile.profile_step(stepper, 3), 3, stepper.device.type == "cuda")
         title = f"{self.args.size}: {self.rows[hf_key]['impl']}, {self.rows[hf_key]['variant']}"
@@ -267,6 +288,8 @@ class Driver:
         self.stage("hf_eager", lambda: self.measure_hf("hf_eager", "gathered"))
         self.stage("hf_stock", lambda: self.measure_hf("hf_stock", "stock"))
         self.stage("jax", lambda: self.measure_jax("jax"))
+        # After our step: a capture that fails mid-way should not cost the measurements before it.
+        self.stage("hf_graph", lambda: self.measure_hf("hf_graph", self.faster_eager_head(), cuda_graph=True))
         compile_it = self.args.hf_compile != "none"
         # torch.compile's time is the least known of the call: with too little time left for it and the rounds,
         # alternate against the faster eager variant first, so the ratio survives a compile cut short.
@@ -274,8 +297,8 @@ class Driver:
         if rounds_first or not compile_it:
             self.stage("rounds", lambda: self.alternate(self.fastest_hf()))
         if compile_it:
-            faster_head = "stock" if self.fastest_hf() == "hf_stock" else "gathered"
-            self.stage("hf_compile", lambda: self.measure_hf("hf_compile", faster_head, self.args.hf_compile))
+            self.stage("hf_compile", lambda: self.measure_hf("hf_compile", self.faster_eager_head(),
+                                                             self.args.hf_compile))
             if not rounds_first or self.fastest_hf() == "hf_compile":
                 self.stage("rounds", lambda: self.alternate(self.fastest_hf()))
         if self.args.profile:

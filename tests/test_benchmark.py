@@ -208,6 +208,40 @@ def test_attention_dropout_setting_reaches_every_layer(baseline):
     assert not torch.allclose(*outputs[0.5])
 
 
+def test_cuda_graph_step_needs_a_gpu_and_is_named_apart(baseline):
+    import torch
+
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        baseline.HFStep(_tiny_config(), torch.device("cpu"), dtype="float32", cuda_graph=True)
+    assert baseline.impl_name("gathered", "none", cuda_graph=True) == "hf_pytorch_cudagraph"
+    assert baseline.impl_name("stock", "regional", cuda_graph=True) == "hf_pytorch_compile_cudagraph"
+    assert baseline.impl_name("stock") == "hf_pytorch_stock"
+
+
+def test_cuda_graph_replays_take_real_steps_with_fresh_masks(baseline):
+    """Hand count: 3 warm-up steps before capture, none during it (capture records kernels), one per replay; each
+    replay draws new masks (the losses differ) and moves the weights."""
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("CUDA graphs need a CUDA GPU")
+    step = baseline.HFStep(_tiny_config(), torch.device("cuda"), dtype="float32", attention_dropout=0.0,
+                           cuda_graph=True)
+    step.run(1)
+    assert step.optimizer_steps() == 3 + 1
+    weights = step.discriminator.discriminator_predictions.dense.weight
+    before, losses = weights.detach().clone(), []
+    for _ in range(4):
+        step.run(1)
+        losses.append(step.loss())
+    assert step.optimizer_steps() == 3 + 5 and len(set(losses)) == 4 and all(np.isfinite(losses))
+    assert not torch.equal(before, weights.detach())
+    eager = baseline.HFStep(_tiny_config(), torch.device("cuda"), dtype="float32", attention_dropout=0.0)
+    eager.run(5)
+    assert eager.optimizer_steps() == 5
+    assert abs(np.mean(losses) - eager.loss()) < 0.5 * eager.loss()  # the same objective, within its noise
+
+
 @pytest.fixture(scope="module")
 def hf_profile():
     pytest.importorskip("torch")
