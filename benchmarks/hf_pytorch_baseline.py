@@ -91,9 +91,28 @@ def build_models(config: Any, device: torch.device, attention_dropout: float | N
     generator.electra.embeddings = discriminator.electra.embeddings
     generator.generator_lm_head.weight = discriminator.electra.embeddings.word_embeddings.weight
     for model in (generator, discriminator):
+        skip_all_true_mask(model.electra)
+    for model in (generator, discriminator):
         if getattr(model.config, "_attn_implementation", "sdpa") != "sdpa":
             raise RuntimeError(f"transformers chose attention {model.config._attn_implementation!r}, not sdpa")
     return generator.train(), discriminator.train()
+
+
+def skip_all_true_mask(encoder) -> None:
+    """Without an attention mask, no mask reaches SDPA, also while tracing.
+
+    transformers 5 builds no mask for `attention_mask=None` in eager mode, but while it traces (torch.compile, and
+    CUDA stream capture, which its `is_tracing` counts) it builds an all-True [B, 1, S, S] one, which rules out the
+    flash kernel: a captured or compiled step would run slower attention than the eager step. A given mask still
+    goes through transformers' own code."""
+    build = encoder._create_attention_masks
+
+    def masks(attention_mask=None, encoder_attention_mask=None, **kwargs):
+        if attention_mask is None and encoder_attention_mask is None:
+            return None, None
+        return build(attention_mask=attention_mask, encoder_attention_mask=encoder_attention_mask, **kwargs)
+
+    encoder._create_attention_masks = masks
 
 
 def unique_parameters(*modules) -> list[torch.nn.Parameter]:
@@ -216,8 +235,8 @@ def compile_models(generator, discriminator, step, mode: str, backend: str = "in
 class GraphedStep:
     """`step(*batch)` captured whole in one CUDA graph; calling it replays the graph and returns the loss tensor.
 
-    PyTorch's whole-network capture: `warmup` real steps on a side stream first (cuBLAS workspaces, autograd's
-    buffers and the optimizer state exist before capture), gradients set to None so that the captured backward
+    PyTorch's whole-network capture: `warmup` real steps on a side stream first (autograd's buffers, the kernels'
+    first-call setup and the optimizer state exist before capture), gradients set to None so that the captured backward
     allocates them in the graph's pool, then one capture. Capturing records kernels without running them, so the
     steps taken are the warm-up ones plus one per replay. The batch tensors are the graph's static inputs."""
 
@@ -232,14 +251,28 @@ class GraphedStep:
                 step(*batch)
         torch.cuda.current_stream().wait_stream(side)
         optimizer.zero_grad(set_to_none=True)
+        self.batch = batch  # the graph's static inputs live as long as it does
         self.graph = torch.cuda.CUDAGraph()
-        # thread_local: JAX shares this process and the card, and its runtime threads may call CUDA meanwhile
-        with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
-            self.loss = step(*batch)
+        failure = None  # the step's own error, raised in place of the "capture invalidated" that follows it
+        try:
+            # thread_local: JAX shares this process and the card, and its runtime threads may call CUDA meanwhile
+            with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
+                try:
+                    self.loss = step(*batch)
+                except Exception as error:  # noqa: BLE001
+                    failure = error
+        except Exception as end_error:
+            if failure is None:
+                raise
+            raise failure from end_error
+        if failure is not None:
+            raise failure
         torch.cuda.synchronize()
         self.warmup_steps, self.capture_s = warmup, time.perf_counter() - begin
 
     def __call__(self, *batch) -> torch.Tensor:
+        if any(a is not b for a, b in zip(batch, self.batch)):
+            raise ValueError("a CUDA graph replays on the tensors it was captured with: copy new inputs into them")
         self.graph.replay()
         return self.loss
 

@@ -107,6 +107,7 @@ def get_config(arg: str = "sst2"):
     ckpt = config.checkpoint = ml_collections.ConfigDict()
     ckpt.init = ""  # same as --init
     ckpt.save_final = True
+    ckpt.every_epoch = True  # checkpoint at the end of every epoch (False: only every_steps and on SIGTERM)
     ckpt.every_steps = 0  # also checkpoint every N steps (0: only at the end of every epoch, and on SIGTERM)
     ckpt.keep = 1
     ckpt.async_save = True

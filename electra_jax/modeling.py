@@ -371,7 +371,12 @@ class ElectraPretrainer(nn.Module):
     position t, so they are meant to read the unmasked ids.
     """
 
-    cfg: ModelConfig
+    cfg: ModelConfig  # or a config's `model` section (or the whole config), converted by ModelConfig.from_config
+
+    def __post_init__(self):
+        if not isinstance(self.cfg, ModelConfig):  # ElectraPretrainer(config.model), as CONTRACT.md writes it
+            object.__setattr__(self, "cfg", ModelConfig.from_config(self.cfg))
+        super().__post_init__()
 
     def setup(self):
         cfg = self.cfg

@@ -218,9 +218,47 @@ def test_cuda_graph_step_needs_a_gpu_and_is_named_apart(baseline):
     assert baseline.impl_name("stock") == "hf_pytorch_stock"
 
 
+def test_no_mask_reaches_sdpa_while_tracing_or_capturing(baseline, monkeypatch):
+    """transformers counts CUDA stream capture (and torch.compile) as tracing and then builds an all-True mask,
+    which rules out flash attention; the baseline's models pass none, as in eager mode. A real mask still arrives."""
+    import torch
+
+    seen = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def recording_sdpa(*args, **kwargs):
+        seen.append(kwargs.get("attn_mask", args[3] if len(args) > 3 else None))
+        return sdpa(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", recording_sdpa)
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: True)
+    from transformers.models.electra import modeling_electra
+    from transformers.utils import import_utils
+
+    built = []  # transformers' mask builder is not even called without a mask (5.17 builds an all-True one here)
+    build_mask = modeling_electra.create_bidirectional_mask
+    monkeypatch.setattr(modeling_electra, "create_bidirectional_mask",
+                        lambda **kwargs: built.append(kwargs["attention_mask"]) or build_mask(**kwargs))
+
+    assert import_utils.is_tracing()  # what transformers sees during a capture
+    generator, discriminator = baseline.build_models(_tiny_config(), torch.device("cpu"))
+    ids = torch.randint(5, 1024, (2, 32))
+    with torch.no_grad():
+        generator.electra(input_ids=ids)
+        discriminator(input_ids=ids)
+    layers = generator.config.num_hidden_layers + discriminator.config.num_hidden_layers
+    assert len(seen) == layers and all(mask is None for mask in seen) and built == []
+    seen.clear()
+    padding = torch.ones_like(ids)
+    padding[0, 20:] = 0
+    with torch.no_grad():
+        discriminator(input_ids=ids, attention_mask=padding)
+    assert seen and all(mask is not None for mask in seen) and len(built) == 1
+
+
 def test_cuda_graph_replays_take_real_steps_with_fresh_masks(baseline):
     """Hand count: 3 warm-up steps before capture, none during it (capture records kernels), one per replay; each
-    replay draws new masks (the losses differ) and moves the weights."""
+    replay advances the random generator (new masks, samples and dropout) and moves the weights."""
     import torch
 
     if not torch.cuda.is_available():
@@ -230,11 +268,13 @@ def test_cuda_graph_replays_take_real_steps_with_fresh_masks(baseline):
     step.run(1)
     assert step.optimizer_steps() == 3 + 1
     weights = step.discriminator.discriminator_predictions.dense.weight
-    before, losses = weights.detach().clone(), []
+    before, losses, states = weights.detach().clone(), [], [torch.cuda.get_rng_state()]
     for _ in range(4):
         step.run(1)
         losses.append(step.loss())
-    assert step.optimizer_steps() == 3 + 5 and len(set(losses)) == 4 and all(np.isfinite(losses))
+        states.append(torch.cuda.get_rng_state())
+    assert all(not torch.equal(a, b) for a, b in zip(states, states[1:]))
+    assert step.optimizer_steps() == 3 + 5 and all(np.isfinite(losses))
     assert not torch.equal(before, weights.detach())
     eager = baseline.HFStep(_tiny_config(), torch.device("cuda"), dtype="float32", attention_dropout=0.0)
     eager.run(5)

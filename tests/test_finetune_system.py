@@ -111,6 +111,46 @@ def test_sigterm_mid_epoch_resumes_exactly(tmp_path, shared_dir, uncased_vocab, 
         np.testing.assert_array_equal(got[name], want[name], err_msg=name)
 
 
+def test_epoch_end_checkpoints_can_be_switched_off_and_sigterm_still_saves(tmp_path, shared_dir, uncased_vocab,
+                                                                          monkeypatch):
+    """Hand count, 2 epochs of 6 steps: by default a save at steps 6 and 12; with checkpoint.every_epoch off none,
+    and a SIGTERM after step 4 still saves step 4, from which the rerun finishes without saving again."""
+    from electra_jax import train_state
+
+    saves, calls, compile_steps = [], [], train_state.Trainer.compile
+    save_checkpoint = checkpoints.Checkpointer.save
+
+    def recording_save(self, step, *args, **kwargs):
+        saves.append(step)
+        return save_checkpoint(self, step, *args, **kwargs)
+
+    def compile_with_a_signal(self, *args, **kwargs):
+        compiled = compile_steps(self, *args, **kwargs)
+
+        def train_step(state, batch, rng):
+            calls.append(1)
+            if len(calls) == 4:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return compiled.train_step(state, batch, rng)
+
+        return compiled._replace(train_step=train_step)
+
+    monkeypatch.setattr(checkpoints.Checkpointer, "save", recording_save)
+    overrides = _rte_overrides(shared_dir, uncased_vocab, **{"checkpoint.save_final": False})
+    finetune.train_and_evaluate(config_lib.load("configs/finetune.py:rte,tiny", overrides), str(tmp_path / "default"))
+    assert saves == [6, 12]
+
+    saves.clear()
+    off = config_lib.load("configs/finetune.py:rte,tiny", {**overrides, "checkpoint.every_epoch": False})
+    monkeypatch.setattr(train_state.Trainer, "compile", compile_with_a_signal)
+    workdir = str(tmp_path / "off_preempted")
+    stopped = finetune.train_and_evaluate(off, workdir)
+    assert stopped["preempted"] and saves == [4]
+    monkeypatch.setattr(train_state.Trainer, "compile", compile_steps)
+    resumed = finetune.train_and_evaluate(off, workdir)
+    assert saves == [4] and [e["epoch"] for e in resumed["epochs"]] == [1, 2]  # no save at the epoch ends 6, 12
+
+
 def test_a_diverging_seed_stops_before_its_epoch_is_saved_or_scored(tmp_path, shared_dir, uncased_vocab, monkeypatch):
     """A real divergence (learning rate 1e30): the error names the first step whose loss, or whose updated parameters,
     are not finite (as the steps themselves returned them), nothing of that epoch is checkpointed or scored, and the

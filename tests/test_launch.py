@@ -6,6 +6,7 @@ and environment, so nothing here needs a cloud account, a cluster or a GPU.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import shlex
@@ -16,6 +17,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from electra_jax.build_data import SHARD_PATTERN
 
 REPO = Path(__file__).resolve().parents[1]
 POD = REPO / "launch" / "tpu" / "pod.sh"
@@ -212,7 +215,12 @@ def test_pod_up_dry_run(fake_env):
     assert "--config=configs/pretrain.py:base" in args
     assert "--workdir=gs://my-bucket/electra/base" in args
     assert "--multihost" in args
-    assert "--config.data.train_files=gs://my-bucket/electra/data/train/*.tfrecord" in args
+    train_files = next(a for a in args if a.startswith("--config.data.train_files="))
+    assert train_files == "--config.data.train_files=gs://my-bucket/electra/data/train/*.tfrecord*"
+    # the default glob matches what build_data writes (the shard names, not the metadata)
+    pattern = train_files.rsplit("/", 1)[1]
+    assert fnmatch.fnmatch(SHARD_PATTERN.format(i="00000", n="00004"), pattern)
+    assert not fnmatch.fnmatch("metadata.json", pattern)
     assert args[-1] == "--config.train.batch_size=512"
     # Output goes to a log file, not to the ssh session.
     assert any(w.startswith(">>") and w.endswith("pretrain.log") for w in start)

@@ -2,6 +2,7 @@
 
 import math
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -41,6 +42,19 @@ def test_param_counts_match_hand_count(size, disc_expected):
     gen_head = gen_hidden * m.embedding_size + m.embedding_size + 2 * m.embedding_size + m.vocab_size
     gen = {k: shapes[k] for k in ("generator", "generator_predictions")}
     assert modeling.count_params(gen, config) == gen_encoder + gen_head
+
+
+def test_the_module_takes_the_config_model_section_as_the_contract_writes_it():
+    """ElectraPretrainer(config.model) builds the Small networks (hand count) and matches init_params' tree."""
+    config = config_lib.load("configs/pretrain.py:small")
+    model = modeling.ElectraPretrainer(config.model)
+    assert isinstance(model.cfg, modeling.ModelConfig) and not model.cfg.mlm_only
+    ids = jnp.zeros((1, 8), jnp.int32)
+    shapes = nn.unbox(jax.eval_shape(model.init, jax.random.key(0), ids, ids, jnp.ones_like(ids),
+                                     jnp.zeros((1, 2), jnp.int32))["params"])
+    disc = {k: shapes[k] for k in ("embeddings", "discriminator")}
+    assert modeling.count_params(disc, config) == 13_483_008
+    assert (jax.tree_util.tree_structure(shapes) == jax.tree_util.tree_structure(modeling.param_shapes(config)))
 
 
 def test_generator_sizes_follow_the_original():

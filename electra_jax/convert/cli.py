@@ -111,7 +111,7 @@ def define_flags() -> None:
     flags.DEFINE_string("generator", None, "from_hf: the matching HF ElectraForMaskedLM folder (continued "
                         "pre-training needs it).")
     flags.DEFINE_string("hf_dir", None, "check: a folder written by to_hf.")
-    flags.DEFINE_bool("check", False, "to_hf: run the parity check on the written folders.")
+    flags.DEFINE_bool("check", False, "to_hf and from_hf: run the parity check on the converted weights.")
     flags.DEFINE_float("tolerance", None, "check: largest allowed |logit difference| (default 1e-4 for a float32 "
                        "export, 5% of the logit scale for bfloat16).")
     flags.DEFINE_integer("num_heads", None, "from_tf: discriminator heads (default hidden_size // 64, as the "

@@ -53,6 +53,10 @@ def finetune_config(budget: Budget, task: str, glue_dir: Path, vocab: Path, cont
         "train.progress": "log",
         "train.log_every": 1000,
         "checkpoint.save_final": False,
+        # A result, not an epoch, is what a rerun resumes from (finetune_task skips models with results), so the
+        # epoch-end saves (parameters and Adam slots of every seed, deleted once its result exists) would only cost
+        # time; SIGTERM still saves.
+        "checkpoint.every_epoch": False,
     }
     if budget.epochs:
         overrides["train.epochs"] = budget.epochs

@@ -6,10 +6,11 @@ the loss and scoring; `FinetuneProgram` wraps them as a `train_state.Program`, s
 every global batch), explicit shardings, donated state, AOT-compiled steps (once per task shape, reused by every
 seed), orbax checkpoints, metrics.jsonl + TensorBoard through MetricsWriter, and local or gs:// workdirs.
 
-Resume: each seed checkpoints at the end of every epoch (and every `checkpoint.every_steps`, and on SIGTERM)
-under RUN/checkpoints, RUN being the workdir (one seed) or WORKDIR/seed_S. The data order of an epoch is a pure
-function of (seed, epoch) and the dropout key of a step is fold_in(state.rng, step), so rerunning the same
-command after a preemption continues exactly where the stopped run was; finished seeds are not retrained.
+Resume: each seed checkpoints at the end of every epoch (unless `checkpoint.every_epoch` is off), every
+`checkpoint.every_steps` and on SIGTERM, under RUN/checkpoints, RUN being the workdir (one seed) or
+WORKDIR/seed_S. The data order of an epoch is a pure function of (seed, epoch) and the dropout key of a step is
+fold_in(state.rng, step), so rerunning the same command after a preemption continues exactly where the stopped run
+was; finished seeds are not retrained.
 """
 
 from __future__ import annotations
@@ -250,7 +251,8 @@ def run_seed(trainer, compiled, task: Task, data: TaskData, config, seed: int, r
                 finish_epoch(len(history) + 1, step)
                 losses, params_ok = [], []
                 carried.update(sum=0.0, count=0)
-                save(step)
+                if config.checkpoint.every_epoch:
+                    save(step)
                 continue
             order = epoch_order(seed, epoch, data.num_train)
             position = step - epoch * steps_per_epoch
@@ -268,12 +270,13 @@ def run_seed(trainer, compiled, task: Task, data: TaskData, config, seed: int, r
                 writer.write(step, {"loss": loss, "learning_rate": float(jax.device_get(metrics["learning_rate"]))})
             rate = (step - first_step) / max(time.time() - started, 1e-9)
             progress.update(step, {"steps_per_sec": rate, "tokens_per_sec": rate * tokens_per_step}, loss)
-            if step % steps_per_epoch == 0:
+            epoch_end = step % steps_per_epoch == 0
+            if epoch_end:
                 finish_epoch(step // steps_per_epoch, step)
                 losses, params_ok, epoch_start = [], [], time.time()
                 carried.update(sum=0.0, count=0)
-                save(step)
-            elif (config.checkpoint.every_steps and step % config.checkpoint.every_steps == 0):
+            if ((epoch_end and config.checkpoint.every_epoch)
+                    or (config.checkpoint.every_steps and step % config.checkpoint.every_steps == 0)):
                 save(step)
             if watcher.requested(step) and step < total_steps:
                 if checkpointer.latest_step() != step:

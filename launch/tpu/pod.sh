@@ -37,9 +37,9 @@ Flags (--flag=value or --flag value):
   --size SIZE            configs/pretrain.py size: tiny, small, small_plus, base, large   (default: base)
   --bucket gs://BUCKET   where data and checkpoints live (required by stage and start)
   --workdir gs://...     checkpoints, metrics.jsonl, TensorBoard events    (default: BUCKET/electra/SIZE)
-  --data GLOB            training records                                  (default: BUCKET/electra/data/train/*.tfrecord)
+  --data GLOB            training records                                  (default: BUCKET/electra/data/train/*.tfrecord*)
   --eval_data GLOB       evaluation records                                (default: none)
-  --local_data DIR       stage: local folder of build_data output (*.tfrecord + metadata.json)
+  --local_data DIR       stage: local folder of build_data output (*.tfrecord-* + metadata.json)
   --vocab PATH           stage: the vocab.txt / .model the records were built with
   --repo URL             setup: git clone this repository instead of copying the local tree
   --branch BRANCH        setup: branch or tag for --repo                  (default: main)
@@ -111,7 +111,7 @@ bucket_required() {
   [[ -n $BUCKET ]] || die "$COMMAND needs --bucket=gs://BUCKET (data and checkpoints live there; TPU VMs lose local disk on preemption)"
 }
 WORKDIR=${WORKDIR:-${BUCKET:+${BUCKET}/electra/${SIZE}}}
-DATA=${DATA:-${BUCKET:+${BUCKET}/electra/data/train/*.tfrecord}}
+DATA=${DATA:-${BUCKET:+${BUCKET}/electra/data/train/*.tfrecord*}}
 
 if [[ -z $RUNTIME ]]; then
   case $ACCELERATOR in
