@@ -52,7 +52,6 @@ PAD_LOGIT = -1e9
 truncated_normal = jax.nn.initializers.truncated_normal  # σ of the untruncated normal, cut at ±2σ
 glorot_uniform = jax.nn.initializers.xavier_uniform()
 zeros = jax.nn.initializers.zeros
-ones = jax.nn.initializers.ones
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +119,7 @@ def _layer_norm(cfg: ModelConfig, axis_name: str, name: str):
     # Statistics in float32 with the two-pass variance, epsilon 1e-12 as tf.contrib.layers.layer_norm.
     return nn.LayerNorm(
         epsilon=cfg.layer_norm_eps, dtype=cfg.compute_dtype, param_dtype=jnp.float32, use_fast_variance=False,
-        scale_init=nn.with_logical_partitioning(ones, (axis_name,)),
+        scale_init=nn.with_logical_partitioning(jax.nn.initializers.ones, (axis_name,)),
         bias_init=nn.with_logical_partitioning(zeros, (axis_name,)), name=name)
 
 
@@ -371,11 +370,10 @@ class ElectraPretrainer(nn.Module):
     position t, so they are meant to read the unmasked ids.
     """
 
-    cfg: ModelConfig  # or a config's `model` section (or the whole config), converted by ModelConfig.from_config
+    cfg: ModelConfig  # or a config or its `model` section (CONTRACT.md: ElectraPretrainer(config.model))
 
     def __post_init__(self):
-        if not isinstance(self.cfg, ModelConfig):  # ElectraPretrainer(config.model), as CONTRACT.md writes it
-            object.__setattr__(self, "cfg", ModelConfig.from_config(self.cfg))
+        object.__setattr__(self, "cfg", ModelConfig.from_config(self.cfg))  # a ModelConfig passes unchanged
         super().__post_init__()
 
     def setup(self):
@@ -484,8 +482,7 @@ def param_shapes(config: Any) -> dict:
 
 def logical_axes(config: Any) -> dict:
     """A pytree of PartitionSpecs of logical axis names, matching the parameter pytree."""
-    return nn.get_partition_spec(jax.eval_shape(functools.partial(init_boxed_params, config),
-                                                jax.random.key(0)))
+    return nn.get_partition_spec(jax.eval_shape(functools.partial(init_boxed_params, config), jax.random.key(0)))
 
 
 def count_params(params, config: Any = None, exclude_vocab_padding: bool = True) -> int:
@@ -494,11 +491,10 @@ def count_params(params, config: Any = None, exclude_vocab_padding: bool = True)
     if config is not None and exclude_vocab_padding:
         cfg = ModelConfig.from_config(config)
         pad = cfg.padded_vocab_size - cfg.vocab_size
-        flat = {path_name(path): leaf for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]}
-        for name, leaf in flat.items():
-            if name.endswith("word_embeddings"):
+        for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+            if path_name(path).endswith("word_embeddings"):
                 total -= pad * leaf.shape[1]
-            elif name.endswith("output_bias"):
+            elif path_name(path).endswith("output_bias"):
                 total -= pad
     return total
 
