@@ -266,11 +266,13 @@ def define_flags():
     config = config_flags.DEFINE_config_file("config", None, "configs/pretrain.py:SIZE (with --config.x=y overrides)",
                                              lock_config=False)
     flags.mark_flags_as_required(["config"])
-    flags.DEFINE_integer("batch_size", None, "global batch size (default: the config's train.batch_size)")
-    flags.DEFINE_integer("seq_len", None, "sequence length (default: the config's data.max_seq_length)")
-    flags.DEFINE_integer("steps", 20, "timed steps")
+    flags.DEFINE_integer("batch_size", None, lower_bound=1,
+                         help="global batch size (default: the config's train.batch_size)")
+    flags.DEFINE_integer("seq_len", None, lower_bound=1,
+                         help="sequence length (default: the config's data.max_seq_length)")
+    flags.DEFINE_integer("steps", 20, lower_bound=1, help="timed steps")
     flags.DEFINE_integer("warmup", 3, "untimed steps after compilation")
-    flags.DEFINE_integer("window", 5, "steps dispatched back to back per timed window")
+    flags.DEFINE_integer("window", 5, lower_bound=1, help="steps dispatched back to back per timed window")
     flags.DEFINE_enum("dtype", None, list(config_lib.DTYPES), "compute dtype (parameters stay float32)")
     flags.DEFINE_enum("attention", None, list(config_lib.ATTENTION_IMPLS), "attention implementation")
     flags.DEFINE_bool("scan_layers", None, "scan over layers (one compiled layer per network)")

@@ -9,7 +9,8 @@ ends with one line on stderr, `TOOL: error: WHAT HAPPENED; WHAT TO DO`, and exit
 is printed too with `--verbosity=1` or `ELECTRA_JAX_TRACEBACK=1`. Any other exception is a bug in
 electra_jax and keeps Python's traceback, so that it can be reported.
 
-Exit statuses: 0 done; 1 an error (the line says which); 2 bad command-line usage (absl's own);
+Exit statuses: 0 done; 1 an error (the line says which); 2 bad command-line usage (a bad flag value, an
+unknown --config size or field, a missing required flag: one line too, from `parse_flags`);
 EXIT_PREEMPTED (42) stopped by SIGTERM or a TPU preemption notice after saving a checkpoint, so a scheduler
 should run the same command again; EXIT_INTERRUPTED (130) stopped by Ctrl-C / SIGINT after saving a
 checkpoint, which launchers do not resubmit.
@@ -104,7 +105,82 @@ def run(main: Callable[[Sequence[str]], Any]) -> None:
     from absl import app
 
     prog = _prog_name()
-    app.run(lambda argv: guarded(main, argv, prog=prog))
+    app.run(lambda argv: guarded(main, argv, prog=prog), flags_parser=lambda argv: parse_flags(argv, prog))
+
+
+def parse_flags(argv: Sequence[str], prog: str) -> list[str]:
+    """absl's flag parsing, with a bad --config (an unknown size, a field that does not exist, no --config at
+    all) reported in one line and exit status 2, instead of ml_collections' traceback."""
+    from absl import flags
+
+    try:
+        return flags.FLAGS(list(argv))
+    except (flags.Error, KeyError, AttributeError, TypeError, ValueError) as error:
+        if os.environ.get(TRACEBACK_ENV, "").strip().lower() not in ("", "0", "false", "no"):
+            traceback.print_exc()
+        print(f"{prog}: error: {one_line(flag_error_message(error, argv))}", file=sys.stderr, flush=True)
+        print(f"{prog}: pass --helpshort to see the flags", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
+def flag_error_message(error: BaseException, argv: Sequence[str]) -> str:
+    """What went wrong with the command line, without the tracebacks ml_collections puts in its messages."""
+    from absl import flags
+
+    inner = root_cause(error)
+    if isinstance(inner, (KeyError, AttributeError)) and not isinstance(error, flags.Error):
+        return _unknown_field_message(inner, argv)
+    text = str(error)
+    if "Traceback (most recent call last)" in text:  # `flag --config=X: Error whilst parsing ...` + a traceback
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        flag = lines[0].split(": Error whilst", 1)[0].removeprefix("flag ")
+        last = re.sub(r"^[A-Za-z_.]*(Error|Exception): ", "", lines[-1])
+        text = f"{flag}: {last}"
+    if "must have a value other than None" in text:
+        name = re.search(r"--(\w+)", text)
+        help_text = flags.FLAGS[name.group(1)].help if name and name.group(1) in flags.FLAGS else ""
+        text += f" ({help_text})" if help_text else ""
+    return text
+
+
+def _unknown_field_message(error: BaseException, argv: Sequence[str]) -> str:
+    """`--config.train.batchsize=8: config.train has no field 'batchsize' (did you mean 'batch_size'?) ...`."""
+    import difflib
+
+    key = str(error.args[0]).split("\n")[0].strip("'\"") if error.args else ""
+    override = next((a for a in argv if a.startswith("--config.") and f".{key}" in a.split("=", 1)[0]), None)
+    if override is None:
+        return f"{type(error).__name__}: {str(error).splitlines()[0]}"
+    path = override.split("=", 1)[0].removeprefix("--config.").split(".")
+    section_path = path[:path.index(key)] if key in path else path[:-1]
+    config = _load_config_flag(argv)
+    section = config
+    for part in section_path:
+        section = section.get(part) if hasattr(section, "get") else None
+    where = ".".join(["config", *section_path])
+    message = f"{override}: {where} has no field {key!r}"
+    if hasattr(section, "keys"):
+        fields = sorted(section.keys())
+        close = difflib.get_close_matches(key, fields, n=1)
+        elsewhere = [f"config.{name}.{key}" for name in sorted(config.keys())
+                     if hasattr(config[name], "keys") and key in config[name]] if config is not None else []
+        if close:
+            message += f" (did you mean {close[0]!r}?)"
+        elif elsewhere:
+            message += f" (it is {elsewhere[0]})"
+        message += f"; the fields of {where}: {', '.join(fields)}"
+    return message
+
+
+def _load_config_flag(argv: Sequence[str]):
+    """The config that --config names (flag parsing stopped before loading it), or None if it cannot be loaded."""
+    from electra_jax import config as config_lib
+
+    value = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+    try:
+        return config_lib.load(value) if value else None
+    except Exception:  # noqa: BLE001  (only for a better message; the error being reported stays the same)
+        return None
 
 
 def _prog_name() -> str:

@@ -31,7 +31,7 @@ from electra_jax import cli, safeguards
 from electra_jax import config as config_lib
 from electra_jax import sharding as sharding_lib
 from electra_jax import train_state as train_state_lib
-from electra_jax.data.inputs import EVAL_SEED_OFFSET, make_input
+from electra_jax.data.inputs import EVAL_SEED_OFFSET, check_eval_files, make_input
 from electra_jax.data.records import apply_records_metadata
 from electra_jax.metrics_writer import MetricsWriter, Progress, peak_flops_per_device
 from electra_jax.safeguards import NonFiniteLossError  # noqa: F401  (re-exported: pretrain.NonFiniteLossError)
@@ -132,10 +132,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     logging.info("mesh %s over %d devices (%d processes); sharding rules %s; global batch %d (%d per host)",
                  dict(mesh.shape), mesh.size, jax.process_count(), config.sharding.rules, config.train.batch_size,
                  per_host_batch_size)
+    # The inputs first: a glob that matches nothing fails here, before a compile or an empty checkpoints/.
+    train_input = make_input(config, split="train", per_host_batch_size=per_host_batch_size)
+    check_eval_files(config)
     trainer = train_state_lib.Trainer(config, mesh)
     checkpointer = checkpoints_lib.Checkpointer(os.path.join(workdir, checkpoints_lib.CHECKPOINTS_SUBDIR),
                                                 keep=config.checkpoint.keep, async_save=config.checkpoint.async_save)
-    train_input = make_input(config, split="train", per_host_batch_size=per_host_batch_size)
     state, latest = _restore_or_init(config, trainer, checkpointer, train_input)
     start_step = int(jax.device_get(state.step))
     total_steps = config.train.steps

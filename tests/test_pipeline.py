@@ -199,6 +199,16 @@ def test_truncated_file_is_named_up_front(tmp_path):
         PretrainInput(str(bad), per_host_batch_size=1, seq_len=S, process_index=0, process_count=1)
 
 
+def test_a_text_file_is_named_not_read_as_a_huge_record(tmp_path):
+    """Its first 8 bytes read as a record length of about 7e18 (this once ended in a segmentation fault)."""
+    text = tmp_path / "input.txt"
+    text.write_text("First Citizen:\nBefore we proceed any further, hear me speak.\n")
+    claimed = int.from_bytes(text.read_bytes()[:8], "little")
+    with pytest.raises(ValueError, match=rf"input\.txt \(or no TFRecord file at all\): its first record claims "
+                                         rf"{claimed} bytes, the file holds {text.stat().st_size}"):
+        PretrainInput(str(text), per_host_batch_size=1, seq_len=S, process_index=0, process_count=1)
+
+
 def test_only_empty_files_is_a_clear_error(tmp_path):
     (tmp_path / "empty.tfrecord").write_bytes(b"")
     with pytest.raises(ValueError, match="only empty record files"):

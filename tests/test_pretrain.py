@@ -96,6 +96,25 @@ def test_metadata_sets_special_ids_and_vocab(tmp_path):
     assert {k: config.data[k] for k in specials} == specials
 
 
+def test_a_glob_that_matches_nothing_names_its_field_before_any_work(tmp_path):
+    """train_files: the run stops before a compile and leaves no checkpoints/ folder; eval_files: named as such
+    (it used to fail after the compile, naming train_files), and only checked when an eval will run."""
+    from electra_jax import config as config_lib
+    from electra_jax import pretrain
+    from electra_jax.data.inputs import check_eval_files
+
+    workdir = tmp_path / "run"
+    config = config_lib.load("configs/pretrain.py:tiny", {"data.train_files": str(tmp_path / "none" / "*.tfrecord*")})
+    with pytest.raises(ValueError, match=r"No record files match .*none.*; check config\.data\.train_files"):
+        pretrain.train_and_evaluate(config, str(workdir))
+    assert not (workdir / "checkpoints").exists()
+    config = config_lib.load("configs/pretrain.py:tiny", {"data.eval_files": str(tmp_path / "noeval" / "*")})
+    with pytest.raises(ValueError, match=r"No record files match .*noeval.*; check config\.data\.eval_files"):
+        check_eval_files(config)
+    config.train.eval_every = 0
+    check_eval_files(config)  # no eval: nothing to check
+
+
 @pytest.mark.slow
 def test_real_records_run_learns_and_writes_outputs(tmp_path, shared_dir, uncased_vocab, cache_dir):
     """Records built from ../shared/data/text by build_data: checkpoints, events, metrics.jsonl, eval improves."""

@@ -83,6 +83,33 @@ def test_cli_errors_are_one_line_with_the_traceback_behind_a_switch(tmp_path):
         assert verbose.stderr.strip().splitlines()[-1] == line
 
 
+def test_a_bad_config_flag_is_one_line_naming_the_fix():
+    """An unknown size, an override of a field that does not exist (with the closest name, or where that field is),
+    and no --config at all: one line and exit status 2, not ml_collections' traceback."""
+    run_env = dict(os.environ, JAX_PLATFORMS="cpu")
+    run_env.pop(cli.TRACEBACK_ENV, None)
+    cases = {
+        ("--config=configs/pretrain.py:tinny",):
+            "pretrain: error: --config=configs/pretrain.py:tinny: unknown pre-training size 'tinny'; choose one of "
+            "['base', 'large', 'small', 'small_plus', 'tiny']",
+        ("--config=configs/pretrain.py:tiny", "--config.train.batchsize=8"):
+            "pretrain: error: --config.train.batchsize=8: config.train has no field 'batchsize' (did you mean "
+            "'batch_size'?); the fields of config.train: batch_size, eval_every,",
+        ("--config=configs/pretrain.py:tiny", "--config.train.learning_rate=1e-4"):
+            "pretrain: error: --config.train.learning_rate=1e-4: config.train has no field 'learning_rate' (it is "
+            "config.optim.learning_rate);",
+        (): "pretrain: error: flag --config=None: Flag --config must have a value other than None. (pre-training "
+            "config file, e.g. configs/pretrain.py:small)",
+    }
+    for flags_given, expected in cases.items():
+        proc = subprocess.run([sys.executable, "-m", "electra_jax.pretrain", "--workdir=/nonexistent/w", *flags_given],
+                              cwd=REPO, env=run_env, capture_output=True, text=True, timeout=300)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        assert lines[0].startswith(expected), lines
+        assert lines[1:] == ["pretrain: pass --helpshort to see the flags"]
+
+
 def test_predict_empty_text_says_it_is_empty(tmp_path):
     run_env = dict(os.environ, JAX_PLATFORMS="cpu")
     empty = subprocess.run([sys.executable, "-m", "electra_jax.predict", "fill_mask", f"--checkpoint={tmp_path}",

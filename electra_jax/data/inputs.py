@@ -59,6 +59,21 @@ class SyntheticInput:
         self.batches = int(state["batches"])
 
 
+def check_files_match(pattern: str, field: str) -> None:
+    """Raises ValueError naming `field` when its glob matches no file."""
+    from electra_jax.data.pipeline import glob_files
+
+    if not glob_files(pattern):
+        raise ValueError(f"No record files match {pattern!r}; check {field} (quote the glob so that your shell does "
+                         "not expand it; build records with `python -m electra_jax.build_data`).")
+
+
+def check_eval_files(config) -> None:
+    """Fails at once, before any compile, when config.data.eval_files is set but matches nothing."""
+    if config.data.eval_files and not config.data.synthetic and config.train.eval_every > 0:
+        check_files_match(config.data.eval_files, "config.data.eval_files")
+
+
 def make_input(config, *, split: str, per_host_batch_size: int):
     """The train or eval input of this host (synthetic, or TFRecords through PretrainInput); None if no eval."""
     seed = config.train.seed + (EVAL_SEED_OFFSET if split == "eval" else 0)
@@ -71,6 +86,7 @@ def make_input(config, *, split: str, per_host_batch_size: int):
             raise ValueError("config.data.train_files is empty: pass a glob of records built by "
                              "`python -m electra_jax.build_data`, or set config.data.synthetic=True")
         return None
+    check_files_match(pattern, f"config.data.{split}_files")
     if config.data.format == "numpy":  # build_data --format=numpy: memory-mapped shards, no TensorFlow
         from electra_jax.data.numpy_records import NumpyRecordsInput
 

@@ -97,6 +97,11 @@ def _read_first_record(path: str) -> bytes | None:
             raise ValueError(f"Corrupt TFRecord file {path}: truncated header ({len(header)} bytes). "
                              "Rebuild it with electra_jax.build_data.")
         length = int.from_bytes(header[:8], "little")
+        size = tf.io.gfile.stat(path).length
+        if length > size - 12:  # a text file's first 8 bytes read as a length: never allocate that much
+            raise ValueError(f"Corrupt TFRecord file {path} (or no TFRecord file at all): its first record claims "
+                             f"{length} bytes, the file holds {size}. Build records with electra_jax.build_data and "
+                             "point config.data.train_files / eval_files at them.")
         data = f.read(length)
         if len(data) != length:
             raise ValueError(f"Corrupt TFRecord file {path}: first record claims {length} bytes, file holds "
