@@ -73,6 +73,14 @@ def test_empty_dev_set_fails_before_training(tmp_path, shared_dir, uncased_vocab
     assert not (tmp_path / "run" / "checkpoints").exists()  # nothing was trained
 
 
+def test_a_missing_vocabulary_is_named_as_the_flag_given(tmp_path, shared_dir, uncased_vocab):
+    missing = tmp_path / "novocab.txt"
+    config = config_lib.load("configs/finetune.py:rte,tiny",
+                             _rte_overrides(shared_dir, uncased_vocab, **{"data.vocab": str(missing)}))
+    with pytest.raises(FileNotFoundError, match=rf"^--config\.data\.vocab={missing} does not exist$"):
+        finetune.train_and_evaluate(config, str(tmp_path / "run"))
+
+
 def test_sigterm_mid_epoch_resumes_exactly(tmp_path, shared_dir, uncased_vocab, monkeypatch):
     """A real SIGTERM after step 4 of 12 (mid epoch 1): the rerun ends with the uninterrupted run's parameters."""
     overrides = _rte_overrides(shared_dir, uncased_vocab)

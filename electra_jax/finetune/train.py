@@ -318,7 +318,7 @@ def _tokenizer_for(config: ml_collections.ConfigDict, checkpoint) -> Any:
             raise ValueError("no vocabulary: pass --config.data.vocab=PATH (a WordPiece vocab.txt such as the BERT "
                              "uncased one, or a SentencePiece .model); an --init checkpoint or HF folder that "
                              "records its vocabulary supplies it automatically")
-        vocab, _ = find_vocab(config, flag="--config.data.vocab")
+        vocab, _ = find_vocab(config, vocab=config.data.vocab, flag="--config.data.vocab")
     else:
         vocab, config.data.lower_case = find_vocab(checkpoint.config, flag="--config.data.vocab")
     config.data.vocab = vocab
