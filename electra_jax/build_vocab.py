@@ -104,6 +104,13 @@ def main(argv: Sequence[str]) -> None:
 
     tok = tokenizer(out, lower_case=FLAGS.lower_case)  # validates the specials and that it loads
     print(f"Wrote {out}: vocab_size={tok.vocab_size}, special ids {tok.special_ids}")
+    if tok.vocab_size > FLAGS.vocab_size:
+        logging.warning("--vocab_size=%d is below what the five special tokens and the corpus's alphabet need: the "
+                        "vocabulary has %d entries (no word pieces beyond single characters)", FLAGS.vocab_size,
+                        tok.vocab_size)
+    elif tok.vocab_size < FLAGS.vocab_size:
+        logging.warning("the vocabulary has %d entries, fewer than --vocab_size=%d: the corpus has no more pieces "
+                        "that occur often enough (--min_frequency) to add", tok.vocab_size, FLAGS.vocab_size)
 
 
 if __name__ == "__main__":

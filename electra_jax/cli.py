@@ -114,13 +114,34 @@ def parse_flags(argv: Sequence[str], prog: str) -> list[str]:
     from absl import flags
 
     try:
-        return flags.FLAGS(list(argv))
+        rest = flags.FLAGS(list(argv))
+        unreadable = _unreadable_config_file(argv)
+        if unreadable is None:
+            return rest
+        message = unreadable
     except (flags.Error, KeyError, AttributeError, TypeError, ValueError) as error:
         if os.environ.get(TRACEBACK_ENV, "").strip().lower() not in ("", "0", "false", "no"):
             traceback.print_exc()
-        print(f"{prog}: error: {one_line(flag_error_message(error, argv))}", file=sys.stderr, flush=True)
-        print(f"{prog}: pass --helpshort to see the flags", file=sys.stderr, flush=True)
-        sys.exit(2)
+        message = flag_error_message(error, argv)
+    print(f"{prog}: error: {one_line(message)}", file=sys.stderr, flush=True)
+    print(f"{prog}: pass --helpshort to see the flags", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+def _unreadable_config_file(argv: Sequence[str]) -> str | None:
+    """The message for a --config file that could not be read (ml_collections defers that error to the first use
+    of the config, with a garbled message), else None."""
+    from absl import flags
+
+    if "config" not in flags.FLAGS or type(flags.FLAGS["config"].value).__name__ != "_ErrorConfig":
+        return None
+    given = next((a for a in argv if a.startswith("--config=")), "--config=")
+    path = given.split("=", 1)[1].split(":", 1)[0]
+    if not os.path.exists(path):
+        what = f"there is no file {path} (relative paths start at {os.getcwd()})"
+    else:
+        what = str(root_cause(object.__getattribute__(flags.FLAGS["config"].value, "_error")))
+    return f"{given}: cannot read the config file: {what} (--config: {flags.FLAGS['config'].help})"
 
 
 def flag_error_message(error: BaseException, argv: Sequence[str]) -> str:

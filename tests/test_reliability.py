@@ -100,6 +100,9 @@ def test_a_bad_config_flag_is_one_line_naming_the_fix():
             "config.optim.learning_rate);",
         (): "pretrain: error: flag --config=None: Flag --config must have a value other than None. (pre-training "
             "config file, e.g. configs/pretrain.py:small)",
+        ("--config=configs/pretrian.py:tiny",):  # ml_collections would report this only at the first use
+            f"pretrain: error: --config=configs/pretrian.py:tiny: cannot read the config file: there is no file "
+            f"configs/pretrian.py (relative paths start at {REPO})",
     }
     for flags_given, expected in cases.items():
         proc = subprocess.run([sys.executable, "-m", "electra_jax.pretrain", "--workdir=/nonexistent/w", *flags_given],

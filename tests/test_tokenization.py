@@ -296,6 +296,19 @@ def test_build_vocab_trains_with_specials_first(kind, tmp_path):
         assert (tmp_path / "sp.vocab").is_file()
 
 
+def test_build_vocab_says_when_the_size_asked_for_is_not_what_it_wrote(tmp_path):
+    text = tmp_path / "t.txt"
+    text.write_text("the cat sat on the mat\nthe dog sat on the log\n")
+    tiny = _run_build_vocab([f"--input={text}", "--vocab_size=3", "--kind=wordpiece", f"--output={tmp_path}/a.txt"])
+    written = len((tmp_path / "a.txt").read_text().splitlines())
+    assert tiny.returncode == 0 and written > 3
+    assert f"--vocab_size=3 is below what the five special tokens and the corpus's alphabet need: the vocabulary has " \
+           f"{written} entries" in tiny.stderr
+    big = _run_build_vocab([f"--input={text}", "--vocab_size=5000", "--kind=wordpiece", f"--output={tmp_path}/b.txt"])
+    written = len((tmp_path / "b.txt").read_text().splitlines())
+    assert big.returncode == 0 and f"the vocabulary has {written} entries, fewer than --vocab_size=5000" in big.stderr
+
+
 def test_build_vocab_rejects_empty_glob(tmp_path):
     proc = _run_build_vocab([f"--input={tmp_path}/nothing*.txt", "--vocab_size=100",
                              "--kind=wordpiece", f"--output={tmp_path}/v.txt"])
