@@ -268,7 +268,7 @@ class GraphedStep:
         if failure is not None:
             raise failure
         torch.cuda.synchronize()
-        self.warmup_steps, self.capture_s = warmup, time.perf_counter() - begin
+        self.capture_s = time.perf_counter() - begin
 
     def __call__(self, *batch) -> torch.Tensor:
         if any(a is not b for a, b in zip(batch, self.batch)):

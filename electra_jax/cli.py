@@ -120,7 +120,7 @@ def parse_flags(argv: Sequence[str], prog: str) -> list[str]:
             return rest
         message = unreadable
     except (flags.Error, KeyError, AttributeError, TypeError, ValueError) as error:
-        if os.environ.get(TRACEBACK_ENV, "").strip().lower() not in ("", "0", "false", "no"):
+        if show_tracebacks():
             traceback.print_exc()
         message = flag_error_message(error, argv)
     print(f"{prog}: error: {one_line(message)}", file=sys.stderr, flush=True)
@@ -135,8 +135,8 @@ def _unreadable_config_file(argv: Sequence[str]) -> str | None:
 
     if "config" not in flags.FLAGS or type(flags.FLAGS["config"].value).__name__ != "_ErrorConfig":
         return None
-    given = next((a for a in argv if a.startswith("--config=")), "--config=")
-    path = given.split("=", 1)[1].split(":", 1)[0]
+    value = _config_value(argv) or ""
+    given, path = f"--config={value}", value.split(":", 1)[0]
     if not os.path.exists(path):
         what = f"there is no file {path} (relative paths start at {os.getcwd()})"
     else:
@@ -193,11 +193,16 @@ def _unknown_field_message(error: BaseException, argv: Sequence[str]) -> str:
     return message
 
 
+def _config_value(argv: Sequence[str]) -> str | None:
+    """What --config=VALUE gives on the command line (None without one)."""
+    return next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+
+
 def _load_config_flag(argv: Sequence[str]):
     """The config that --config names (flag parsing stopped before loading it), or None if it cannot be loaded."""
     from electra_jax import config as config_lib
 
-    value = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+    value = _config_value(argv)
     try:
         return config_lib.load(value) if value else None
     except Exception:  # noqa: BLE001  (only for a better message; the error being reported stays the same)
