@@ -76,6 +76,10 @@ def get_config(arg: str = "sst2"):
     # results.json then holds each seed and the median (what the original README reports).
     train.seeds = ""
     train.num_trials = 1
+    # Train the seeds together: one state stacked over them, the steps vmapped (one launch sequence per step for
+    # all; K times the state's memory). Each seed computes what it would alone, up to the rounding of batched
+    # matmuls. For small models on GPUs, where a step is bound by kernel launches, not FLOPs.
+    train.vmap_seeds = False
     train.max_train_examples = 0  # 0 = all; caps the training set (first N after a seeded shuffle)
     train.max_eval_examples = 0  # 0 = all
     train.log_every = 50

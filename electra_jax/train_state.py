@@ -5,7 +5,8 @@
 `state.rng`: the state is donated, so its own buffer cannot be a second argument) and the step's key is
 `fold_in(rng, state.step)`, so a resumed run draws exactly the masks, samples and dropout an
 uninterrupted one would. Both steps are compiled once, ahead of time, with explicit in/out shardings and the
-state donated (`Trainer.compile`).
+state donated (`Trainer.compile`). `Trainer.compile(seeds=K)` compiles the same steps vmapped over K stacked states
+(a leading seeds axis on every leaf, unsharded): K independent runs, e.g. fine-tuning seeds, in one launch sequence.
 
 What is trained is a `Program`: parameters with logical axis names, a loss, an evaluation and an optimizer.
 `PretrainProgram` is ELECTRA pre-training (the default); fine-tuning supplies its own
@@ -57,6 +58,12 @@ class TrainState:
 class Compiled(NamedTuple):
     train_step: Any
     eval_step: Any
+
+
+def stacked_specs(specs: Any) -> Any:
+    """The partition specs of a tree stacked over seeds: a leading, unsharded axis before each leaf's own."""
+    return jax.tree_util.tree_map(lambda spec: PartitionSpec(None, *spec), specs,
+                                  is_leaf=lambda x: isinstance(x, PartitionSpec))
 
 
 def _scalar(x) -> jax.Array:
@@ -200,20 +207,31 @@ class Trainer:
         self.state_shardings = sharding_lib.named(mesh, self.state_specs)
         self.batch_sharding = sharding_lib.batch_sharding(mesh)
         self.replicated = sharding_lib.replicated(mesh)
+        # With a leading seeds axis (compile(seeds=K)): every state leaf and batch array stacked K times.
+        self.stacked_state_shardings = sharding_lib.named(mesh, stacked_specs(self.state_specs))
+        self.stacked_batch_sharding = sharding_lib.named(mesh, stacked_specs(self.batch_sharding.spec))
         self._abstract_state = jax.eval_shape(lambda: TrainState(
             step=jnp.zeros([], jnp.int32), params=self.param_shapes, opt_state=opt_shapes,
             rng=jax.random.PRNGKey(0)))
 
     # -- states -------------------------------------------------------------------------------------------
 
-    def abstract_state(self) -> TrainState:
-        """ShapeDtypeStructs with this mesh's shardings: the restore target for checkpoints."""
+    def abstract_state(self, seeds: int = 0) -> TrainState:
+        """ShapeDtypeStructs with this mesh's shardings: the restore target for checkpoints (with `seeds`, the
+        state of `stack_states`: every leaf with a leading axis of that size)."""
+        lead, shardings = ((seeds,), self.stacked_state_shardings) if seeds else ((), self.state_shardings)
         return jax.tree_util.tree_map(
-            lambda shape, sharding: jax.ShapeDtypeStruct(shape.shape, shape.dtype, sharding=sharding),
-            self._abstract_state, self.state_shardings)
+            lambda shape, sharding: jax.ShapeDtypeStruct(lead + shape.shape, shape.dtype, sharding=sharding),
+            self._abstract_state, shardings)
 
-    def init_state(self, seed: int) -> TrainState:
-        """A fresh state created directly in its shardings (no parameter is ever whole on one device)."""
+    def stack_states(self, states: list[TrainState]) -> TrainState:
+        """One state holding `states` along a leading seeds axis, for the steps of `compile(seeds=len(states))`."""
+        with self.mesh:
+            return self._jitted_stack(*states)
+
+    @functools.cached_property
+    def _jitted_init(self):
+        """init_state's program, traced and compiled once per Trainer (every seed is an argument, not a retrace)."""
 
         def init(key):
             param_key, train_key = jax.random.split(key)
@@ -221,8 +239,28 @@ class Trainer:
             return TrainState(step=jnp.zeros([], jnp.int32), params=params, opt_state=self.tx.init(params),
                               rng=train_key)
 
+        return jax.jit(init, out_shardings=self.state_shardings)
+
+    @functools.cached_property
+    def _jitted_fresh(self):
+        """state_from_params's program (new optimizer state and key around given params), compiled once."""
+
+        def fresh(params, key):
+            return TrainState(step=jnp.zeros([], jnp.int32), params=params, opt_state=self.tx.init(params),
+                              rng=jax.random.split(key)[1])
+
+        return jax.jit(fresh, in_shardings=(self.state_shardings.params, self.replicated),
+                       out_shardings=self.state_shardings)
+
+    @functools.cached_property
+    def _jitted_stack(self):
+        return jax.jit(lambda *trees: jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *trees),
+                       out_shardings=self.stacked_state_shardings)
+
+    def init_state(self, seed: int) -> TrainState:
+        """A fresh state created directly in its shardings (no parameter is ever whole on one device)."""
         with self.mesh:
-            return jax.jit(init, out_shardings=self.state_shardings)(jax.random.PRNGKey(seed))
+            return self._jitted_init(jax.random.PRNGKey(seed))
 
     def state_from_params(self, params: dict, seed: int) -> TrainState:
         """A fresh state (step 0, new optimizer state) around given host params (continued pre-training)."""
@@ -234,14 +272,8 @@ class Trainer:
             lambda x, shape, sharding: jax.make_array_from_callback(
                 shape.shape, sharding, lambda index, x=x: np.asarray(x, np.float32)[index]),
             params, expected, self.state_shardings.params)
-
-        def fresh(params, key):
-            return TrainState(step=jnp.zeros([], jnp.int32), params=params, opt_state=self.tx.init(params),
-                              rng=jax.random.split(key)[1])
-
         with self.mesh:
-            return jax.jit(fresh, in_shardings=(self.state_shardings.params, self.replicated),
-                           out_shardings=self.state_shardings)(params, jax.random.PRNGKey(seed))
+            return self._jitted_fresh(params, jax.random.PRNGKey(seed))
 
     def reset_optimizer(self, state: TrainState) -> TrainState:
         """The same params, step and key with a freshly initialized optimizer state (in its shardings)."""
@@ -252,37 +284,49 @@ class Trainer:
 
     # -- steps --------------------------------------------------------------------------------------------
 
-    def abstract_batch(self, global_batch_size: int) -> dict:
-        """The program's batch as ShapeDtypeStructs with the batch sharding (rows over the data axes)."""
-        return {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=self.batch_sharding)
+    def abstract_batch(self, global_batch_size: int, seeds: int = 0) -> dict:
+        """The program's batch as ShapeDtypeStructs with the batch sharding (rows over the data axes); with
+        `seeds`, one batch per seed stacked along a leading axis."""
+        lead, sharding = ((seeds,), self.stacked_batch_sharding) if seeds else ((), self.batch_sharding)
+        return {k: jax.ShapeDtypeStruct(lead + v.shape, v.dtype, sharding=sharding)
                 for k, v in self.program.abstract_batch(global_batch_size).items()}
 
     def compile(self, global_batch_size: int | None = None, log_memory: bool = True,
-                include_eval: bool = True, eval_batch_size: int | None = None) -> Compiled:
+                include_eval: bool = True, eval_batch_size: int | None = None, seeds: int = 0) -> Compiled:
         """AOT-compiles the train and eval steps for this mesh and batch sizes (once per run).
 
         With include_eval=False the eval step is None (saves a compile where no evaluation runs); the eval
         step's batch size is `eval_batch_size`, by default the training one.
+
+        With `seeds` = K > 0 both steps are vmapped over K runs: the train step takes the state of
+        `stack_states`, K batches stacked ([K, batch, ...]) and K keys ([K, 2]), and returns metrics of shape
+        [K]; the eval step takes the K parameter sets and one batch for all and returns outputs of shape [K, ...].
+        Each run computes what its own unstacked step would (up to the rounding of batched matmuls).
         """
         batch_size = global_batch_size or self.config.train.batch_size
         eval_batch_size = eval_batch_size or batch_size
         sharding_lib.check_batch_size(batch_size, self.mesh)
-        rng = jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=self.replicated)
+        rng = jax.ShapeDtypeStruct((seeds, 2) if seeds else (2,), jnp.uint32, sharding=self.replicated)
         step_fn = functools.partial(train_step, program=self.program, tx=self.tx, schedule=self.schedule,
                                     skip_nonfinite=skips_nonfinite_updates(self.config))
         eval_fn = functools.partial(eval_step, program=self.program)
+        state_shardings, batch_sharding = self.state_shardings, self.batch_sharding
+        if seeds:
+            step_fn, eval_fn = jax.vmap(step_fn), jax.vmap(eval_fn, in_axes=(0, None, None))
+            state_shardings, batch_sharding = self.stacked_state_shardings, self.stacked_batch_sharding
         with self.mesh:
-            batch = self.abstract_batch(batch_size)
-            train = jax.jit(step_fn, in_shardings=(self.state_shardings, self.batch_sharding, self.replicated),
-                            out_shardings=(self.state_shardings, self.replicated), donate_argnums=(0,))
-            compiled_train = train.lower(self.abstract_state(), batch, rng).compile()
+            batch = self.abstract_batch(batch_size, seeds)
+            train = jax.jit(step_fn, in_shardings=(state_shardings, batch_sharding, self.replicated),
+                            out_shardings=(state_shardings, self.replicated), donate_argnums=(0,))
+            compiled_train = train.lower(self.abstract_state(seeds), batch, rng).compile()
             compiled_eval = None
             if include_eval:
                 sharding_lib.check_batch_size(eval_batch_size, self.mesh, field="train.eval_batch_size")
-                evaluate = jax.jit(eval_fn, in_shardings=(self.state_shardings.params, self.batch_sharding,
+                evaluate = jax.jit(eval_fn, in_shardings=(state_shardings.params, self.batch_sharding,
                                                           self.replicated), out_shardings=self.replicated)
-                compiled_eval = evaluate.lower(self.abstract_state().params, self.abstract_batch(eval_batch_size),
-                                               rng).compile()
+                eval_rng = jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=self.replicated)
+                compiled_eval = evaluate.lower(self.abstract_state(seeds).params, self.abstract_batch(eval_batch_size),
+                                               eval_rng).compile()
         if log_memory:
             log_memory_analysis(compiled_train, "train step")
         return Compiled(compiled_train, compiled_eval)

@@ -73,7 +73,8 @@ def test_toy_budget_end_to_end(tmp_path, shared_dir):
         right = row["score"] * n_dev / 100
         assert abs(right - round(right)) < 1e-3 and 0 <= round(right) <= n_dev, row
     assert budget.records_format == "numpy" and list((output_dir / "records" / "train").glob("*.npy"))
-    for objective in ("electra", "mlm"):  # one row per compute point (one task, one seed)
+    assert sorted({row["seed"] for row in rows}) == list(budget.seeds)  # two seeds, trained together (vmapped)
+    for objective in ("electra", "mlm"):  # rows at each compute point (one task)
         assert len({row["pretrain_flops"] for row in rows if row["objective"] == objective}) == budget.num_points
 
     # Equal compute: the MLM run's total is ELECTRA's up to rounding its steps to whole checkpoint intervals.
@@ -111,9 +112,9 @@ def test_toy_budget_end_to_end(tmp_path, shared_dir):
     rows2 = json.loads((output_dir / "results.json").read_text())
     top = {objective: max(r["pretrain_flops"] for r in rows if r["objective"] == objective) for objective in
            ("electra", "mlm")}
-    assert [(r["objective"], r["pretrain_flops"]) for r in rows2] == [
-        (r["objective"], r["pretrain_flops"]) for r in rows if r["objective"] == "none"
-        or r["pretrain_flops"] == top[r["objective"]]]
+    assert [(r["objective"], r["pretrain_flops"]) for r in rows2] == [  # one seed now, two in the first protocol
+        (r["objective"], r["pretrain_flops"]) for r in rows if r["seed"] == 0 and (
+            r["objective"] == "none" or r["pretrain_flops"] == top[r["objective"]])]
     assert {row["seed"] for row in rows2} == {1}
     assert len(list((output_dir / "finetune").iterdir())) == 2
     log = (output_dir / "logs" / "finetune_rte.log").read_text()

@@ -82,7 +82,9 @@ def test_the_gpu_fine_tuning_protocol(tmp_path):
     config = finetune_config(GPU, "sst2", tmp_path, tmp_path / "vocab.txt", control=True)
     assert (config.model.dtype, config.model.attention, config.data.max_seq_length) == ("bfloat16", "xla", 128)
     assert (config.train.max_train_examples, config.train.epochs, config.optim.learning_rate) == (3000, 3, 3e-4)
-    assert budgets.seeds_for(GPU, top=True) == (0, 1, 2) and budgets.seeds_for(GPU, top=False) == (0,)
+    # Three seeds for every model, trained together (one vmapped step per task: one compile, one launch sequence).
+    assert budgets.seeds_for(GPU, top=True) == budgets.seeds_for(GPU, top=False) == (0, 1, 2)
+    assert config.train.vmap_seeds and config.train.seeds == "0,1,2"
     models = [{"objective": "electra", "flops": 1.0, "top": False}, {"objective": "mlm", "flops": 3.0, "top": True},
               {"objective": "none", "flops": 0.0, "top": True}, {"objective": "electra", "flops": 3.0, "top": True},
               {"objective": "mlm", "flops": 1.0, "top": False}]
@@ -233,7 +235,8 @@ def test_the_device_script_rehearsed_on_cpu(tmp_path, shared_dir, uncased_vocab)
     rows = json.loads((out / "compute_efficiency.json").read_text())
     toy = budgets.BUDGETS["toy"]
     assert {(r["objective"], r["task"]) for r in rows} == {("none", "rte"), ("electra", "rte")}
-    assert len(rows) == 1 + toy.num_points
+    assert len(rows) == (1 + toy.num_points) * len(toy.seeds)  # a row per model and seed (the seeds vmapped)
+    assert sorted(r["seed"] for r in rows) == sorted(list(toy.seeds) * (1 + toy.num_points))
     stages = json.loads((out / "stages.json").read_text())
     control = stages[next(k for k in stages if k.startswith("finetune_") and k.endswith("_none_rte"))]
     assert control["done"] and stages["pretrain_electra"]["done"]

@@ -45,6 +45,27 @@ def _flatten(tree, prefix=()):
             yield prefix + (key,), np.asarray(value)
 
 
+def _preempt_after(calls_before_signal):
+    """A Trainer.compile whose train step sends this process a real SIGTERM during its n-th call."""
+    from electra_jax import train_state
+
+    compile_steps = train_state.Trainer.compile
+
+    def compile_with_a_signal(self, *args, **kwargs):
+        compiled = compile_steps(self, *args, **kwargs)
+        calls = []
+
+        def train_step(state, batch, rng):
+            calls.append(1)
+            if len(calls) == calls_before_signal:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return compiled.train_step(state, batch, rng)
+
+        return compiled._replace(train_step=train_step)
+
+    return compile_with_a_signal
+
+
 def test_a_new_task_kind_is_one_module_and_its_registration(tmp_path, uncased_vocab):
     import toy_task  # registers "toy_first_word" on import
 
@@ -89,26 +110,12 @@ def test_sigterm_mid_epoch_resumes_exactly(tmp_path, shared_dir, uncased_vocab, 
 
     from electra_jax import train_state
 
-    compile_steps = train_state.Trainer.compile
-
-    def compile_with_a_signal(self, *args, **kwargs):
-        compiled = compile_steps(self, *args, **kwargs)
-        calls = []
-
-        def train_step(state, batch, rng):
-            calls.append(1)
-            if len(calls) == 4:
-                os.kill(os.getpid(), signal.SIGTERM)  # the PreemptionWatcher's handler only sets a flag
-            return compiled.train_step(state, batch, rng)
-
-        return compiled._replace(train_step=train_step)
-
-    monkeypatch.setattr(train_state.Trainer, "compile", compile_with_a_signal)
+    monkeypatch.setattr(train_state.Trainer, "compile", _preempt_after(4))  # the handler only sets a flag
     workdir = str(tmp_path / "resumed")
     stopped = finetune.train_and_evaluate(config_lib.load("configs/finetune.py:rte,tiny", overrides), workdir)
     assert stopped["preempted"] and not os.path.exists(os.path.join(workdir, "results.json"))
     assert checkpoints.Checkpointer(os.path.join(workdir, "checkpoints")).all_steps() == [4]
-    monkeypatch.setattr(train_state.Trainer, "compile", compile_steps)
+    monkeypatch.undo()
     resumed = finetune.train_and_evaluate(config_lib.load("configs/finetune.py:rte,tiny", overrides), workdir)
     for a, b in zip(resumed["epochs"], uninterrupted["epochs"]):  # train_seconds differ, nothing else
         assert (a["epoch"], a["dev"]) == (b["epoch"], b["dev"])
@@ -125,23 +132,12 @@ def test_epoch_end_checkpoints_can_be_switched_off_and_sigterm_still_saves(tmp_p
     and a SIGTERM after step 4 still saves step 4, from which the rerun finishes without saving again."""
     from electra_jax import train_state
 
-    saves, calls, compile_steps = [], [], train_state.Trainer.compile
+    saves, compile_steps = [], train_state.Trainer.compile
     save_checkpoint = checkpoints.Checkpointer.save
 
     def recording_save(self, step, *args, **kwargs):
         saves.append(step)
         return save_checkpoint(self, step, *args, **kwargs)
-
-    def compile_with_a_signal(self, *args, **kwargs):
-        compiled = compile_steps(self, *args, **kwargs)
-
-        def train_step(state, batch, rng):
-            calls.append(1)
-            if len(calls) == 4:
-                os.kill(os.getpid(), signal.SIGTERM)
-            return compiled.train_step(state, batch, rng)
-
-        return compiled._replace(train_step=train_step)
 
     monkeypatch.setattr(checkpoints.Checkpointer, "save", recording_save)
     overrides = _rte_overrides(shared_dir, uncased_vocab, **{"checkpoint.save_final": False})
@@ -150,7 +146,7 @@ def test_epoch_end_checkpoints_can_be_switched_off_and_sigterm_still_saves(tmp_p
 
     saves.clear()
     off = config_lib.load("configs/finetune.py:rte,tiny", {**overrides, "checkpoint.every_epoch": False})
-    monkeypatch.setattr(train_state.Trainer, "compile", compile_with_a_signal)
+    monkeypatch.setattr(train_state.Trainer, "compile", _preempt_after(4))
     workdir = str(tmp_path / "off_preempted")
     stopped = finetune.train_and_evaluate(off, workdir)
     assert stopped["preempted"] and saves == [4]
@@ -198,6 +194,96 @@ def test_a_diverging_seed_stops_before_its_epoch_is_saved_or_scored(tmp_path, sh
     dev_lines = [line for path in workdir.rglob("metrics.jsonl") for line in path.read_text().splitlines()
                  if '"dev"' in line]
     assert dev_lines == []  # the diverged epoch was not scored
+
+
+def _seed_params(workdir, seed):
+    params, _ = checkpoints.restore_params(os.path.join(workdir, f"final_seed_{seed}"))
+    return {"/".join(path): leaf for path, leaf in _flatten(params)}
+
+
+def test_vmapped_seeds_equal_seeds_one_at_a_time_and_resume_exactly(tmp_path, shared_dir, uncased_vocab, monkeypatch):
+    """train.vmap_seeds: two seeds in one stacked state and one vmapped step end where the two seeds trained one
+    after another end (parameters to 1e-5, every epoch's dev metrics and train loss); each seed keeps its own run
+    folder and metrics; a SIGTERM after step 3 of 8 saves the stacked state once, and the rerun ends bit for bit
+    where the uninterrupted vmapped run did."""
+    from electra_jax import train_state
+
+    overrides = _rte_overrides(shared_dir, uncased_vocab, **{"train.seeds": "0,1", "train.max_train_examples": 32})
+    apart = finetune.train_and_evaluate(config_lib.load("configs/finetune.py:rte,tiny", overrides),
+                                        str(tmp_path / "apart"))
+    vmapped = {**overrides, "train.vmap_seeds": True}
+    together = finetune.train_and_evaluate(config_lib.load("configs/finetune.py:rte,tiny", vmapped),
+                                           str(tmp_path / "together"))
+    assert [s["seed"] for s in together["seeds"]] == [0, 1] and together["best"] == apart["best"]
+    for a, b in zip(apart["seeds"], together["seeds"], strict=True):
+        assert [e["dev"] for e in a["epochs"]] == [e["dev"] for e in b["epochs"]]
+        assert [e["train_loss"] for e in b["epochs"]] == pytest.approx([e["train_loss"] for e in a["epochs"]],
+                                                                       rel=1e-5)
+    for seed in (0, 1):
+        want, got = _seed_params(str(tmp_path / "apart"), seed), _seed_params(str(tmp_path / "together"), seed)
+        assert set(want) == set(got)
+        for name in want:
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-5, err_msg=f"seed {seed}: {name}")
+        dev_lines = [json.loads(line) for line in (tmp_path / "together" / f"seed_{seed}" / "metrics.jsonl").open()
+                     if '"dev"' in line]
+        assert len(dev_lines) == 2  # one per epoch, in the seed's own folder
+    # The seeds differ (their own initialization, data order and dropout): not one run copied twice.
+    assert together["seeds"][0]["epochs"][0]["train_loss"] != together["seeds"][1]["epochs"][0]["train_loss"]
+    group = tmp_path / "together" / "seeds_0_1" / "checkpoints"
+    assert checkpoints.Checkpointer(str(group)).all_steps() == [8]  # epoch ends 4 and 8, keep 1
+    assert not (tmp_path / "together" / "seed_0" / "checkpoints").exists()
+
+    monkeypatch.setattr(train_state.Trainer, "compile", _preempt_after(3))
+    workdir = tmp_path / "resumed"
+    stopped = finetune.train_and_evaluate(config_lib.load("configs/finetune.py:rte,tiny", vmapped), str(workdir))
+    assert stopped["preempted"] and stopped["seeds"] == [0, 1] and not (workdir / "results.json").exists()
+    assert checkpoints.Checkpointer(str(workdir / "seeds_0_1" / "checkpoints")).all_steps() == [3]
+    monkeypatch.undo()
+    resumed = finetune.train_and_evaluate(config_lib.load("configs/finetune.py:rte,tiny", vmapped), str(workdir))
+    for a, b in zip(resumed["seeds"], together["seeds"], strict=True):  # train_seconds differ, nothing else
+        assert [(e["epoch"], e["dev"]) for e in a["epochs"]] == [(e["epoch"], e["dev"]) for e in b["epochs"]]
+        assert [e["train_loss"] for e in a["epochs"]] == pytest.approx([e["train_loss"] for e in b["epochs"]],
+                                                                       rel=1e-6)
+    for seed in (0, 1):
+        want, got = _seed_params(str(tmp_path / "together"), seed), _seed_params(str(workdir), seed)
+        for name in want:
+            np.testing.assert_array_equal(got[name], want[name], err_msg=f"seed {seed}: {name}")
+
+
+def test_a_diverging_seed_among_vmapped_ones_is_named(tmp_path, shared_dir, uncased_vocab, monkeypatch):
+    """Vmapped seeds 0 and 1 where only seed 1's loss breaks at step 3: the error names seed 1 and step 3, and
+    nothing of the epoch is saved or scored."""
+    import jax.numpy as jnp
+
+    from electra_jax import train_state
+
+    compile_steps = train_state.Trainer.compile
+
+    def compile_and_poison(self, *args, **kwargs):
+        compiled = compile_steps(self, *args, **kwargs)
+        calls = []
+
+        def train_step(state, batch, rng):
+            state, metrics = compiled.train_step(state, batch, rng)
+            calls.append(1)
+            if len(calls) == 3:
+                metrics = {**metrics, "loss": metrics["loss"].at[1].set(jnp.nan)}
+            return state, metrics
+
+        return compiled._replace(train_step=train_step)
+
+    monkeypatch.setattr(train_state.Trainer, "compile", compile_and_poison)
+    overrides = _rte_overrides(shared_dir, uncased_vocab, **{"train.seeds": "0,1", "train.vmap_seeds": True,
+                                                             "train.log_every": 1000})
+    workdir = tmp_path / "run"
+    with pytest.raises(finetune.NonFiniteLossError) as error:
+        finetune.train_and_evaluate(config_lib.load("configs/finetune.py:rte,tiny", overrides), str(workdir))
+    message = str(error.value)
+    assert message.startswith("seed 1: the training loss is nan at step 3 (epoch 1 of 2)"), message
+    assert "no checkpoint of these seeds was saved" in message
+    assert checkpoints.Checkpointer(str(workdir / "seeds_0_1" / "checkpoints")).all_steps() == []
+    assert not [line for path in workdir.rglob("metrics.jsonl") for line in path.read_text().splitlines()
+                if '"dev"' in line]
 
 
 WORKER = textwrap.dedent(r"""

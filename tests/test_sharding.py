@@ -77,3 +77,71 @@ def test_sharded_steps_match_one_device():
     assert 0.124 < out["fsdp"]["max_device_fraction"] < 0.135, out["fsdp"]
     # fsdp_tp on 2 x 2 model-parallel devices: about a quarter, plus weights too small to split.
     assert out["fsdp_tp"]["max_device_fraction"] < 0.35, out["fsdp_tp"]
+
+
+VMAPPED_STEPS = r"""
+import json, os, sys
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+import jax, numpy as np
+from electra_jax import config as config_lib, sharding, train_state
+from electra_jax.data.inputs import SyntheticInput
+
+overrides = json.loads(sys.argv[1])
+config = config_lib.load("configs/pretrain.py:tiny", dict(overrides, **{"sharding.rules": "fsdp"}))
+
+def batches(seed):
+    data = SyntheticInput(config=config, per_host_batch_size=config.train.batch_size, seed=seed, process_index=0,
+                          process_count=1)
+    return [next(data) for _ in range(2)]
+
+def run_alone(seeds):  # each seed on one device with the plain step (compiled once)
+    config.mesh.update({"data": 1, "fsdp": 1, "tensor": 1})
+    trainer = train_state.Trainer(config, sharding.make_mesh(config.mesh, jax.devices()[:1]))
+    compiled = trainer.compile(log_memory=False, include_eval=False)
+    for seed in seeds:
+        state = trainer.init_state(seed)
+        rng = jax.device_put(np.asarray(state.rng), trainer.replicated)
+        losses = []
+        for batch in batches(seed):
+            state, metrics = compiled.train_step(state, jax.device_put(batch, trainer.batch_sharding), rng)
+            losses.append(float(metrics["loss"]))
+        yield seed, losses, jax.device_get(state.params)
+
+config.mesh.update({"data": 1, "fsdp": 8, "tensor": 1})
+trainer = train_state.Trainer(config, sharding.make_mesh(config.mesh))
+state = trainer.stack_states([trainer.init_state(0), trainer.init_state(1)])
+compiled = trainer.compile(log_memory=False, include_eval=False, seeds=2)
+rng = jax.device_put(np.asarray(state.rng), trainer.replicated)
+losses = []
+for a, b in zip(batches(0), batches(1)):
+    stacked = {k: np.stack([a[k], b[k]]) for k in a}
+    state, metrics = compiled.train_step(state, jax.device_put(stacked, trainer.stacked_batch_sharding), rng)
+    losses.append(np.asarray(metrics["loss"]).tolist())
+embedding = state.params["embeddings"]["word_embeddings"]
+out = {"stacked_losses": losses, "word_table_spec": str(embedding.sharding.spec),
+       "per_device_fraction": embedding.addressable_shards[0].data.size / embedding.size}
+params = jax.device_get(state.params)
+for seed, alone_losses, alone in run_alone((0, 1)):
+    diffs = jax.tree_util.tree_leaves(jax.tree_util.tree_map(lambda x, y: float(np.max(np.abs(x[seed] - y))),
+                                                             params, alone))
+    out[seed] = {"losses": alone_losses, "max_param_diff": max(diffs)}
+print("RESULT " + json.dumps(out))
+"""
+
+
+def test_steps_vmapped_over_seeds_on_a_sharded_mesh_match_each_seed_alone():
+    """Trainer.compile(seeds=2) on 8 devices with fsdp rules (every weight split 8 ways behind its seeds axis): two
+    steps of two stacked seeds equal each seed's own two plain steps on one device."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-c", VMAPPED_STEPS, json.dumps(SMALL_OVERRIDES)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=900)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stderr[-4000:]
+    out = json.loads(lines[-1][len("RESULT "):])
+    assert "fsdp" in out["word_table_spec"] and out["word_table_spec"].startswith("P(None,")  # seeds axis whole
+    assert out["per_device_fraction"] == 1 / 8  # the stacked table is split over the 8 devices, not copied
+    for seed in (0, 1):
+        alone = out[str(seed)]
+        assert [step[seed] for step in out["stacked_losses"]] == pytest.approx(alone["losses"], rel=2e-5, abs=1e-5)
+        assert alone["max_param_diff"] < 2e-5, alone
+    assert out["stacked_losses"][0][0] != out["stacked_losses"][0][1]  # two seeds, not one twice

@@ -78,24 +78,27 @@ class Budget:
     # attention-probability dropout: a departure from the original), fine-tuning in bf16 with XLA attention.
     fast: bool = False
     finetune_workers: int = 0  # 0: fine-tune after pre-training, in this process; N: N processes during it
+    # A model's seeds fine-tune together, vmapped (config.train.vmap_seeds): one launch sequence per step for all of
+    # them, which is what a small model's step on a GPU costs; the same numbers up to rounding.
+    vmap_seeds: bool = False
 
 
 # The fields that only change fine-tuning: a rerun in the same --output_dir may change them (the corpus, records and
 # pre-training checkpoints are reused; fine-tuning results go to finetune/<finetune_tag>/), every other field must
 # match the run on disk.
 FINETUNE_FIELDS = ("finetune_size", "tasks", "seeds", "early_seeds", "max_train_examples", "max_eval_examples",
-                   "epochs", "finetune_seq_len", "finetune_batch_size", "finetune_workers")
+                   "epochs", "finetune_seq_len", "finetune_batch_size", "finetune_workers", "vmap_seeds")
 
 _ALL_TASKS = ("sst2", "cola", "mrpc", "stsb", "rte")
 BUDGETS = {
-    # Every stage, a few seconds each: a tiny slice of the corpus, a one-layer model, one task, one seed; numpy
-    # records, so the rehearsal runs with no TensorFlow at all (the GPU machine's case).
+    # Every stage, a few seconds each: a tiny slice of the corpus, a one-layer model, one task, two seeds vmapped;
+    # numpy records, so the rehearsal runs with no TensorFlow at all (the GPU machine's case).
     "toy": Budget(
         name="toy", corpus_max_chars=120_000, vocab_size=600, pretrain_size="tiny",
         model={"num_layers": 1, "hidden_size": 64, "embedding_size": 32, "intermediate_size": 128, "num_heads": 1},
         seq_len=32, batch_size=8, electra_steps=4, warmup_steps=1, num_points=2, eval_steps=0,
-        finetune_size="tiny", tasks=("rte",), seeds=(0,), max_train_examples=32, max_eval_examples=32, epochs=1,
-        finetune_seq_len=32, finetune_batch_size=8, records_format="numpy"),
+        finetune_size="tiny", tasks=("rte",), seeds=(0, 1), max_train_examples=32, max_eval_examples=32, epochs=1,
+        finetune_seq_len=32, finetune_batch_size=8, records_format="numpy", vmap_seeds=True),
     # The real experiment on a 2-core CPU: the tiny model (2 layers, hidden 128, generator 1/2) at seq 128, then
     # ELECTRA-Small's fine-tuning recipe (LR 3e-4; our tiny recipe's 1e-3 stalls briefly pre-trained starts) on 3,000
     # examples x 3 epochs. Measured: 18-33 + 15-21 minutes of pre-training, 55 of fine-tuning (45 jobs of 3 seeds)
@@ -110,16 +113,17 @@ BUDGETS = {
     # 12-layer discriminator trained as a masked LM) at 1.03e16 FLOPs each, the paper's batch 128 x seq 128 and
     # published BERT uncased vocabulary, bf16 + cuDNN attention; checkpoints at 1/3, 2/3 and 3/3. Fine-tuning: the cpu
     # budget's protocol (ELECTRA-Small's recipe, at most 3,000 examples x 3 epochs per task) at seq 128 on the full
-    # dev sets, 3 seeds at the top point and for the control, 1 seed earlier, in one process per task during
-    # pre-training. No pre-training eval pass (it would cost a compile per objective). Predicted 6.4-10 minutes
-    # depending on the fine-tuning step's speed, which is not measured on a GPU yet (docs/EVIDENCE.md): with
-    # --deadline_s the control and top points come first, so a slow run loses earlier points, not the comparison.
+    # dev sets, 3 seeds for every model, vmapped (one launch sequence per step for the three: on a launch-bound GPU
+    # about the cost of one), in one process per task during pre-training. No pre-training eval pass (it would cost
+    # a compile per objective). Predicted 7.2-7.8 minutes depending on the fine-tuning step's speed, which is not
+    # measured on a GPU yet (docs/EVIDENCE.md): with --deadline_s the control and top points come first, so a slow
+    # run loses earlier points, not the comparison.
     "gpu": Budget(
         name="gpu", corpus_max_chars=0, vocab_size=30522, pretrain_size="small", model={},
         seq_len=128, batch_size=128, electra_steps=9000, warmup_steps=500, num_points=3, eval_steps=0,
-        finetune_size="small", tasks=_ALL_TASKS, seeds=(0, 1, 2), early_seeds=(0,),
+        finetune_size="small", tasks=_ALL_TASKS, seeds=(0, 1, 2),
         max_train_examples=3000, max_eval_examples=0, epochs=3, finetune_seq_len=128, finetune_batch_size=32,
-        build_processes=8, records_format="numpy", vocab="bert", fast=True, finetune_workers=5),
+        build_processes=8, records_format="numpy", vocab="bert", fast=True, finetune_workers=5, vmap_seeds=True),
 }
 
 

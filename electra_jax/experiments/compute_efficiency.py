@@ -27,12 +27,12 @@ One command runs the whole comparison and can be killed and rerun at any point (
                (average dev score against pre-training FLOPs per objective, the control as a horizontal line),
                rewritten whenever a fine-tuning result lands; with --results=PATH.json also beside PATH.
 
---budget=toy runs every stage in well under a minute of compute (a sliver of the corpus, a few steps, one task, one
-seed, no TensorFlow needed) and is what the test runs; --budget=cpu is the experiment sized for a 2-core CPU (about
-90-130 minutes; the measured run took 110, docs/EVIDENCE.md); --budget=gpu is ELECTRA-Small against BERT-Small at 1e16
-FLOPs each, sized for ten minutes on one H200 (docs/EVIDENCE.md). Fine-tuning settings (--epochs, --max_train_examples,
---seeds, --tasks) may change between runs in one --output_dir: the pre-training checkpoints are reused and each
-protocol's results go to DIR/finetune/<protocol>/.
+--budget=toy runs every stage in well under a minute of compute (a sliver of the corpus, a few steps, one task, two
+seeds vmapped, no TensorFlow needed) and is what the test runs; --budget=cpu is the experiment sized for a 2-core CPU
+(about 90-130 minutes; the measured run took 110, docs/EVIDENCE.md); --budget=gpu is ELECTRA-Small against BERT-Small
+at 1e16 FLOPs each, sized for ten minutes on one H200 (docs/EVIDENCE.md). Fine-tuning settings (--epochs,
+--max_train_examples, --seeds, --tasks, --vmap_seeds) may change between runs in one --output_dir: the pre-training
+checkpoints are reused and each protocol's results go to DIR/finetune/<protocol>/.
 
 Scores are reported as the paper does: dev-set medians over seeds, x100; CoLA is Matthews correlation, STS-B
 Spearman correlation, the others accuracy; the average is the unweighted mean over the tasks.
@@ -250,6 +250,8 @@ def define_flags() -> None:
     flags.DEFINE_integer("electra_steps", None, "Override the budget's ELECTRA steps (a larger budget; the other "
                          "objectives get the steps of the same FLOPs).")
     flags.DEFINE_bool("fast", None, "Override the budget's GPU speed settings (bf16, cuDNN attention).")
+    flags.DEFINE_bool("vmap_seeds", None, "Override whether a model's fine-tuning seeds train together in one vmapped "
+                      "step (on for the gpu budget: a small model's step on a GPU is launch-bound).")
     flags.DEFINE_float("deadline_s", 0.0, "Seconds this command may take (0: no limit): fine-tuning then runs the "
                        "control and top compute points first and leaves out earlier points that would end later.")
     flags.DEFINE_integer("finetune_workers", None, "Override the budget's fine-tuning processes (0: after "
@@ -280,6 +282,8 @@ def budget_from_flags() -> Budget:
             budget = dataclasses.replace(budget, **{name: value})
     if FLAGS.fast is not None:
         budget = dataclasses.replace(budget, fast=FLAGS.fast)
+    if FLAGS.vmap_seeds is not None:
+        budget = dataclasses.replace(budget, vmap_seeds=FLAGS.vmap_seeds)
     return budget
 
 

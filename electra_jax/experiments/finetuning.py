@@ -3,8 +3,8 @@ r"""Fine-tuning for the compute-efficiency experiment: one task at a time, compi
 `finetune_task` is the one door: it fine-tunes a list of models (pre-training checkpoints, or None for the
 no-pre-training control) on one GLUE task, and writes DIR/finetune/<protocol>/<model>/<task>/results.json per
 model in `electra_jax.finetune`'s format. It builds one `electra_jax.finetune.TaskSession` per task (featurized
-once, its steps compiled once for that task's shapes) and runs every model's seeds through it one after another;
-a vmapped-over-seeds trainer can replace its body without changing its callers.
+once, its steps compiled once for that task's shapes and number of seeds) and runs every model's seeds through it,
+one after another or, with the budget's `vmap_seeds`, all of a model's seeds together in one vmapped step.
 
 With a budget's `finetune_workers > 0`, the experiment starts one worker process per task before pre-training
 (`python -m electra_jax.experiments.finetuning --output_dir=DIR --task=TASK`): it fine-tunes the control at once,
@@ -57,6 +57,7 @@ def finetune_config(budget: Budget, task: str, glue_dir: Path, vocab: Path, cont
         # epoch-end saves (parameters and Adam slots of every seed, deleted once its result exists) would only cost
         # time; SIGTERM still saves.
         "checkpoint.every_epoch": False,
+        "train.vmap_seeds": budget.vmap_seeds,
     }
     if budget.epochs:
         overrides["train.epochs"] = budget.epochs
@@ -199,7 +200,7 @@ def finetune_task(task: str, models: Sequence[dict[str, Any]], *, budget: Budget
                 continue
         if results.get("preempted"):
             raise SystemExit(f"fine-tuning {model['name']} on {task} stopped on a signal; rerun to resume")
-        for folder in [workdir, *workdir.glob("seed_*")]:  # resume state, no longer needed once results exist
+        for folder in [workdir, *workdir.glob("seed*_*")]:  # resume state, no longer needed once results exist
             shutil.rmtree(folder / "checkpoints", ignore_errors=True)
         seed_seconds.append(float(results["seconds"]) / len(seeds))
         logging.info("finetune %s on %s: %s", model["name"], task, results["best"])

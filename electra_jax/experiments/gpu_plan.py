@@ -20,7 +20,9 @@ The timeline adds the fine-tuning work (every model, task, seed and epoch of the
 third of a training step) to the pre-training's, as the GPU runs one program at a time, less what fits while the GPU
 would otherwise wait for pre-training's compiles; the worker processes' own compiles overlap pre-training (CPU work).
 Start-up (20 s) and the final report (10 s) are assumptions; the records stage is build_data's measured rate from a
-tokenized corpus (--tokens_glob) over 8 processes.
+tokenized corpus (--tokens_glob) over 8 processes. With the budget's vmap_seeds, a model's seeds train in one step: k
+seeds' time at the low end, one seed's at the (launch-bound) high end. `--measured=EARLIER.json` predicts again from
+an earlier prediction's CPU measurements.
 """
 
 from __future__ import annotations
@@ -160,6 +162,12 @@ def predict(budget: Budget, cpu: dict[str, dict[str, float]], gpu_row: dict[str,
     tasks = finetune_steps(budget, glue_dir)
     model_seeds = {"control": len(seeds_for(budget, True)), "top": 2 * len(seeds_for(budget, True)),
                    "earlier": 2 * (budget.num_points - 1) * len(seeds_for(budget, False))}
+    # What the fine-tuning of those costs, in one seed's steps: with vmap_seeds a model's seeds take one step
+    # together, which costs k seeds' time where time follows FLOPs (low) and one seed's where it is launch-bound
+    # (high, the step that does not get cheaper below batch 128 also costs no more for k batches of 32 up to it).
+    models = {"control": 1, "top": 2, "earlier": 2 * (budget.num_points - 1)}
+    seed_units = {case: {k: models[k] if budget.vmap_seeds and case == "high" else v for k, v in model_seeds.items()}
+                  for case in ft_step}
     per_seed_steps = sum(t["steps_per_seed"] for t in tasks.values())
     eval_steps = sum(-(-t["dev"] // 32) * t["epochs"] for t in tasks.values())  # eval batches, ~1/3 of a step
     per_seed = {k: (per_seed_steps + eval_steps / 3) * v for k, v in ft_step.items()}
@@ -171,8 +179,8 @@ def predict(budget: Budget, cpu: dict[str, dict[str, float]], gpu_row: dict[str,
               "MLM steps": plan["mlm"]["steps"] * mlm_step}
     prediction: dict[str, Any] = {"stages_s": {k: round(v, 1) for k, v in stages.items()}, "scenarios": {}}
     for case, seconds in per_seed.items():
-        total_ft = seconds * sum(model_seeds.values())
-        after = seconds * model_seeds["top"] / 2  # the top MLM checkpoint's seeds come after pre-training
+        total_ft = seconds * sum(seed_units[case].values())
+        after = seconds * seed_units[case]["top"] / 2  # the top MLM checkpoint's seeds come after pre-training
         # Fine-tuning on the GPU while pre-training compiles is free (in ELECTRA's window once the workers' own
         # compiles are done); the rest adds to the wall time, as does the final report.
         hidden = min(total_ft - after, max(0.0, compiles["electra"] - compiles["finetune"]) + compiles["mlm"])
@@ -186,6 +194,7 @@ def predict(budget: Budget, cpu: dict[str, dict[str, float]], gpu_row: dict[str,
         cpu_measured=cpu, cpu_batch=CPU_BATCH, records_measured=records, corpus_tokens=corpus_tokens,
         mlm_step_ms=round(mlm_step * 1e3, 2),
         compiles_s={k: round(v, 1) for k, v in compiles.items()}, plan=plan, tasks=tasks, model_seeds=model_seeds,
+        vmap_seeds=budget.vmap_seeds, seed_step_units=seed_units,
         per_task_s={case: {t: round((v["steps_per_seed"] + -(-v["dev"] // 32) * v["epochs"] / 3) * ft_step[case], 1)
                            for t, v in tasks.items()} for case in ft_step})
     return prediction
@@ -203,13 +212,24 @@ def main(argv: Sequence[str]) -> None:
     args = flags.FLAGS
     gpu = json.loads((REPO_ROOT / GPU_RESULTS).read_text())
     gpu_row = next(row for row in gpu["rows"] if row.get("run") == GPU_ROW)
-    records = measure_records(args.tokens_glob, args.vocab) if args.tokens_glob else None
-    cpu = measure_cpu(Path(args.glue_dir))
+    if args.measured:  # predict again (another budget, a changed model of the run) from an earlier plan's CPU times
+        earlier = json.loads(Path(args.measured).read_text())
+        cpu, records = earlier["cpu_measured"], earlier["records_measured"]
+        corpus_tokens, machine = earlier["corpus_tokens"], earlier["cpu_machine"]
+    else:
+        records = measure_records(args.tokens_glob, args.vocab) if args.tokens_glob else None
+        cpu, corpus_tokens = measure_cpu(Path(args.glue_dir)), args.corpus_tokens
+        machine = f"{platform.machine()} {jax.devices()[0].device_kind}, JAX {jax.__version__}"
     prediction = predict(BUDGETS[args.budget], cpu, {**gpu_row, "run": GPU_ROW}, Path(args.glue_dir), records,
-                         args.corpus_tokens)
-    prediction["cpu_machine"] = f"{platform.machine()} {jax.devices()[0].device_kind}, JAX {jax.__version__}"
+                         corpus_tokens)
+    from electra_jax.corpus.build import code_version
+
+    prediction["cpu_machine"] = machine
+    prediction["measured_in"] = args.measured or None
+    prediction["date"], prediction["commit"] = time.strftime("%Y-%m-%d"), code_version()
     prediction["command"] = "python -m electra_jax.experiments.gpu_plan " + " ".join(
-        f"--{k}={getattr(args, k)}" for k in ("budget", "glue_dir", "tokens_glob", "corpus_tokens", "output"))
+        f"--{k}={getattr(args, k)}" for k in ("budget", "glue_dir", "tokens_glob", "corpus_tokens", "measured",
+                                               "output"))
     if args.output:
         Path(args.output).write_text(json.dumps(prediction, indent=2))
     print(json.dumps({"stages_s": prediction["stages_s"], "scenarios": prediction["scenarios"]}, indent=1))
@@ -227,5 +247,7 @@ if __name__ == "__main__":
     flags.DEFINE_string("tokens_glob", "", "A tokenized corpus (*.tokens.xz) to time build_data on (records stage).")
     flags.DEFINE_string("vocab", str(SHARED_DATA / "bert_vocab" / "uncased" / "vocab.txt"), "Its vocabulary.")
     flags.DEFINE_float("corpus_tokens", 30e6, "The training corpus's WordPieces, for the records stage.")
+    flags.DEFINE_string("measured", "", "An earlier prediction's JSON: reuse its CPU measurements (cpu_measured, "
+                        "records_measured, corpus_tokens) instead of measuring again.")
     flags.DEFINE_string("output", "", "Also write the prediction here (JSON).")
     cli.run(main)

@@ -6,11 +6,16 @@ the loss and scoring; `FinetuneProgram` wraps them as a `train_state.Program`, s
 every global batch), explicit shardings, donated state, AOT-compiled steps (once per task shape, reused by every
 seed), orbax checkpoints, metrics.jsonl + TensorBoard through MetricsWriter, and local or gs:// workdirs.
 
+Several seeds train one after another, or, with `train.vmap_seeds`, together: one state stacked over the seeds and
+the steps vmapped over it (`Trainer.compile(seeds=K)`), so K seeds cost one launch sequence per step (what a small
+model on a GPU is bound by) and K times the memory of the state. Each seed computes what it would alone (its own
+initialization, data order and dropout keys), up to the rounding of batched matmuls.
+
 Resume: each seed checkpoints at the end of every epoch (unless `checkpoint.every_epoch` is off), every
 `checkpoint.every_steps` and on SIGTERM, under RUN/checkpoints, RUN being the workdir (one seed) or
-WORKDIR/seed_S. The data order of an epoch is a pure function of (seed, epoch) and the dropout key of a step is
-fold_in(state.rng, step), so rerunning the same command after a preemption continues exactly where the stopped run
-was; finished seeds are not retrained.
+WORKDIR/seed_S (vmapped seeds: their stacked state under WORKDIR/seeds_S1_S2_.../checkpoints). The data order of an
+epoch is a pure function of (seed, epoch) and the dropout key of a step is fold_in(state.rng, step), so rerunning the
+same command after a preemption continues exactly where the stopped run was; finished seeds are not retrained.
 """
 
 from __future__ import annotations
@@ -134,28 +139,32 @@ def _host_rows(rows: np.ndarray) -> np.ndarray:
     return rows[jax.process_index() * per_host:(jax.process_index() + 1) * per_host]
 
 
-def _global_batch(arrays: dict[str, np.ndarray], rows: np.ndarray, sharding, keys) -> dict[str, jax.Array]:
-    local = _host_rows(rows)
-    return to_global_batch({k: arrays[k][local] for k in keys}, sharding)
+def _global_batch(arrays: dict[str, np.ndarray], rows: list[np.ndarray], sharding, keys) -> dict[str, jax.Array]:
+    """One batch of `rows`; several seeds' rows (a list of K) give K batches stacked along a leading axis."""
+    if len(rows) == 1:
+        return to_global_batch({k: arrays[k][_host_rows(rows[0])] for k in keys}, sharding)
+    return to_global_batch({k: np.stack([arrays[k][_host_rows(r)] for r in rows]) for k in keys}, sharding)
 
 
 # ---------------------------------------------------------------------------------------------------------
 # The loop
 
 
-def evaluate(trainer, compiled, params, data: TaskData, config) -> dict[str, np.ndarray]:
-    """Eval outputs of every dev row, in order (the last batch padded with copies of row 0, then cut)."""
+def evaluate(trainer, compiled, params, data: TaskData, config, stacked: bool = False) -> dict[str, np.ndarray]:
+    """Eval outputs of every dev row, in order (the last batch padded with copies of row 0, then cut); with
+    `stacked` (params of several seeds, compile(seeds=K)), outputs of shape [K, rows, ...]."""
     batch_size, keys = config.train.eval_batch_size, list(data.train)
     rng = jax.device_put(np.zeros((2,), np.uint32), trainer.replicated)
+    axis = 1 if stacked else 0
     collected: dict[str, list] = {}
     for start in range(0, data.num_dev, batch_size):
         rows = np.arange(start, min(start + batch_size, data.num_dev))
         real = len(rows)
         rows = np.concatenate([rows, np.zeros(batch_size - real, rows.dtype)])
-        outputs = compiled.eval_step(params, _global_batch(data.dev, rows, trainer.batch_sharding, keys), rng)
+        outputs = compiled.eval_step(params, _global_batch(data.dev, [rows], trainer.batch_sharding, keys), rng)
         for key, value in jax.device_get(outputs).items():
-            collected.setdefault(key, []).append(np.asarray(value)[:real])
-    return {k: np.concatenate(v) for k, v in collected.items()}
+            collected.setdefault(key, []).append(np.take(np.asarray(value), np.arange(real), axis=axis))
+    return {k: np.concatenate(v, axis=axis) for k, v in collected.items()}
 
 
 def _fresh_state(trainer, seed: int, pretrained: dict | None):
@@ -166,115 +175,144 @@ def _fresh_state(trainer, seed: int, pretrained: dict | None):
     return trainer.state_from_params(params, seed)
 
 
-def run_seed(trainer, compiled, task: Task, data: TaskData, config, seed: int, run_dir: str,
-             pretrained: dict | None) -> dict[str, Any]:
-    """Fine-tunes (or resumes) one seed. Returns {"history", "params", "preempted"}."""
+def run_seeds(trainer, compiled, task: Task, data: TaskData, config, seeds: list[int], run_dirs: list[str],
+              checkpoint_dir, pretrained: dict | None) -> dict[str, Any]:
+    """Fine-tunes (or resumes) seeds in lockstep: one seed with the plain steps, or K > 1 seeds with the steps of
+    `trainer.compile(seeds=K)` (`compiled`) on one stacked state. Each seed keeps its own initialization, data order
+    (epoch_order(seed, epoch)), dropout keys and metrics in its run dir; the checkpoints under `checkpoint_dir`
+    hold the (stacked) state. Returns {"histories": [per seed], "params": [per seed], "preempted"}."""
+    lanes, stacked = len(seeds), len(seeds) > 1
     batch_size, epochs = config.train.batch_size, config.train.epochs
     steps_per_epoch = data.num_train // batch_size
     total_steps = steps_per_epoch * epochs
     is_main = jax.process_index() == 0
-    checkpointer = checkpoints_lib.Checkpointer(checkpoints_lib.as_path(run_dir) / checkpoints_lib.CHECKPOINTS_SUBDIR,
-                                                keep=config.checkpoint.keep, async_save=config.checkpoint.async_save)
+    checkpointer = checkpoints_lib.Checkpointer(checkpoint_dir, keep=config.checkpoint.keep,
+                                                async_save=config.checkpoint.async_save)
     latest = checkpointer.latest_step()
-    history: list[dict] = []
-    carried = {"sum": 0.0, "count": 0}  # the current epoch's train losses before a resume
+    histories: list[list[dict]] = [[] for _ in seeds]
+    carried = [{"sum": 0.0, "count": 0} for _ in seeds]  # each seed's current-epoch train losses before a resume
     if latest is not None:
-        state, positions, _ = checkpointer.restore(latest, trainer.abstract_state())
+        state, positions, _ = checkpointer.restore(latest, trainer.abstract_state(lanes if stacked else 0))
         position = positions.get(jax.process_index(), {})
-        history = list(position.get("history", []))
-        carried = dict(position.get("epoch_loss", carried))
-        logging.info("seed %d: resumed from step %d of %s (%d epochs done)", seed, latest, checkpointer.directory,
-                     len(history))
+        if stacked:
+            if position.get("seeds") != list(seeds):
+                raise checkpoints_lib.ResumeMismatchError(
+                    f"the checkpoint in {checkpointer.directory} holds seeds {position.get('seeds')}, not {seeds}")
+            histories, carried = position["history"], position["epoch_loss"]
+        else:
+            histories = [list(position.get("history", []))]
+            carried = [dict(position.get("epoch_loss", carried[0]))]
+        logging.info("seeds %s: resumed from step %d of %s (%d epochs done)", seeds, latest, checkpointer.directory,
+                     len(histories[0]))
     else:
-        state = _fresh_state(trainer, seed, pretrained)
-    step = int(jax.device_get(state.step))
+        states = [_fresh_state(trainer, seed, pretrained) for seed in seeds]
+        state = trainer.stack_states(states) if stacked else states[0]
+        del states
+    step = int(np.asarray(jax.device_get(state.step)).reshape(-1)[0])
     rng = jax.device_put(np.asarray(jax.device_get(state.rng)), trainer.replicated)
-    writer = MetricsWriter(run_dir, enabled=is_main)
+    writers = [MetricsWriter(run_dir, enabled=is_main) for run_dir in run_dirs]
     progress = Progress(config.train.progress, step, total_steps, config.train.log_every, enabled=is_main)
     watcher = checkpoints_lib.PreemptionWatcher(checkpointer)
     keys = list(data.train)
-    tokens_per_step = batch_size * config.data.max_seq_length
+    batch_sharding = trainer.stacked_batch_sharding if stacked else trainer.batch_sharding
+    tokens_per_step = lanes * batch_size * config.data.max_seq_length
     first_step, started = step, time.time()
     preempted, epoch_start = False, time.time()
-    losses: list[jax.Array] = []  # device scalars of this epoch, pulled only when needed (no per-step host sync)
-    params_ok: list[jax.Array] = []  # per step of this epoch: 1.0 when the parameters after it are all finite
+    # Device values of this epoch (scalars, or [K] when stacked), pulled only when needed (no per-step host sync):
+    losses: list[jax.Array] = []
+    params_ok: list[jax.Array] = []  # per step: 1.0 when the parameters after it are all finite
+    orders: dict[int, list[np.ndarray]] = {}  # the current epoch's row order of each seed
 
-    def mean_loss(values) -> float:
-        return float(np.mean(jax.device_get(values))) if values else float("nan")
+    def per_lane(values) -> np.ndarray:
+        """[steps, K] float64 of a list of per-step device values."""
+        return np.asarray(jax.device_get(values), np.float64).reshape(len(values), lanes)
 
-    def epoch_loss() -> dict:
-        return {"sum": carried["sum"] + float(np.sum(jax.device_get(losses))), "count": carried["count"] + len(losses)}
+    def epoch_loss(lane: int) -> dict:
+        values = per_lane(losses)[:, lane] if losses else np.zeros(0)
+        return {"sum": carried[lane]["sum"] + float(np.sum(values)), "count": carried[lane]["count"] + len(values)}
 
     def check_finite(at_step: int) -> None:
-        """Stops the seed when a training loss of this epoch, or the parameters after an update, are not finite,
+        """Stops the seeds when a training loss of this epoch, or the parameters after an update, are not finite,
         before anything of it is saved or scored (pulled here, at logs, saves and epoch ends, not every step)."""
-        loss_values = np.asarray(jax.device_get(losses), np.float64)
-        finite_after = np.asarray(jax.device_get(params_ok), np.float64) > 0
-        bad = np.flatnonzero(~np.isfinite(loss_values) | ~finite_after)
-        if not bad.size:
+        if not losses:
             return
-        first = at_step - len(loss_values) + int(bad[0]) + 1  # losses[-1] is the loss of step at_step
-        what = (f"the training loss is {loss_values[bad[0]]} at step {first}" if not np.isfinite(loss_values[bad[0]])
-                else f"the update of step {first} made the parameters non-finite (loss {loss_values[bad[0]]})")
+        loss_values = per_lane(losses)
+        bad = ~np.isfinite(loss_values) | ~(per_lane(params_ok) > 0)
+        if not bad.any():
+            return
+        row = int(np.flatnonzero(bad.any(axis=1))[0])
+        lane = int(np.flatnonzero(bad[row])[0])
+        first, loss = at_step - len(loss_values) + row + 1, loss_values[row, lane]  # the last row is at_step's
+        what = (f"the training loss is {loss} at step {first}" if not np.isfinite(loss)
+                else f"the update of step {first} made the parameters non-finite (loss {loss})")
         good = checkpointer.latest_step()
         rate = config.optim.learning_rate
         where = (f"the last good checkpoint is step {good} in {checkpointer.directory}" if good is not None
-                 else "no checkpoint of this seed was saved")
+                 else f"no checkpoint of {'these seeds' if stacked else 'this seed'} was saved")
         raise NonFiniteLossError(
-            f"seed {seed}: {what} (epoch {(first - 1) // steps_per_epoch + 1} of {epochs}); fine-tuning stopped "
-            f"there without saving or scoring it; {where}, but the same command would diverge the same way. Fix: "
-            f"lower config.optim.learning_rate (now {rate:g}; e.g. --config.optim.learning_rate={rate / 10:g}) with a "
-            "new --workdir; a loss that breaks suddenly can also mean bad data or an --init checkpoint of another "
-            "vocabulary.")
+            f"seed {seeds[lane]}: {what} (epoch {(first - 1) // steps_per_epoch + 1} of {epochs}); fine-tuning "
+            f"stopped there without saving or scoring it; {where}, but the same command would diverge the same way. "
+            f"Fix: lower config.optim.learning_rate (now {rate:g}; e.g. --config.optim.learning_rate={rate / 10:g}) "
+            "with a new --workdir; a loss that breaks suddenly can also mean bad data or an --init checkpoint of "
+            "another vocabulary.")
 
     def save(at_step: int) -> None:
         check_finite(at_step)
-        position = {"history": history, "epoch_loss": epoch_loss()}
+        if stacked:
+            position = {"seeds": list(seeds), "history": histories, "epoch_loss": [epoch_loss(i) for i in range(lanes)]}
+        else:
+            position = {"history": histories[0], "epoch_loss": epoch_loss(0)}
         checkpointer.save(at_step, state, data_states=checkpoints_lib.gather_host_json(position), config=config)
 
     def finish_epoch(epoch: int, at_step: int) -> None:
         check_finite(at_step)
-        outputs = evaluate(trainer, compiled, state.params, data, config)
-        dev = {k: float(v) for k, v in task.score(data, outputs, config, run_dir if epoch == epochs else None).items()}
-        total = epoch_loss()
-        train_loss = total["sum"] / total["count"] if total["count"] else float("nan")
-        history.append({"epoch": epoch, "dev": dev, "train_loss": train_loss,
-                        "train_seconds": round(time.time() - epoch_start, 2)})
-        logging.info("seed %d epoch %d: train loss %.4f, dev %s", seed, epoch, train_loss, dev)
-        writer.write(at_step, dev, split="dev")
-        writer.flush()
+        outputs = evaluate(trainer, compiled, state.params, data, config, stacked)
+        for lane, seed in enumerate(seeds):
+            mine = {k: v[lane] for k, v in outputs.items()} if stacked else outputs
+            final_dir = run_dirs[lane] if epoch == epochs else None
+            dev = {k: float(v) for k, v in task.score(data, mine, config, final_dir).items()}
+            total = epoch_loss(lane)
+            train_loss = total["sum"] / total["count"] if total["count"] else float("nan")
+            histories[lane].append({"epoch": epoch, "dev": dev, "train_loss": train_loss,
+                                    "train_seconds": round(time.time() - epoch_start, 2)})
+            logging.info("seed %d epoch %d: train loss %.4f, dev %s", seed, epoch, train_loss, dev)
+            writers[lane].write(at_step, dev, split="dev")
+            writers[lane].flush()
 
     try:
-        while step < total_steps or len(history) < epochs:
+        while step < total_steps or len(histories[0]) < epochs:
             epoch = step // steps_per_epoch  # 0-based epoch the next step belongs to
-            if len(history) < min(epoch, epochs):  # an epoch ended before its evaluation (preempted there)
-                finish_epoch(len(history) + 1, step)
+            if len(histories[0]) < min(epoch, epochs):  # an epoch ended before its evaluation (preempted there)
+                finish_epoch(len(histories[0]) + 1, step)
                 losses, params_ok = [], []
-                carried.update(sum=0.0, count=0)
+                carried = [{"sum": 0.0, "count": 0} for _ in seeds]
                 if config.checkpoint.every_epoch:
                     save(step)
                 continue
-            order = epoch_order(seed, epoch, data.num_train)
+            if epoch not in orders:
+                orders = {epoch: [epoch_order(seed, epoch, data.num_train) for seed in seeds]}
             position = step - epoch * steps_per_epoch
-            rows = order[position * batch_size:(position + 1) * batch_size]
-            state, metrics = compiled.train_step(state, _global_batch(data.train, rows, trainer.batch_sharding, keys),
-                                                 rng)
+            rows = [order[position * batch_size:(position + 1) * batch_size] for order in orders[epoch]]
+            state, metrics = compiled.train_step(state, _global_batch(data.train, rows, batch_sharding, keys), rng)
             step += 1
             losses.append(metrics["loss"])
             params_ok.append(metrics["params_finite"])
             loss = None
             if step % config.train.log_every == 0 or step == total_steps:
-                loss = mean_loss(losses[-config.train.log_every:])
-                if not np.isfinite(loss):
+                window = per_lane(losses[-config.train.log_every:])
+                loss = float(np.mean(window))
+                if not np.isfinite(window).all():
                     check_finite(step)
-                writer.write(step, {"loss": loss, "learning_rate": float(jax.device_get(metrics["learning_rate"]))})
-            rate = (step - first_step) / max(time.time() - started, 1e-9)
-            progress.update(step, {"steps_per_sec": rate, "tokens_per_sec": rate * tokens_per_step}, loss)
+                rate = float(np.asarray(jax.device_get(metrics["learning_rate"])).reshape(-1)[0])
+                for lane, writer in enumerate(writers):
+                    writer.write(step, {"loss": float(np.mean(window[:, lane])), "learning_rate": rate})
+            speed = (step - first_step) / max(time.time() - started, 1e-9)
+            progress.update(step, {"steps_per_sec": speed, "tokens_per_sec": speed * tokens_per_step}, loss)
             epoch_end = step % steps_per_epoch == 0
             if epoch_end:
                 finish_epoch(step // steps_per_epoch, step)
                 losses, params_ok, epoch_start = [], [], time.time()
-                carried.update(sum=0.0, count=0)
+                carried = [{"sum": 0.0, "count": 0} for _ in seeds]
             if ((epoch_end and config.checkpoint.every_epoch)
                     or (config.checkpoint.every_steps and step % config.checkpoint.every_steps == 0)):
                 save(step)
@@ -282,15 +320,21 @@ def run_seed(trainer, compiled, task: Task, data: TaskData, config, seed: int, r
                 if checkpointer.latest_step() != step:
                     save(step)
                 preempted = True
-                logging.warning("seed %d: stopping at step %d after a preemption signal; checkpoint saved in %s; "
-                                "rerun the same command to resume", seed, step, checkpointer.directory)
+                logging.warning("seeds %s: stopping at step %d after a preemption signal; checkpoint saved in %s; "
+                                "rerun the same command to resume", seeds, step, checkpointer.directory)
                 break
     finally:
         checkpointer.close()
         watcher.restore_handlers()
         progress.close()
-        writer.close()
-    return {"history": history, "params": jax.device_get(state.params), "preempted": preempted}
+        for writer in writers:
+            writer.close()
+    params = jax.device_get(state.params)
+    if stacked:
+        params_of = [jax.tree_util.tree_map(lambda x, i=i: x[i], params) for i in range(lanes)]
+    else:
+        params_of = [params]
+    return {"histories": histories, "params": params_of, "preempted": preempted}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -346,8 +390,26 @@ class TaskSession:
                              f"{config.train.batch_size}; lower --config.train.batch_size")
         program = FinetuneProgram(config, self.task, self.data, total_steps=steps_per_epoch * config.train.epochs)
         self.trainer = train_state_lib.Trainer(config, sharding_lib.make_mesh(config.mesh), program)
-        self.compiled = self.trainer.compile(config.train.batch_size, log_memory=False,
-                                             eval_batch_size=config.train.eval_batch_size)
+        self._compiled: dict[int, train_state_lib.Compiled] = {}
+        for group in self.seed_groups(seeds_of(config))[:1]:  # the config's own seeds' steps, compiled now
+            self.compiled_for(len(group))
+
+    @property
+    def compiled(self) -> train_state_lib.Compiled:
+        """The plain (one-seed) train and eval steps."""
+        return self.compiled_for(1)
+
+    def compiled_for(self, seeds: int) -> train_state_lib.Compiled:
+        """The steps of one seed, or vmapped over `seeds` > 1 stacked seeds; each compiled once, on first use."""
+        if seeds not in self._compiled:
+            self._compiled[seeds] = self.trainer.compile(self.config.train.batch_size, log_memory=False,
+                                                         eval_batch_size=self.config.train.eval_batch_size,
+                                                         seeds=seeds if seeds > 1 else 0)
+        return self._compiled[seeds]
+
+    def seed_groups(self, seeds: list[int]) -> list[list[int]]:
+        """The seeds that train together: all of them with config.train.vmap_seeds, else one at a time."""
+        return [list(seeds)] if self.config.train.get("vmap_seeds", False) else [[seed] for seed in seeds]
 
     def fine_tune(self, workdir: str, pretrained: dict | None = None, seeds: list[int] | None = None,
                   init: str | None = None) -> dict:
@@ -362,17 +424,20 @@ class TaskSession:
             root.mkdir(parents=True, exist_ok=True)
         start = time.time()
         per_seed = []
-        for seed in seeds:
-            run_dir = str(root if len(seeds) == 1 else root / f"seed_{seed}")
-            outcome = run_seed(self.trainer, self.compiled, task, data, config, seed, run_dir, pretrained)
+        for group in self.seed_groups(seeds):
+            run_dirs = [root if len(seeds) == 1 else root / f"seed_{seed}" for seed in group]
+            # A group's stacked state checkpoints apart from single seeds' (a rerun without vmap_seeds starts over).
+            state_dir = run_dirs[0] if len(group) == 1 else root / ("seeds_" + "_".join(str(s) for s in group))
+            outcome = run_seeds(self.trainer, self.compiled_for(len(group)), task, data, config, group,
+                                [str(d) for d in run_dirs], state_dir / checkpoints_lib.CHECKPOINTS_SUBDIR, pretrained)
             if outcome["preempted"]:
-                return {"task": task.name, "preempted": True, "seed": seed}
-            history = outcome["history"]
-            per_seed.append({"seed": seed, "epochs": history,
-                             "best": _best(history, task.metrics, config.train.select_best_epoch)})
-            if config.checkpoint.save_final:
-                final = root / ("final" if len(seeds) == 1 else f"final_seed_{seed}")
-                checkpoints_lib.save_params(str(final), outcome["params"], config)
+                return {"task": task.name, "preempted": True, "seed": group[0], "seeds": group}
+            for seed, history, params in zip(group, outcome["histories"], outcome["params"], strict=True):
+                per_seed.append({"seed": seed, "epochs": history,
+                                 "best": _best(history, task.metrics, config.train.select_best_epoch)})
+                if config.checkpoint.save_final:
+                    final = root / ("final" if len(seeds) == 1 else f"final_seed_{seed}")
+                    checkpoints_lib.save_params(str(final), params, config)
         metrics = [m for m in task.metrics if m in per_seed[0]["best"]]
         results: dict[str, Any] = {"task": task.name, "metrics": metrics}
         if len(per_seed) == 1:
