@@ -194,8 +194,13 @@ def _unknown_field_message(error: BaseException, argv: Sequence[str]) -> str:
 
 
 def _config_value(argv: Sequence[str]) -> str | None:
-    """What --config=VALUE gives on the command line (None without one)."""
-    return next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+    """What --config=VALUE (or --config VALUE, which absl accepts too) gives on the command line; None without one."""
+    for i, arg in enumerate(argv):
+        if arg.startswith("--config="):
+            return arg.split("=", 1)[1]
+        if arg == "--config" and i + 1 < len(argv):
+            return argv[i + 1]
+    return None
 
 
 def _load_config_flag(argv: Sequence[str]):

@@ -548,3 +548,23 @@ def test_training_system_checkpoint_exports_and_fine_tunes(shared_dir, uncased_v
     assert result.returncode == 0, result.stderr[-3000:]
     assert "generator: max |logit difference|" in result.stdout
     _fine_tune_a_few_steps(str(tmp_path / "hf" / "discriminator"), shared_dir)
+
+
+def test_a_flag_the_command_does_not_read_is_refused_not_ignored(tmp_path):
+    """from_tf reads its source as --input: a --checkpoint there used to be dropped silently, leaving the run to fail
+    on a missing --input, or worse, with both given, to convert one and ignore the other."""
+    import subprocess
+
+    from electra_jax.convert.cli import unread_flags_error
+
+    assert unread_flags_error("from_tf", {"input", "output_dir", "vocab", "verbosity"}) is None  # absl's own pass
+    message = unread_flags_error("from_tf", {"checkpoint", "output_dir"})
+    assert message.startswith("from_tf does not read --checkpoint (from_tf takes its source as --input;")
+    assert unread_flags_error("to_hf", {"checkpoint", "input", "num_heads", "output_dir"}).startswith(
+        "to_hf does not read --input, --num_heads (to_hf takes an electra_jax checkpoint as --checkpoint;")
+    assert unread_flags_error("check", {"checkpoint", "hf_dir", "dtype"}).startswith("check does not read --dtype;")
+    done = subprocess.run([sys.executable, "-m", "electra_jax.convert", "from_tf", f"--checkpoint={tmp_path / 'x'}",
+                           f"--output_dir={tmp_path / 'out'}"], cwd=Path(__file__).parents[1], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode != 0 and "from_tf does not read --checkpoint" in done.stderr, done.stderr[-2000:]
+    assert not (tmp_path / "out").exists()

@@ -103,6 +103,13 @@ def test_a_bad_config_flag_is_one_line_naming_the_fix():
         ("--config=configs/pretrian.py:tiny",):  # ml_collections would report this only at the first use
             f"pretrain: error: --config=configs/pretrian.py:tiny: cannot read the config file: there is no file "
             f"configs/pretrian.py (relative paths start at {REPO})",
+        # absl's other form, --config VALUE: the same messages (they read the value from the command line)
+        ("--config", "configs/pretrian.py:tiny"):
+            f"pretrain: error: --config=configs/pretrian.py:tiny: cannot read the config file: there is no file "
+            f"configs/pretrian.py (relative paths start at {REPO})",
+        ("--config", "configs/pretrain.py:tiny", "--config.train.learning_rate=1e-4"):
+            "pretrain: error: --config.train.learning_rate=1e-4: config.train has no field 'learning_rate' (it is "
+            "config.optim.learning_rate);",
     }
     for flags_given, expected in cases.items():
         proc = subprocess.run([sys.executable, "-m", "electra_jax.pretrain", "--workdir=/nonexistent/w", *flags_given],

@@ -22,6 +22,14 @@ from electra_jax.convert.tf import from_tf_checkpoint
 from electra_jax.convert.tokenizer_files import HF_TOKENIZER_CLASSES
 
 COMMANDS = ("to_hf", "from_hf", "from_tf", "check")
+# The flags each command reads; one given on the command line that its command does not read is refused, not ignored.
+COMMAND_FLAGS = {
+    "to_hf": ("checkpoint", "output_dir", "dtype", "vocab", "tokenizer_class", "discriminator_only", "check",
+              "tolerance"),
+    "from_hf": ("input", "generator", "output_dir", "check", "tolerance"),
+    "from_tf": ("input", "output_dir", "vocab", "num_heads", "generator_num_heads"),
+    "check": ("checkpoint", "hf_dir", "tolerance"),
+}
 
 
 def _save_checkpoint(output_dir: str, params, config, vocab: str | None) -> None:
@@ -88,6 +96,21 @@ def _require(args, *names: str) -> None:
         raise ValueError(f"this command needs {' and '.join(missing)}")
 
 
+def unread_flags_error(command: str, given: set[str]) -> str | None:
+    """The one-line error for flags of this tool given to a command that does not read them (None: all read)."""
+    ours = {name for names in COMMAND_FLAGS.values() for name in names}
+    unread = sorted((given & ours) - set(COMMAND_FLAGS[command]))
+    if not unread:
+        return None
+    hint = ""
+    if "checkpoint" in unread:
+        hint = f" ({command} takes its source as --input; --checkpoint is to_hf's and check's)"
+    elif "input" in unread:
+        hint = f" ({command} takes an electra_jax checkpoint as --checkpoint; --input is from_hf's and from_tf's)"
+    return (f"{command} does not read {', '.join('--' + name for name in unread)}{hint}; it reads "
+            f"{', '.join('--' + name for name in COMMAND_FLAGS[command])}")
+
+
 def define_flags() -> None:
     """Defines the flags of every subcommand (only when the tool runs as a program)."""
     from absl import flags
@@ -112,7 +135,8 @@ def define_flags() -> None:
                         "pre-training needs it).")
     flags.DEFINE_string("hf_dir", None, "check: a folder written by to_hf.")
     flags.DEFINE_bool("check", False, "to_hf and from_hf: run the parity check on the converted weights.")
-    flags.DEFINE_float("tolerance", None, "check: largest allowed |logit difference| (default 1e-4 for a float32 "
+    flags.DEFINE_float("tolerance", None, "check, and to_hf/from_hf with --check: largest allowed |logit difference| "
+                       "(default 1e-4 for a float32 "
                        "export, 5% of the logit scale for bfloat16).")
     flags.DEFINE_integer("num_heads", None, "from_tf: discriminator heads (default hidden_size // 64, as the "
                          "original).")
@@ -125,4 +149,7 @@ def main(argv: Sequence[str]) -> None:
     if len(argv) != 2 or argv[1] not in COMMANDS:
         raise app.UsageError(f"give one command: python -m electra_jax.convert {{{'|'.join(COMMANDS)}}} --flags "
                              f"(got {list(argv[1:])})")
+    error = unread_flags_error(argv[1], {name for name in flags.FLAGS if flags.FLAGS[name].present})
+    if error:
+        raise app.UsageError(error)
     run(argv[1], flags.FLAGS)
