@@ -267,14 +267,14 @@ def run_seeds(trainer, compiled, task: Task, data: TaskData, config, seeds: list
     def finish_epoch(epoch: int, at_step: int) -> None:
         check_finite(at_step)
         outputs = evaluate(trainer, compiled, state.params, data, config, stacked)
+        seconds = round(time.time() - epoch_start, 2)  # the seeds trained this epoch together, in these seconds
         for lane, seed in enumerate(seeds):
             mine = {k: v[lane] for k, v in outputs.items()} if stacked else outputs
             final_dir = run_dirs[lane] if epoch == epochs else None
             dev = {k: float(v) for k, v in task.score(data, mine, config, final_dir).items()}
             total = epoch_loss(lane)
             train_loss = total["sum"] / total["count"] if total["count"] else float("nan")
-            histories[lane].append({"epoch": epoch, "dev": dev, "train_loss": train_loss,
-                                    "train_seconds": round(time.time() - epoch_start, 2)})
+            histories[lane].append({"epoch": epoch, "dev": dev, "train_loss": train_loss, "train_seconds": seconds})
             logging.info("seed %d epoch %d: train loss %.4f, dev %s", seed, epoch, train_loss, dev)
             writers[lane].write(at_step, dev, split="dev")
             writers[lane].flush()
@@ -391,8 +391,7 @@ class TaskSession:
         program = FinetuneProgram(config, self.task, self.data, total_steps=steps_per_epoch * config.train.epochs)
         self.trainer = train_state_lib.Trainer(config, sharding_lib.make_mesh(config.mesh), program)
         self._compiled: dict[int, train_state_lib.Compiled] = {}
-        for group in self.seed_groups(seeds_of(config))[:1]:  # the config's own seeds' steps, compiled now
-            self.compiled_for(len(group))
+        self.compiled_for(len(self.seed_groups(seeds_of(config))[0]))  # the config's own seeds' steps, compiled now
 
     @property
     def compiled(self) -> train_state_lib.Compiled:
