@@ -224,3 +224,25 @@ def test_a_diverged_model_is_left_out_and_the_others_are_fine_tuned(tmp_path, sh
     run_record = {"budget": {"tasks": ["rte", "mrpc"]}, "protocol": "p", "models": models}
     diverged = report.diverged(tmp_path, run_record)  # what write_report puts in summary.json
     assert diverged == [{"model": "electra_1", "task": "rte", "reason": reason.read_text().strip()}]
+
+
+def test_command_line_overrides_reach_the_fine_tuning_configs(tmp_path, monkeypatch):
+    """--vmap_seeds=false trains the gpu budget's seeds one at a time, --seeds and --tasks replace the budget's,
+    and nothing else of the budget changes."""
+    import types
+
+    flags = dict(budget="gpu", tasks=["rte", "cola"], seeds=["3", "4"], max_train_examples=None, epochs=None,
+                 electra_steps=None, finetune_workers=None, fast=None, vmap_seeds=False)
+    monkeypatch.setattr(ce, "FLAGS", types.SimpleNamespace(**flags))
+    budget = ce.budget_from_flags()
+    gpu = ce.BUDGETS["gpu"]
+    assert gpu.vmap_seeds and not budget.vmap_seeds
+    assert dataclasses.replace(budget, tasks=gpu.tasks, seeds=gpu.seeds, vmap_seeds=True) == gpu
+    config = finetune_config(budget, "rte", tmp_path, tmp_path / "vocab.txt", control=True)
+    assert not config.train.vmap_seeds and config.train.seeds == "3,4"
+    assert budget.tasks == ("rte", "cola")
+    monkeypatch.setattr(ce, "FLAGS", types.SimpleNamespace(**{**flags, "vmap_seeds": None}))
+    assert ce.budget_from_flags().vmap_seeds  # unset: the budget's own
+    monkeypatch.setattr(ce, "FLAGS", types.SimpleNamespace(**{**flags, "tasks": ["rte", "qnli"]}))
+    with pytest.raises(ce.app.UsageError, match=r"--tasks: unknown \['qnli'\]"):
+        ce.budget_from_flags()

@@ -265,3 +265,73 @@ def test_a_tfds_corpus_becomes_the_experiments_records(tmp_path, uncased_vocab):
     assert counts["train"] + counts["eval"] >= 40 and counts["eval"] > 0 and counts["format"] == "numpy"
     assert sorted(p.name for p in (tmp_path / "out" / "records" / "train").glob("*.npy")) == [
         "pretrain_data-0-of-2.npy", "pretrain_data-1-of-2.npy"]
+
+
+def _tiny_glue(folder: Path, sizes: dict[str, tuple[int, int]]) -> Path:
+    for name, (train, dev) in sizes.items():
+        (folder / name).mkdir(parents=True)
+        for split, rows in (("train", train), ("dev", dev)):
+            lines = ["header"] + [f"row {i}" for i in range(rows)]
+            (folder / name / f"{split}.tsv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+@pytest.mark.parametrize("vmap_seeds", [True, False])
+def test_the_gpu_plan_follows_a_hand_computation(tmp_path, vmap_seeds):
+    """gpu_plan.predict on made-up measurements, every number worked out by hand below."""
+    from electra_jax.experiments import gpu_plan
+
+    glue = _tiny_glue(tmp_path / "glue", {"RTE": (1601, 64), "MRPC": (400, 32)})
+    budget = dataclasses.replace(GPU, tasks=("rte", "mrpc"), max_train_examples=1600, epochs=2,
+                                 finetune_batch_size=16, seeds=(0, 1, 2), early_seeds=(), vmap_seeds=vmap_seeds)
+    cpu = {"electra": {"step_s": 0.2, "compile_s": 10.0}, "mlm": {"step_s": 0.1, "compile_s": 8.0},
+           "finetune": {"step_s": 0.4, "compile_s": 4.0}}
+    gpu_row = {"run": "r", "variant": "v", "step_ms": 10.0, "compile_s": 50.0, "tokens_per_sec": 1.0}
+    out = gpu_plan.predict(budget, cpu, gpu_row, glue, records={"tokens_per_s": 1000.0}, corpus_tokens=8e6)
+    # RTE: 1600 of 1601 examples, 100 steps of 16 x 2 epochs; MRPC: 400 pairs doubled (A/B swapped) = 800 rows,
+    # 50 steps x 2. Dev: 2 + 1 eval batches of 32 per epoch.
+    assert out["tasks"]["rte"] == {"train_examples": 1600, "rows": 1600, "dev": 64, "epochs": 2, "steps_per_seed": 200}
+    assert out["tasks"]["mrpc"]["rows"] == 800 and out["tasks"]["mrpc"]["steps_per_seed"] == 100
+    # Pre-training: 9000 ELECTRA steps x 10 ms; the MLM step 10 ms x 0.1 / 0.2 = 5 ms over the 9711 steps of equal
+    # FLOPs; compiles 50 s x 10 / 10 and x 8 / 10; records 8e6 tokens / (1000 tokens/s x 8 processes) = 1000 s.
+    assert out["stages_s"] == {"startup": 20.0, "records": 1000.0, "ELECTRA compile": 50.0, "ELECTRA steps": 90.0,
+                               "MLM compile": 40.0, "MLM steps": round(9711 * 0.005, 1)}
+    pretraining = 20 + 1000 + 50 + 90 + 40 + 9711 * 0.005
+    # Fine-tuning step: 10 ms x 0.4 / 0.2 = 20 ms (launch-bound, high), x 16 / 128 = 2.5 ms (FLOPs-bound, low).
+    # One seed: 300 steps + 6 eval batches / 3 = 302 step-times: 6.04 s high, 0.755 s low.
+    # 21 model-seeds: control 3, the 2 top points 6, the 4 earlier points 12 (3 seeds each).
+    assert out["model_seeds"] == {"control": 3, "top": 6, "earlier": 12}
+    low, high = out["scenarios"]["low"], out["scenarios"]["high"]
+    assert (low["finetune_step_ms"], high["finetune_step_ms"]) == (2.5, 20.0)
+    assert (low["finetune_s_per_model_seed"], high["finetune_s_per_model_seed"]) == (0.8, 6.0)  # rounded 0.755, 6.04
+    # Low: 21 x 0.755 = 15.855 s, 3 x 0.755 after pre-training (the top MLM model's seeds), the rest hidden under
+    # what the GPU would otherwise wait through: ELECTRA's compile less the fine-tuning workers' own (50 - 20 s)
+    # and MLM's (40 s), 70 s at most; plus a 10 s report.
+    assert low["finetune_gpu_s"] == 15.9 and low["after_pretraining_s"] == 2.3
+    assert low["total_s"] == round(pretraining + 3 * 0.755 + 10, 1)
+    if vmap_seeds:  # high: each model's 3 seeds cost one seed's time; 7 models x 6.04 s, 6.04 s after, 36.24 hidden
+        assert out["seed_step_units"]["high"] == {"control": 1, "top": 2, "earlier": 4}
+        assert high["finetune_gpu_s"] == 42.3 and high["overlapping_compiles_s"] == 36.2
+        assert high["total_s"] == round(pretraining + 6.04 + 10, 1)
+    else:  # 21 x 6.04 = 126.84 s; 18.12 after; the hidden part capped by the compiles at 70 s
+        assert out["seed_step_units"]["high"] == out["model_seeds"]
+        assert high["finetune_gpu_s"] == 126.8 and high["overlapping_compiles_s"] == 70.0
+        assert high["total_s"] == round(pretraining + 126.84 - 70 + 10, 1)
+
+
+def test_the_gpu_plan_predicts_again_from_committed_measurements(tmp_path, shared_dir):
+    """--measured reuses an earlier prediction's CPU times (nothing measured again: no model is built) and records
+    where they came from and the flags that make this prediction again."""
+    earlier = REPO / "benchmarks" / "results" / "2026-12-01-evidence-gpu-plan-vmap.json"
+    output = tmp_path / "again.json"
+    done = subprocess.run([sys.executable, "-m", "electra_jax.experiments.gpu_plan", f"--measured={earlier}",
+                           f"--glue_dir={shared_dir / 'data' / 'glue'}", f"--output={output}", "--budget=gpu"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    again, before = json.loads(output.read_text()), json.loads(earlier.read_text())
+    assert again["cpu_measured"] == before["cpu_measured"] and again["measured_in"] == str(earlier)
+    assert again["records_measured"] == before["records_measured"] and again["corpus_tokens"] == before["corpus_tokens"]
+    assert again["command"] == (f"python -m electra_jax.experiments.gpu_plan --budget=gpu "
+                                f"--glue_dir={shared_dir / 'data' / 'glue'} --measured={earlier} --output={output}")
+    assert again["scenarios"]["low"]["total_s"] <= again["scenarios"]["high"]["total_s"] <= 600

@@ -236,8 +236,16 @@ def start_workers(out: Path, tasks: Sequence[str]) -> dict[str, subprocess.Popen
 def wait_for_workers(out: Path, workers: dict[str, subprocess.Popen], results: str) -> None:
     from electra_jax.experiments.report import write_report
 
+    # The workers rewrite the report after each result but not the plot (one process draws it): redraw it here
+    # every half minute while results come in, so a run cut short by a time limit returns a current plot.
+    drawn, last_draw = None, time.time()
     while any(proc.poll() is None for proc in workers.values()):
         time.sleep(5.0)
+        rows = out / "results.json"
+        changed = rows.exists() and rows.stat().st_mtime_ns != drawn
+        if changed and time.time() - last_draw >= 30.0:
+            write_report(out, results)
+            drawn, last_draw = rows.stat().st_mtime_ns, time.time()
     failed = {task: proc.returncode for task, proc in workers.items() if proc.returncode}
     write_report(out, results)
     if failed:

@@ -200,6 +200,18 @@ def predict(budget: Budget, cpu: dict[str, dict[str, float]], gpu_row: dict[str,
     return prediction
 
 
+def command(args: Any) -> str:
+    """The command line that makes this prediction again, with the flags it read: --measured replaces the measuring
+    ones, and --vocab and --corpus_tokens are read only with --tokens_glob (the records stage)."""
+    used = ["budget", "glue_dir"]
+    if args.measured:
+        used.append("measured")
+    elif args.tokens_glob:
+        used += ["tokens_glob", "vocab", "corpus_tokens"]
+    return "python -m electra_jax.experiments.gpu_plan " + " ".join(
+        f"--{name}={getattr(args, name)}" for name in [*used, "output"] if getattr(args, name) not in ("", None))
+
+
 def main(argv: Sequence[str]) -> None:
     import platform
 
@@ -227,9 +239,7 @@ def main(argv: Sequence[str]) -> None:
     prediction["cpu_machine"] = machine
     prediction["measured_in"] = args.measured or None
     prediction["date"], prediction["commit"] = time.strftime("%Y-%m-%d"), code_version()
-    prediction["command"] = "python -m electra_jax.experiments.gpu_plan " + " ".join(
-        f"--{k}={getattr(args, k)}" for k in ("budget", "glue_dir", "tokens_glob", "corpus_tokens", "measured",
-                                               "output"))
+    prediction["command"] = command(args)
     if args.output:
         Path(args.output).write_text(json.dumps(prediction, indent=2))
     print(json.dumps({"stages_s": prediction["stages_s"], "scenarios": prediction["scenarios"]}, indent=1))

@@ -230,6 +230,10 @@ def write_report(out: Path, results: str = "", plot: bool = True) -> list[dict[s
         for source, suffix in (("results.json", ".json"), ("results.md", ".md"), ("compute_efficiency.png", ".png"),
                                ("summary.json", ".summary.json")):
             if (out / source).exists():
-                shutil.copyfile(out / source, target.with_suffix(suffix) if suffix != ".summary.json"
-                                else target.with_name(target.stem + ".summary.json"))
+                copy = target.with_suffix(suffix) if suffix != ".summary.json" else target.with_name(
+                    target.stem + ".summary.json")
+                # Through a temporary file: several processes write these, and a kill may come mid-copy.
+                tmp = copy.with_name(f".{copy.name}.{os.getpid()}.tmp")
+                shutil.copyfile(out / source, tmp)
+                tmp.replace(copy)
     return lines
