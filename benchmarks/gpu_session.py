@@ -1,10 +1,11 @@
 """The whole GPU call: one same_call.py driver per (pass, size) inside one time budget, then one results file.
 
     python benchmarks/gpu_session.py --out=DIR --result=DIR/2026-12-02-h200.json --scratch=TMP \
-        [--budget_s=520] [--passes=headline,faithful] [--sizes=small,base,large] [--flag_sets=cublaslt,...]
+        [--budget_s=545] [--passes=headline,faithful] [--sizes=small,base,large] [--flag_sets=cublaslt,...]
 
 benchmarks/run_gpu.sh calls this after setting up the environment. The drivers run in priority order: the
-headline pass for every size (Base profiled), then the faithful pass (Base first), then one headline Base driver
+headline pass for every size (Base profiled), then the faithful pass and the flash pass when named (Base first),
+then one headline Base driver
 per XLA flag set. Each driver runs under a timeout of the budget left minus the time reserved for the headline
 drivers still to come (ESTIMATE_S), so a slow size cannot starve a later one; rows a driver wrote before it was
 stopped are kept. After every driver the results file is rewritten (benchmarks/make_table.py collect), so an
@@ -30,10 +31,13 @@ import make_table  # noqa: E402  (needs the path above)
 # ("Device time") derives each. The first driver of a call also pays COLD_START_S (CUDA libraries, first JAX).
 ESTIMATE_S = {("headline", "small"): 136, ("headline", "base"): 166, ("headline", "large"): 144,
               ("faithful", "small"): 93, ("faithful", "base"): 113, ("faithful", "large"): 108,
+              # flash: the faithful pass's HF stages, and a guess for our side (no run yet): the cuDNN step's compile
+              ("flash", "small"): 93, ("flash", "base"): 113, ("flash", "large"): 108,
               ("flags", "base"): 120}
 COLD_START_S = 63
 SMOKE_ESTIMATE_S = 60
 MIN_DRIVER_S = 40  # below this a driver cannot even build both steps: it is recorded as skipped
+KILL_GRACE_S = 10  # a driver past its limit gets SIGTERM and up to this long before SIGKILL
 FAITHFUL_ORDER = ("base", "small", "large")
 PROFILE_SIZE = "base"
 
@@ -65,9 +69,10 @@ def plan(passes: list[str], sizes: list[str], flag_sets: list[str], smoke: bool 
     if "headline" in passes:
         items += [{"pass": "headline", "size": size, "profile": size == (sizes[0] if smoke else PROFILE_SIZE)}
                   for size in sizes]
-    if "faithful" in passes:
-        items += [{"pass": "faithful", "size": size} for size in FAITHFUL_ORDER if size in sizes]
-        items += [{"pass": "faithful", "size": size} for size in sizes if size not in FAITHFUL_ORDER]
+    for extra in ("faithful", "flash"):  # the dropout passes, Base first
+        if extra in passes:
+            items += [{"pass": extra, "size": size} for size in FAITHFUL_ORDER if size in sizes]
+            items += [{"pass": extra, "size": size} for size in sizes if size not in FAITHFUL_ORDER]
     items += [{"pass": "headline", "size": "base", "flag_set": name, "estimate": "flags"} for name in flag_sets]
     for item in items:
         item["estimate_s"] = SMOKE_ESTIMATE_S if smoke else ESTIMATE_S[(item.get("estimate", item["pass"]),
@@ -103,26 +108,35 @@ def compile_won(rows_file: Path, size: str) -> bool:
 def driver_command(item: dict, args: argparse.Namespace, rows_file: Path, deadline_s: float) -> list[str]:
     command = [sys.executable, str(BENCHMARKS / "same_call.py"), f"--size={item['size']}", f"--pass={item['pass']}",
                f"--rows={rows_file}", f"--out_dir={args.out}", f"--peak_file={args.scratch}/peak.json",
-               f"--deadline_s={deadline_s:.0f}"]
+               f"--deadline_at={time.time() + deadline_s:.0f}"]
     if item.get("profile"):
         command.append("--profile")
     if item.get("flag_set"):
         command.append(f"--flag_set={item['flag_set']}")
-    if item["pass"] == "faithful" and not compile_won(rows_file, item["size"]):
+    if item["pass"] in ("faithful", "flash") and not compile_won(rows_file, item["size"]):
         command.append("--hf_compile=none")
     if args.smoke:
         command += ["--smoke", "--steps=4", "--window=2", "--warmup=1"]
     return command
 
 
-def run_with_timeout(command: list[str], env: dict, log, timeout_s: float) -> int:
+def run_with_timeout(command: list[str], env: dict, log, timeout_s: float, every=None) -> int:
     """Runs a driver in its own process group; past `timeout_s` the whole group (torch.compile's worker processes
-    included) gets SIGTERM, then SIGKILL. Returns the exit status, 124 when it timed out."""
+    included) gets SIGTERM, then SIGKILL. `every` = (seconds, callback): called that often while it runs (the
+    results file is rewritten, so an outer limit that kills the whole call keeps the rows of the driver in flight).
+    Returns the exit status, 124 when it timed out."""
     process = subprocess.Popen(command, env=env, stdout=log, stderr=log, start_new_session=True)
+    end = time.monotonic() + timeout_s
     try:
-        return process.wait(timeout=timeout_s)
+        while True:
+            try:
+                return process.wait(timeout=max(0.0, min(end - time.monotonic(), every[0] if every else timeout_s)))
+            except subprocess.TimeoutExpired:
+                if time.monotonic() >= end:
+                    raise
+                every[1]()
     except subprocess.TimeoutExpired:
-        for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, 30)):
+        for sig, grace in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, 30)):
             try:
                 os.killpg(process.pid, sig)
                 process.wait(timeout=grace)
@@ -144,7 +158,9 @@ def run_session(args: argparse.Namespace) -> dict:
     rows_file = scratch / "rows.jsonl"
     items = plan(args.passes.split(","), args.sizes.split(","), [s for s in args.flag_sets.split(",") if s],
                  args.smoke)
-    started = time.monotonic()
+    # The budget counts from run_gpu.sh's start (--started_at), its set-up included; a driver stopped at its
+    # limit may take KILL_GRACE_S more to go.
+    started = time.monotonic() - (max(0.0, time.time() - args.started_at) if args.started_at else 0.0)
     log = open(args.log, "a") if args.log else sys.stderr
 
     def say(line: str) -> None:  # progress into the log, and to the console (the GPU tool shows its tail)
@@ -154,7 +170,7 @@ def run_session(args: argparse.Namespace) -> dict:
 
     for index, item in enumerate(items):
         left = args.budget_s - (time.monotonic() - started)
-        deadline = left - reserve_after(items, index)
+        deadline = left - reserve_after(items, index) - KILL_GRACE_S
         label = f"{item['pass']}/{item['size']}" + (f" +{item['flag_set']}" if item.get("flag_set") else "")
         if not worth_starting(item, deadline):
             say(f"=== {label}: skipped, {left:.0f}s of the budget left, {left - deadline:.0f}s kept for later "
@@ -176,7 +192,8 @@ def run_session(args: argparse.Namespace) -> dict:
         say(f"=== {label} (limit {deadline:.0f}s, estimate {item['estimate_s']}s, "
             f"{time.monotonic() - started:.0f}s elapsed): {' '.join(command)}")
         begin = time.monotonic()
-        status = run_with_timeout(command, env, log, deadline)
+        status = run_with_timeout(command, env, log, deadline, every=(
+            30.0, lambda: make_table.write_results(rows_file, args.result, card=args.card, date=args.date)))
         wall = time.monotonic() - begin
         if status != 0:
             error = "timed out" if status == 124 else f"exit status {status}"
@@ -199,12 +216,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--scratch", default="", help="a folder for the rows and the call's peak")
     parser.add_argument("--check_flags", default="", help="only check that this XLA accepts these XLA_FLAGS")
     parser.add_argument("--log", default="", help="append the drivers' output here (default: stderr)")
-    parser.add_argument("--budget_s", type=float, default=520)
+    parser.add_argument("--budget_s", type=float, default=545)
     parser.add_argument("--passes", default="headline,faithful")
     parser.add_argument("--sizes", default="small,base,large")
     parser.add_argument("--flag_sets", default="", help=f"comma-separated names from {sorted(XLA_FLAG_SETS)}")
     parser.add_argument("--card", default="")
     parser.add_argument("--date", default="")
+    parser.add_argument("--started_at", type=float, default=0.0,
+                        help="unix time the call started (run_gpu.sh's start): the budget counts from it")
     parser.add_argument("--smoke", action="store_true")
     return parser.parse_args(argv)
 

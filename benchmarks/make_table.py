@@ -26,6 +26,7 @@ OLD_BASELINE_IMPL = "hf_pytorch_eager"
 OLD_BASELINE_NOTE = ("history, against the old HF baseline (cross-entropy on the [B, V, N] layout and an all-ones "
                      "attention mask, which cost it a host sync per forward; see docs/SPEED.md), not the fixed one")
 PASS_TITLES = {"headline": "no attention-probability dropout on either side (HF p=0, electra_jax cuDNN)",
+               "flash": "attention-probability dropout 0.1 on both sides (electra_jax Pallas flash attention)",
                "faithful": "attention-probability dropout 0.1 on both sides (electra_jax XLA attention)"}
 CALL_FIELDS = ("commit", "dirty", "command", "python_version", "jax_version", "torch_version", "transformers_version",
                "gpu_static")

@@ -17,6 +17,8 @@ holds it equal on both sides):
 - `faithful`: attention dropout 0.1 on both sides (electra_jax with XLA attention, as the original):
   hf_eager, hf_stock, jax, hf_graph, rounds, and hf_compile unless --hf_compile=none (gpu_session.py passes none
   unless torch.compile was the fastest HF variant of the call's headline pass at that size).
+- `flash`: the faithful pass's work and stages with electra_jax's Pallas flash attention, which keeps the dropout
+  (electra_jax/flash.py): the candidate for closing the faithful pass's gap (docs/SPEED.md).
 
 Each variant is timed once for --steps steps (windows of --window steps, one sync per window, after
 --warmup untimed steps; torch.compile compiles during the first, reported as compile_s). Then the fastest HF
@@ -69,6 +71,8 @@ PASSES = {
     # name: (what is held equal, HF attention dropout, electra_jax attention)
     "headline": ("no attention-probability dropout on either side", 0.0, "cudnn"),
     "faithful": ("attention-probability dropout 0.1 on both sides", 0.1, "xla"),
+    # the faithful work again, electra_jax with the Pallas flash kernel that keeps the dropout (electra_jax/flash.py)
+    "flash": ("attention-probability dropout 0.1 on both sides", 0.1, "flash"),
 }
 
 
@@ -266,22 +270,26 @@ class Driver:
 
         out = Path(self.args.out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        hf_key = self.fastest_hf(graphs=False)  # a graph replay shows no ops on the host: profile the step it captures
-        stepper = self.steppers[hf_key]
-        summary = hf_profile.summarize_profile(hf_profile.profile_step(stepper, 3), 3, stepper.device.type == "cuda")
-        title = f"{self.args.size}: {self.rows[hf_key]['impl']}, {self.rows[hf_key]['variant']}"
-        (out / f"hf_profile_{self.args.size}.md").write_text(hf_profile.to_markdown(summary, title))
-        self.write({"kind": "hf_profile", "stage": "profile", "hf_stage": hf_key, **summary})
+        # JAX's trace first: torch.profiler may keep its CUPTI subscription after it ends, and XLA's tracer cannot
+        # subscribe beside it (CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED: a trace with no GPU events).
         trace_dir = Path(tempfile.mkdtemp(prefix="jax_profile_"))  # nested folders would not come back from $OUT
         self.steppers["jax"].profile(str(trace_dir), 3)
         jax_summary = profile_summary.load(str(trace_dir), steps=3)
         (out / f"profile_{self.args.size}.md").write_text(profile_summary.to_markdown(jax_summary) + "\n")
         (out / f"profile_{self.args.size}.json").write_text(json.dumps(jax_summary, indent=1))
         call_info.keep_profile_files(trace_dir, out, f"profile_{self.args.size}")
+        hf_key = self.fastest_hf(graphs=False)  # a graph replay shows no ops on the host: profile the step it captures
+        stepper = self.steppers[hf_key]
+        summary = hf_profile.summarize_profile(hf_profile.profile_step(stepper, 3), 3, stepper.device.type == "cuda")
+        title = f"{self.args.size}: {self.rows[hf_key]['impl']}, {self.rows[hf_key]['variant']}"
+        (out / f"hf_profile_{self.args.size}.md").write_text(hf_profile.to_markdown(summary, title))
+        self.write({"kind": "hf_profile", "stage": "profile", "hf_stage": hf_key, **summary})
 
     # -- passes -------------------------------------------------------------------------------------------
 
     def time_left(self) -> float:
+        if self.args.deadline_at:  # from the session: counts this process's start-up (imports, CUDA) too
+            return self.args.deadline_at - time.time()
         return self.args.deadline_s - (time.perf_counter() - self.started) if self.args.deadline_s else float("inf")
 
     def run(self) -> None:
@@ -323,6 +331,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--flag_set", default="", help="the name of the XLA flag set in XLA_FLAGS (a label)")
     parser.add_argument("--deadline_s", type=float, default=0.0,
                         help="seconds this driver may take (0: no limit); decides whether rounds go before the compile")
+    parser.add_argument("--deadline_at", type=float, default=0.0,
+                        help="the same as a unix time (gpu_session.py passes this: it counts the process start-up)")
     parser.add_argument("--smoke", action="store_true", help="tiny shapes on CPU: checks the plumbing only")
     return parser.parse_args(argv)
 

@@ -1,4 +1,5 @@
-"""Attention kernels behind one function: plain XLA softmax attention, cuDNN fused, Pallas splash.
+"""Attention kernels behind one function: plain XLA softmax attention, cuDNN fused, Pallas splash (TPU) and
+Pallas flash with dropout (GPU).
 
 All take q, k, v of shape [batch, seq, heads, head_dim] and the key padding mask [batch, seq]
 (1 = real token) and return [batch, seq, heads, head_dim]. The XLA path also takes a [batch, seq_from,
@@ -14,6 +15,7 @@ import jax.numpy as jnp
 
 # The original adds -10000 to the scores of padded keys (modeling.py create_attention_mask_from_input_mask).
 MASK_VALUE = -10000.0
+BATCH_AXES = ("data", "fsdp")  # electra_jax.sharding splits batches over these mesh axes
 
 
 def xla_attention(q, k, v, input_mask, *, dropout_rate: float = 0.0, dropout_rng=None,
@@ -51,8 +53,37 @@ def splash_attention(q, k, v, input_mask, **unused):
     return splash.attention(q, k, v, input_mask)
 
 
+def flash_attention(q, k, v, input_mask, *, dropout_rate: float = 0.0, dropout_rng=None, deterministic: bool = True):
+    """Pallas flash attention with the original's attention-probability dropout (GPU); see electra_jax/flash.py."""
+    from electra_jax import flash  # Pallas is imported only when this path is chosen.
+
+    return flash.attention(q, k, v, input_mask, dropout_rate=dropout_rate, dropout_rng=dropout_rng,
+                           deterministic=deterministic)
+
+
+def batch_mesh():
+    """The mesh of the enclosing `with mesh:` and its batch axes, or None (one device or no mesh): a Pallas kernel
+    runs inside `shard_map` over them, as XLA cannot partition a Pallas call by itself."""
+    try:
+        from jax._src import mesh as mesh_lib  # the legacy context `with mesh:` has no public getter
+
+        mesh = mesh_lib.thread_resources.env.physical_mesh
+    except (ImportError, AttributeError):
+        return None
+    if mesh.empty or mesh.size == 1:
+        return None
+    axes = tuple(axis for axis in BATCH_AXES if axis in mesh.axis_names and mesh.shape[axis] > 1)
+    return (mesh, axes) if axes else None
+
+
+IMPLEMENTATIONS = {"xla": xla_attention, "cudnn": cudnn_attention, "splash": splash_attention,
+                   "flash": flash_attention}
+# The implementations that apply attention-probability dropout (and so take a dropout key in training).
+WITH_DROPOUT = ("xla", "flash")
+
+
 def get(name: str) -> Callable:
     try:
-        return {"xla": xla_attention, "cudnn": cudnn_attention, "splash": splash_attention}[name]
+        return IMPLEMENTATIONS[name]
     except KeyError:
-        raise ValueError(f"unknown attention implementation {name!r}; use xla, cudnn or splash") from None
+        raise ValueError(f"unknown attention implementation {name!r}; use one of {list(IMPLEMENTATIONS)}") from None

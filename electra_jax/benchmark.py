@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from electra_jax import attention as attention_lib
 from electra_jax import config as config_lib
 from electra_jax import flops as flops_lib
 
@@ -196,7 +197,7 @@ class PreparedStep:
         return {"impl": "electra_jax", "size": self.config.size, "batch_size": self.batch_size,
                 "seq_len": self.seq_len, "device": f"{self.device.platform}:{self.device.device_kind}",
                 "num_devices": jax.device_count(), "dtype": m.dtype, "attention": m.attention,
-                "attention_dropout": m.attention_dropout if m.attention == "xla" else 0.0,
+                "attention_dropout": m.attention_dropout if m.attention in attention_lib.WITH_DROPOUT else 0.0,
                 "scan_layers": bool(m.scan_layers), "remat": m.remat, "dropout_prng": m.dropout_prng,
                 "objective": self.config.objective.kind, "jax_version": jax.__version__}
 

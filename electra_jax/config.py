@@ -19,7 +19,7 @@ import ml_collections
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 DTYPES = ("float32", "bfloat16")
-ATTENTION_IMPLS = ("xla", "cudnn", "splash")
+ATTENTION_IMPLS = ("xla", "cudnn", "splash", "flash")
 DROPOUT_PRNGS = ("threefry", "rbg", "unsafe_rbg")
 OBJECTIVES = ("electra", "mlm", "electric")
 EMBEDDING_SHARING = ("tied", "untied", "gdes")
@@ -74,7 +74,9 @@ def model_defaults() -> ml_collections.ConfigDict:
     model.dtype = "float32"
     # "xla": plain softmax attention (faithful: -10000 key mask, dropout on probabilities);
     # "cudnn": fused cuDNN attention on GPU (no attention-probability dropout);
-    # "splash": Pallas splash attention for TPU (no attention-probability dropout).
+    # "splash": Pallas splash attention for TPU (no attention-probability dropout);
+    # "flash": Pallas flash attention for GPU with the original's dropout on the probabilities (its dropout bits
+    # come from a position hash seeded by the dropout key, not from threefry: electra_jax/flash.py).
     model.attention = "xla"
     # Which PRNG draws the dropout masks (only those: masking and sampling keep the run's threefry key).
     # "threefry" (JAX's default, the same bits on every backend and sharding); "rbg" (XLA's RngBitGenerator

@@ -252,7 +252,7 @@ class TransformerLayer(nn.Module):
         k = _dense(cfg, (self.num_heads, head_dim), qkv_axes, "key")(x)
         v = _dense(cfg, (self.num_heads, head_dim), qkv_axes, "value")(x)
         dropout_rng = None
-        if not self.deterministic and cfg.attention_dropout > 0 and cfg.attention == "xla":
+        if not self.deterministic and cfg.attention_dropout > 0 and cfg.attention in attention_lib.WITH_DROPOUT:
             dropout_rng = self.make_rng("dropout")
         context = attention_lib.get(cfg.attention)(
             q, k, v, input_mask, dropout_rate=cfg.attention_dropout, dropout_rng=dropout_rng,

@@ -24,8 +24,9 @@ import jax.numpy as jnp
 from jax.experimental.pallas.ops.tpu import splash_attention as splash
 from jax.sharding import PartitionSpec
 
+from electra_jax.attention import batch_mesh
+
 LANES = 128  # splash tiles the key axis in blocks that are a multiple of the TPU lane width
-BATCH_AXES = ("data", "fsdp")  # electra_jax.sharding splits batches over these mesh axes
 
 
 def _block_size(seq_len: int) -> int:
@@ -50,20 +51,6 @@ def _kernel(num_heads: int, seq_len: int, interpret: bool):
     with jax.ensure_compile_time_eval():
         return splash.make_splash_mha(mask, block_sizes=block_sizes, head_shards=1, q_seq_shards=1,
                                       interpret=interpret)
-
-
-def _batch_mesh():
-    """The mesh of the enclosing `with mesh:` and its batch axes, or None (one device or no mesh)."""
-    try:
-        from jax._src import mesh as mesh_lib  # the legacy context `with mesh:` has no public getter
-
-        mesh = mesh_lib.thread_resources.env.physical_mesh
-    except (ImportError, AttributeError):
-        return None
-    if mesh.empty or mesh.size == 1:
-        return None
-    axes = tuple(axis for axis in BATCH_AXES if axis in mesh.axis_names and mesh.shape[axis] > 1)
-    return (mesh, axes) if axes else None
 
 
 def attention(q: jax.Array, k: jax.Array, v: jax.Array, input_mask: jax.Array,
@@ -96,7 +83,7 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, input_mask: jax.Array,
         return out.swapaxes(0, 1)
 
     run = jax.vmap(one_example)
-    sharded = _batch_mesh()
+    sharded = batch_mesh()
     if sharded is not None:
         mesh, axes = sharded
         spec = PartitionSpec(axes)

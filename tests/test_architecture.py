@@ -21,7 +21,7 @@ HEAVY = ("tensorflow", "tensorflow_datasets", "torch", "transformers")
 # (finetune.__main__ is a tool, the rest of finetune a library). docs/ARCHITECTURE.md draws this table.
 LAYERS = (
     ("foundation", ("config", "tree_paths", "cli")),
-    ("model", ("modeling", "attention", "splash", "objective", "optim", "flops")),
+    ("model", ("modeling", "attention", "splash", "flash", "objective", "optim", "flops")),
     ("training system", ("train_state", "sharding", "checkpoints", "orbax_logs", "metrics_writer", "data",
                          "safeguards")),
     ("libraries", ("checkpoint_formats", "finetune", "convert", "corpus")),

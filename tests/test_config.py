@@ -73,7 +73,7 @@ def test_errors_name_the_field_and_the_fix():
                                                         r"divisible by num_heads 3"),
         ({"model.generator_hidden_fraction": 1.5}, config_lib.ConfigError, "generator_hidden_fraction"),
         ({"model.hiden_size": 3}, config_lib.ConfigError, "unknown config field 'model.hiden_size'"),
-        ({"model.attention": "flash"}, config_lib.ConfigError, r"model.attention = 'flash': must be one of"),
+        ({"model.attention": "flashy"}, config_lib.ConfigError, r"model.attention = 'flashy': must be one of"),
         ({"model.dropout_prng": "philox"}, config_lib.ConfigError, "model.dropout_prng"),
         ({"data.max_seq_length": 7}, config_lib.ConfigError, "data.max_seq_length = 7: must be an integer >= 8"),
         ({"data.max_seq_length": 1024}, config_lib.ConfigError, "exceeds model.max_position_embeddings = 512"),

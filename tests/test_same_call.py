@@ -76,10 +76,11 @@ def test_smoke_run_writes_rows_rounds_profiles_and_the_table(tmp_path):
 
 
 @pytest.mark.slow
-def test_smoke_faithful_pass_keeps_attention_dropout_on_both_sides(tmp_path):
+@pytest.mark.parametrize("pass_name,attention", [("faithful", "xla"), ("flash", "flash")])
+def test_smoke_dropout_passes_keep_attention_dropout_on_both_sides(tmp_path, pass_name, attention):
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
-    env = dict(os.environ, OUT=str(tmp_path), SMOKE="1", SMOKE_PASSES="faithful", PYTHON=sys.executable,
+    env = dict(os.environ, OUT=str(tmp_path), SMOKE="1", SMOKE_PASSES=pass_name, PYTHON=sys.executable,
                JAX_PLATFORMS="cpu")
     done = subprocess.run(["bash", str(REPO / "benchmarks" / "run_gpu.sh")], env=env, capture_output=True,
                           text=True, timeout=900)
@@ -88,7 +89,7 @@ def test_smoke_faithful_pass_keeps_attention_dropout_on_both_sides(tmp_path):
     measured = {r["stage"]: r for r in rows if r["kind"] == "measure"}
     # no headline pass in this call, so torch.compile did not win one: the faithful pass does not compile
     assert set(measured) == {"hf_eager", "hf_stock", "jax"}
-    assert {r["attention_dropout"] for r in measured.values()} == {0.1} and measured["jax"]["attention"] == "xla"
+    assert {r["attention_dropout"] for r in measured.values()} == {0.1} and measured["jax"]["attention"] == attention
     assert len([r for r in rows if r["kind"] == "round"]) == 3
     assert "dropout 0.1 on both sides" in done.stdout
 
@@ -187,6 +188,11 @@ def test_plan_runs_every_headline_first_and_reserves_their_time():
     assert session.reserve_after(items, 2) == 0 and session.reserve_after(items, 3) == 0
     with pytest.raises(SystemExit, match="unknown XLA flag set"):
         session.plan(["headline"], ["base"], ["fast_please"])
+    # the flash pass (faithful work, our Pallas flash kernel) after the faithful one, Base first, nothing kept back
+    items = session.plan(["flash", "faithful"], ["small", "base"], [])
+    assert [(i["pass"], i["size"]) for i in items] == [("faithful", "base"), ("faithful", "small"),
+                                                       ("flash", "base"), ("flash", "small")]
+    assert session.reserve_after(items, 0) == 0
 
 
 def test_faithful_pass_compiles_only_where_compile_won_the_headline(tmp_path):
@@ -214,6 +220,12 @@ def test_a_driver_past_its_time_is_stopped_with_its_children(tmp_path):
             time.sleep(0.1)
     with open(tmp_path / "log", "w") as log:
         assert session.run_with_timeout(["bash", "-c", "exit 3"], dict(os.environ), log, timeout_s=30) == 3
+    # While it runs, the callback (the results file rewritten) comes every `every` seconds: 2.2 s / 0.5 s -> 4.
+    calls = []
+    with open(tmp_path / "log", "w") as log:
+        status = session.run_with_timeout(["sleep", "2.2"], dict(os.environ), log, timeout_s=30,
+                                          every=(0.5, lambda: calls.append(time.monotonic())))
+    assert status == 0 and 3 <= len(calls) <= 4
 
 
 def test_xla_flag_sets_parse_in_this_jaxlib_and_each_has_a_prediction():

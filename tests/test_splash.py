@@ -78,7 +78,7 @@ q, k, v = (jax.random.normal(key, (4, 128, 2, 64)) for key in jax.random.split(j
 mask = (jnp.arange(128)[None] < jnp.array([[128], [70], [5], [100]])).astype(jnp.int32)
 loss = lambda fn: (lambda q, k, v, m: jnp.sum(fn(q, k, v, m) * m[:, :, None, None]))
 with mesh:
-    assert splash._batch_mesh() is not None
+    assert attention.batch_mesh() is not None
     sharded = [jax.device_put(x, NamedSharding(mesh, P(("data", "fsdp")))) for x in (q, k, v, mask)]
     fn = jax.jit(jax.grad(loss(splash.attention), argnums=(0, 1, 2)))
     assert "manual_computation" in fn.lower(*sharded).as_text()  # the kernel runs per shard
