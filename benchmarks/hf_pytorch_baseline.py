@@ -104,8 +104,13 @@ def skip_all_true_mask(encoder) -> None:
     transformers 5 builds no mask for `attention_mask=None` in eager mode, but while it traces (torch.compile, and
     CUDA stream capture, which its `is_tracing` counts) it builds an all-True [B, 1, S, S] one, which rules out the
     flash kernel: a captured or compiled step would run slower attention than the eager step. A given mask still
-    goes through transformers' own code."""
-    build = encoder._create_attention_masks
+    goes through transformers' own code. A transformers without that method is left alone (said once): its
+    eager steps are unaffected, and the compiled and captured ones may run a slower attention kernel."""
+    build = getattr(encoder, "_create_attention_masks", None)
+    if build is None:
+        print("hf_pytorch_baseline: this transformers has no ElectraModel._create_attention_masks; compiled and "
+              "captured steps keep its own mask handling", file=sys.stderr)
+        return
 
     def masks(attention_mask=None, encoder_attention_mask=None, **kwargs):
         if attention_mask is None and encoder_attention_mask is None:

@@ -42,10 +42,21 @@ def append_row(path: str | Path, row: dict[str, Any]) -> None:
 
 
 def read_rows(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a JSONL file; a line a killed writer left half written is reported and skipped, so one torn
+    row cannot cost the call its results file."""
     path = Path(path)
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            print(f"make_table: {path} line {number} is not a whole JSON row (a writer was killed?): skipped",
+                  file=sys.stderr)
+    return rows
 
 
 def collect(rows: list[dict[str, Any]], card: str = "", date: str = "") -> dict[str, Any]:

@@ -173,10 +173,11 @@ def test_bad_inputs_are_refused_with_what_to_change():
         config_lib.load("configs/pretrain.py:tiny", {"model.attention": "flashy"})
 
 
-def test_lowers_to_triton_kernels_for_cuda_without_a_gpu():
-    """The Pallas -> Triton lowering (where an op the GPU backend lacks would fail) of the bf16 forward and
-    backward with dropout, at Base's head size, on this CPU: the two kernels, no XLA attention left."""
-    shape = jax.ShapeDtypeStruct((2, 128, 2, 64), jnp.bfloat16)
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float32])
+def test_lowers_to_triton_kernels_for_cuda_without_a_gpu(dtype):
+    """The Pallas -> Triton lowering (where an op the GPU backend lacks would fail) of the forward and backward
+    with dropout, at Base's head size, on this CPU: the two kernels, no XLA attention left."""
+    shape = jax.ShapeDtypeStruct((2, 128, 2, 64), dtype)
     mask = jax.ShapeDtypeStruct((2, 128), jnp.int32)
     key = jax.eval_shape(lambda: jax.random.key(0))
 

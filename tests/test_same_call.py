@@ -164,6 +164,16 @@ def test_results_files_are_the_dated_ones_in_run_order(tmp_path):
         "2026-01-01-h200.json", "2026-01-01-h200-2.json", "2026-01-01-h200-10.json", "2026-01-02-h100.json"]
 
 
+def test_a_torn_last_row_is_skipped_not_fatal(tmp_path, capsys):
+    """A driver killed mid-write leaves half a line: the rows before it still make the results file."""
+    make_table = _load_script("make_table")
+    rows_file = tmp_path / "rows.jsonl"
+    whole = [_measure("hf_eager", "hf_pytorch_eager", 200.0), _measure("jax", "electra_jax", 400.0)]
+    rows_file.write_text("".join(json.dumps(r) + "\n" for r in whole) + json.dumps(whole[0])[:40])
+    assert make_table.read_rows(rows_file) == whole
+    assert "line 3 is not a whole JSON row" in capsys.readouterr().err
+
+
 def test_readme_speed_table_is_the_generated_one():
     make_table = _load_script("make_table")
     files = make_table.results_files(REPO / "benchmarks" / "results")
