@@ -230,12 +230,12 @@ def test_a_driver_past_its_time_is_stopped_with_its_children(tmp_path):
             time.sleep(0.1)
     with open(tmp_path / "log", "w") as log:
         assert session.run_with_timeout(["bash", "-c", "exit 3"], dict(os.environ), log, timeout_s=30) == 3
-    # While it runs, the callback (the results file rewritten) comes every `every` seconds: 2.2 s / 0.5 s -> 4.
+    # While it runs, the callback (the results file rewritten) comes every `every` seconds: 2.2 s / 0.5 s.
     calls = []
     with open(tmp_path / "log", "w") as log:
         status = session.run_with_timeout(["sleep", "2.2"], dict(os.environ), log, timeout_s=30,
                                           every=(0.5, lambda: calls.append(time.monotonic())))
-    assert status == 0 and 3 <= len(calls) <= 4
+    assert status == 0 and 3 <= len(calls) <= 6  # 4, give or take the start of a process on a loaded machine
 
 
 def test_xla_flag_sets_parse_in_this_jaxlib_and_each_has_a_prediction():
