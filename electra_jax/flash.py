@@ -19,7 +19,8 @@ with mix Wellons' "lowbias32" 32-bit hash and (seed0, seed1) two random words dr
 rate is 1 - rate to within 2**-24. These are not the XLA path's threefry bits: the same seed drops other positions
 (with the same distribution), as with `model.dropout_prng`.
 
-The backward pass recomputes probabilities from the saved log-sum-exp (FlashAttention-2), with
+Scores are kept in base 2 (times log2 e: exp2 is the GPU's cheap exponential). The backward pass recomputes
+probabilities from the saved log-sum-exp (FlashAttention-2), with
 delta = rowsum(dO * O), which holds with dropout too (sum_k P dP = dO . O). Off GPU the kernels run in Pallas
 interpret mode, exact but slow, so tests check them on a CPU. Like splash, the kernel runs inside `shard_map` over
 the batch axes under a multi-device mesh (XLA cannot partition a Pallas call itself).
@@ -28,6 +29,7 @@ the batch axes under a multi-device mesh (XLA cannot partition a Pallas call its
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -41,6 +43,7 @@ from electra_jax.attention import MASK_VALUE, batch_mesh
 BLOCK = 64  # query and key rows per tile, forward and backward (sequences are padded to a multiple)
 MAX_SEQ = 1 << 16  # positions are hashed as 32-bit words
 NUM_WARPS = 4
+LOG2E = math.log2(math.e)
 
 
 def mix(x):
@@ -65,13 +68,14 @@ def _cols(start, size):
 
 
 def _keep(rows, cols, threshold: int):
-    """[len(rows), len(cols)] booleans: which probabilities survive dropout."""
-    bits = mix(rows[:, None] ^ cols[None, :])
-    return (bits >> 8).astype(jnp.int32) >= threshold
+    """[len(rows), len(cols)] booleans: which probabilities survive dropout ((bits >> 8) >= threshold, compared
+    without the shift)."""
+    return mix(rows[:, None] ^ cols[None, :]) >= np.uint32(threshold << 8)
 
 
 def _scores(q, k, bias, scale):
-    return plgpu.dot(q, k, trans_b=True) * scale + bias[None, :]
+    """The scores in base 2 (times log2(e)), so probabilities are exp2 of them: the cheaper exponential."""
+    return plgpu.dot(q, k, trans_b=True) * (scale * LOG2E) + bias[None, :] * LOG2E
 
 
 def _forward_kernel(q_ref, k_ref, v_ref, bias_ref, rows_ref, o_ref, lse_ref, *, scale, rate, threshold):
@@ -84,8 +88,8 @@ def _forward_kernel(q_ref, k_ref, v_ref, bias_ref, rows_ref, o_ref, lse_ref, *, 
         ks = pl.ds(j * BLOCK, BLOCK)
         s = _scores(q, k_ref[ks, :], bias_ref[ks], scale)
         m_new = jnp.maximum(m, jnp.max(s, axis=-1))
-        correction = jnp.exp(m - m_new)
-        p = jnp.exp(s - m_new[:, None])
+        correction = jnp.exp2(m - m_new)
+        p = jnp.exp2(s - m_new[:, None])
         l = correction * l + jnp.sum(p, axis=-1)  # the softmax's normalizer counts every probability
         if rate:
             p = jnp.where(_keep(rows, _cols(j * BLOCK, BLOCK), threshold), p, 0.0)
@@ -96,18 +100,18 @@ def _forward_kernel(q_ref, k_ref, v_ref, bias_ref, rows_ref, o_ref, lse_ref, *, 
             jnp.zeros((block_q,), jnp.float32))
     o, m, l = jax.lax.fori_loop(0, seq // BLOCK, body, init)
     o_ref[...] = (o / (l[:, None] * (1.0 - rate))).astype(o_ref.dtype)
-    lse_ref[...] = m + jnp.log(l)
+    lse_ref[...] = m + jnp.log2(l)  # base 2, as the scores
 
 
 def _backward_kernel(q_ref, k_ref, v_ref, bias_ref, rows_ref, do_ref, lse_ref, delta_ref, dq_ref, dk_ref, dv_ref,
                      *, scale, rate, threshold):
     seq = q_ref.shape[0]
-    block = pl.program_id(2)
+    block = pl.program_id(0)
     inv_keep = 1.0 / (1.0 - rate)
 
     def grads_of_scores(q, k, v, do, bias, lse, delta, rows, cols):
         """(dropped probabilities, d loss / d scores) of one [query block, key block] tile."""
-        p = jnp.exp(_scores(q, k, bias, scale) - lse[:, None])
+        p = jnp.exp2(_scores(q, k, bias, scale) - lse[:, None])
         dp = plgpu.dot(do, v, trans_b=True)
         if rate:
             keep = _keep(rows, cols, threshold)
@@ -153,13 +157,14 @@ def _backward_kernel(q_ref, k_ref, v_ref, bias_ref, rows_ref, do_ref, lse_ref, d
     dq_ref[...] = (dq * scale).astype(dq_ref.dtype)
 
 
-def _specs(batch_first_block: bool, seq: int, dim: int):
-    """BlockSpecs of q-like [B, S, H, D], bias [B, S], rows/lse [B, H, S] for a grid over (block, b, h) when
-    `batch_first_block` is False (the forward), or (b, h, block) (the backward, which takes whole sequences)."""
-    if batch_first_block:
-        return (pl.BlockSpec((None, seq, None, dim), lambda b, h, i: (b, 0, h, 0)),
-                pl.BlockSpec((None, seq), lambda b, h, i: (b, 0)),
-                pl.BlockSpec((None, None, seq), lambda b, h, i: (b, h, 0)))
+def _specs(whole: bool, seq: int, dim: int):
+    """BlockSpecs of q-like [B, S, H, D], bias [B, S], rows/lse [B, H, S] over the grid (block, b, h): the
+    program's block of rows, or with `whole` the whole sequence (the backward's inputs). The blocks of one (b, h)
+    are neighbours in launch order, so they share what they read in L2."""
+    if whole:
+        return (pl.BlockSpec((None, seq, None, dim), lambda i, b, h: (b, 0, h, 0)),
+                pl.BlockSpec((None, seq), lambda i, b, h: (b, 0)),
+                pl.BlockSpec((None, None, seq), lambda i, b, h: (b, h, 0)))
     return (pl.BlockSpec((None, BLOCK, None, dim), lambda i, b, h: (b, i, h, 0)),
             pl.BlockSpec((None, seq), lambda i, b, h: (b, 0)),
             pl.BlockSpec((None, None, BLOCK), lambda i, b, h: (b, h, i)))
@@ -172,7 +177,7 @@ def _params():
 def _forward(q, k, v, bias, rows, scale, rate, interpret):
     batch, seq, heads, dim = q.shape
     block_spec, bias_spec, row_spec = _specs(False, seq, dim)
-    whole = pl.BlockSpec((None, seq, None, dim), lambda i, b, h: (b, 0, h, 0))
+    whole = _specs(True, seq, dim)[0]
     kernel = functools.partial(_forward_kernel, scale=scale, rate=rate, threshold=_threshold(rate))
     return pl.pallas_call(
         kernel, grid=(seq // BLOCK, batch, heads),
@@ -200,10 +205,10 @@ def _flash_bwd(scale, rate, interpret, residuals, do):
     batch, seq, heads, dim = q.shape
     delta = jnp.einsum("bshd,bshd->bhs", out.astype(jnp.float32), do.astype(jnp.float32))
     whole, bias_spec, row_spec = _specs(True, seq, dim)
-    block = pl.BlockSpec((None, BLOCK, None, dim), lambda b, h, i: (b, i, h, 0))
+    block = pl.BlockSpec((None, BLOCK, None, dim), lambda i, b, h: (b, i, h, 0))
     kernel = functools.partial(_backward_kernel, scale=scale, rate=rate, threshold=_threshold(rate))
     dq, dk, dv = pl.pallas_call(
-        kernel, grid=(batch, heads, seq // BLOCK),
+        kernel, grid=(seq // BLOCK, batch, heads),
         in_specs=[whole, whole, whole, bias_spec, row_spec, whole, row_spec, row_spec],
         out_specs=[block, block, block],
         out_shape=[jax.ShapeDtypeStruct(x.shape, x.dtype) for x in (q, k, v)],
@@ -231,6 +236,8 @@ def attention(q, k, v, input_mask, *, dropout_rate: float = 0.0, dropout_rng=Non
     if interpret is None:
         interpret = jax.default_backend() != "gpu"
     rate = float(dropout_rate) if not deterministic else 0.0
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"flash attention's dropout rate must be in [0, 1), got {rate}")
     if rate and dropout_rng is None:
         raise ValueError("flash attention with dropout needs dropout_rng")
     scale = 1.0 / float(head_dim) ** 0.5

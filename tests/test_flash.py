@@ -165,6 +165,8 @@ def test_bad_inputs_are_refused_with_what_to_change():
     q, k, v, mask = _inputs(1, 16, 1, 16, [16])
     with pytest.raises(ValueError, match=r"needs model.attention='xla'"):
         flash.attention(q, k, v, jnp.ones((1, 16, 16), jnp.int32))
+    with pytest.raises(ValueError, match=r"must be in \[0, 1\), got 1.0"):
+        flash.attention(q, k, v, mask, dropout_rate=1.0, dropout_rng=jax.random.key(0), deterministic=False)
     with pytest.raises(ValueError, match="needs dropout_rng"):
         flash.attention(q, k, v, mask, dropout_rate=0.1, deterministic=False)
     with pytest.raises(ValueError, match=r"one shape \[batch, seq, heads, head_dim\]"):
