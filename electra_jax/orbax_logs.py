@@ -46,9 +46,15 @@ class QuietOrbax(pylogging.Filter):
         return True
 
 
+# Words of orbax's storage layer (tensorstore, its OCDBT database) in the text of a future it abandoned: such a
+# future's exception comes from tensorstore's C++ and carries no orbax frame.
+_STORAGE_WORDS = ("orbax", "tensorstore", "OCDBT database")
+
+
 def _from_orbax(record: pylogging.LogRecord) -> bool:
-    """Whether an asyncio record is about an orbax task: named in its text or in its exception's traceback."""
-    if "orbax" in record.getMessage():
+    """Whether an asyncio record is about an orbax task or a tensorstore read it started: named in its text or in
+    its exception's traceback."""
+    if any(word in record.getMessage() for word in _STORAGE_WORDS):
         return True
     tb = record.exc_info[2] if record.exc_info else None
     while tb is not None:
