@@ -39,6 +39,7 @@ SMOKE_ESTIMATE_S = 60
 MIN_DRIVER_S = 40  # below this a driver cannot even build both steps: it is recorded as skipped
 KILL_GRACE_S = 10  # a driver past its limit gets SIGTERM and up to this long before SIGKILL
 FAITHFUL_ORDER = ("base", "small", "large")
+DROPOUT_PASSES = ("faithful", "flash")  # attention dropout on both sides: after the headline, Base first
 PROFILE_SIZE = "base"
 
 # Extra electra_jax variants (XLA_FLAGS), each run only when named in --flag_sets (run_gpu.sh: XLA_FLAG_SETS).
@@ -69,7 +70,7 @@ def plan(passes: list[str], sizes: list[str], flag_sets: list[str], smoke: bool 
     if "headline" in passes:
         items += [{"pass": "headline", "size": size, "profile": size == (sizes[0] if smoke else PROFILE_SIZE)}
                   for size in sizes]
-    for extra in ("faithful", "flash"):  # the dropout passes, Base first
+    for extra in DROPOUT_PASSES:
         if extra in passes:
             items += [{"pass": extra, "size": size} for size in FAITHFUL_ORDER if size in sizes]
             items += [{"pass": extra, "size": size} for size in sizes if size not in FAITHFUL_ORDER]
@@ -113,7 +114,7 @@ def driver_command(item: dict, args: argparse.Namespace, rows_file: Path, deadli
         command.append("--profile")
     if item.get("flag_set"):
         command.append(f"--flag_set={item['flag_set']}")
-    if item["pass"] in ("faithful", "flash") and not compile_won(rows_file, item["size"]):
+    if item["pass"] in DROPOUT_PASSES and not compile_won(rows_file, item["size"]):
         command.append("--hf_compile=none")
     if args.smoke:
         command += ["--smoke", "--steps=4", "--window=2", "--warmup=1"]

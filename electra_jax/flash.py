@@ -205,7 +205,7 @@ def _flash_bwd(scale, rate, interpret, residuals, do):
     batch, seq, heads, dim = q.shape
     delta = jnp.einsum("bshd,bshd->bhs", out.astype(jnp.float32), do.astype(jnp.float32))
     whole, bias_spec, row_spec = _specs(True, seq, dim)
-    block = pl.BlockSpec((None, BLOCK, None, dim), lambda i, b, h: (b, i, h, 0))
+    block = _specs(False, seq, dim)[0]
     kernel = functools.partial(_backward_kernel, scale=scale, rate=rate, threshold=_threshold(rate))
     dq, dk, dv = pl.pallas_call(
         kernel, grid=(seq // BLOCK, batch, heads),

@@ -6,6 +6,9 @@ One layer, width 64, a 512-token vocabulary: a step compiles in seconds on 2 cor
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,14 @@ def config(**extra: Any):
     from electra_jax import config as config_lib
 
     return config_lib.load("configs/pretrain.py:tiny", overrides(**extra))
+
+
+def run_on_cpu_devices(code: str, devices: int = 4, timeout: int = 600) -> None:
+    """Runs `code` with `python -c` on `devices` CPU devices (XLA_FLAGS takes effect only before jax is imported, so
+    in a process of its own); it must exit 0 and print "ok"."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0 and "ok" in done.stdout, done.stderr[-3000:]
 
 
 def flags(values: dict[str, Any]) -> list[str]:

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import mini
 import pytest
 
 from electra_jax import attention, modeling, splash
@@ -93,10 +94,4 @@ print("ok")
 @pytest.mark.slow
 def test_splash_runs_per_shard_under_a_mesh():
     """Under `with mesh:` the kernel is wrapped in shard_map over the batch axes; gradients stay exact."""
-    import os
-    import subprocess
-    import sys
-
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=4")
-    done = subprocess.run([sys.executable, "-c", _MESH_CHECK], env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0 and "ok" in done.stdout, done.stderr[-3000:]
+    mini.run_on_cpu_devices(_MESH_CHECK, devices=4)

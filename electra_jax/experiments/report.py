@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 
 from electra_jax.experiments.budgets import CONTROL, TASKS
 from electra_jax.experiments.finetuning import DIVERGED, is_headline, results_path, seed_scores
-from electra_jax.experiments.stages import Stages, write_json, write_text
+from electra_jax.experiments.stages import Stages, copy_file, write_json, write_text
 
 STYLES = {"electra": ("ELECTRA (replaced-token detection)", "tab:blue", "o"),
           "mlm": ("masked LM (same encoder)", "tab:orange", "s"),
@@ -230,10 +229,7 @@ def write_report(out: Path, results: str = "", plot: bool = True) -> list[dict[s
         for source, suffix in (("results.json", ".json"), ("results.md", ".md"), ("compute_efficiency.png", ".png"),
                                ("summary.json", ".summary.json")):
             if (out / source).exists():
-                copy = target.with_suffix(suffix) if suffix != ".summary.json" else target.with_name(
-                    target.stem + ".summary.json")
                 # Through a temporary file: several processes write these, and a kill may come mid-copy.
-                tmp = copy.with_name(f".{copy.name}.{os.getpid()}.tmp")
-                shutil.copyfile(out / source, tmp)
-                tmp.replace(copy)
+                copy_file(out / source, target.with_suffix(suffix) if suffix != ".summary.json"
+                          else target.with_name(target.stem + ".summary.json"))
     return lines

@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -17,10 +18,21 @@ from absl import logging
 from electra_jax.config import REPO_ROOT
 
 
+def _temporary(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
 def write_text(path: Path, text: str) -> None:
     """Writes a file through a temporary one, so a reader (another process, or a kill) never sees half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = _temporary(path)
     tmp.write_text(text)
+    tmp.replace(path)
+
+
+def copy_file(source: Path, path: Path) -> None:
+    """Copies a file through a temporary one, as write_text writes."""
+    tmp = _temporary(path)
+    shutil.copyfile(source, tmp)
     tmp.replace(path)
 
 
