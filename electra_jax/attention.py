@@ -62,14 +62,21 @@ def flash_attention(q, k, v, input_mask, *, dropout_rate: float = 0.0, dropout_r
 
 
 def batch_mesh():
-    """The mesh of the enclosing `with mesh:` and its batch axes, or None (one device or no mesh): a Pallas kernel
-    runs inside `shard_map` over them, as XLA cannot partition a Pallas call by itself."""
-    try:
-        from jax._src import mesh as mesh_lib  # the legacy context `with mesh:` has no public getter
+    """The current mesh and its batch axes, or None (one device or no mesh): a Pallas kernel runs inside
+    `shard_map` over them, as XLA cannot partition a Pallas call by itself. The mesh is the one of
+    `jax.set_mesh` (what electra_jax.sharding.use_mesh enters; seen inside jit as the abstract mesh) or of
+    the legacy `with mesh:`."""
+    mesh = None
+    get_abstract = getattr(jax.sharding, "get_abstract_mesh", None)
+    if get_abstract is not None and not get_abstract().empty:
+        mesh = get_abstract()
+    else:
+        try:
+            from jax._src import mesh as mesh_lib  # the legacy context `with mesh:` has no public getter
 
-        mesh = mesh_lib.thread_resources.env.physical_mesh
-    except (ImportError, AttributeError):
-        return None
+            mesh = mesh_lib.thread_resources.env.physical_mesh
+        except (ImportError, AttributeError):
+            return None
     if mesh.empty or mesh.size == 1:
         return None
     axes = tuple(axis for axis in BATCH_AXES if axis in mesh.axis_names and mesh.shape[axis] > 1)

@@ -61,6 +61,13 @@ RULES: dict[str, tuple[tuple[str, Any], ...]] = {
 }
 
 
+def use_mesh(mesh: Mesh):
+    """The context that makes `mesh` current for the programs traced inside it: `jax.set_mesh(mesh)` (JAX
+    >= 0.7.1), else the legacy `with mesh:`, which JAX deprecated in 0.10 and will remove. Under either one
+    the Pallas attention kernels find the mesh (attention.batch_mesh) and run per batch shard."""
+    return jax.set_mesh(mesh) if hasattr(jax, "set_mesh") else mesh
+
+
 def initialize_distributed(multihost: bool | None = None) -> bool:
     """Calls jax.distributed.initialize() for multi-process runs; returns whether it did.
 

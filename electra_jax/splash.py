@@ -10,9 +10,10 @@ Sequences are padded to a multiple of 128 (splash tiles the key axis in 128-lane
 tokens, and the pad is cut off again. Off TPU the kernel runs in Pallas interpret mode, which is slow but
 exact, so tests check this path on CPU. No attention-probability dropout (the kernel has none).
 
-XLA cannot partition a Pallas call over devices by itself, so under a multi-device mesh (`with mesh:`, as
-the training step runs) the kernel runs inside `shard_map` over the batch axes ('data', 'fsdp'): attention
-is per example, so each device attends over its own rows with no communication.
+XLA cannot partition a Pallas call over devices by itself, so under a multi-device mesh (`jax.set_mesh`,
+as the training step runs, or the legacy `with mesh:`) the kernel runs inside `shard_map` over the batch
+axes ('data', 'fsdp'): attention is per example, so each device attends over its own rows with no
+communication.
 """
 
 from __future__ import annotations

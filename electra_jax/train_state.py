@@ -226,7 +226,7 @@ class Trainer:
 
     def stack_states(self, states: list[TrainState]) -> TrainState:
         """One state holding `states` along a leading seeds axis, for the steps of `compile(seeds=len(states))`."""
-        with self.mesh:
+        with sharding_lib.use_mesh(self.mesh):
             return self._jitted_stack(*states)
 
     @functools.cached_property
@@ -259,7 +259,7 @@ class Trainer:
 
     def init_state(self, seed: int) -> TrainState:
         """A fresh state created directly in its shardings (no parameter is ever whole on one device)."""
-        with self.mesh:
+        with sharding_lib.use_mesh(self.mesh):
             return self._jitted_init(jax.random.PRNGKey(seed))
 
     def state_from_params(self, params: dict, seed: int) -> TrainState:
@@ -272,12 +272,12 @@ class Trainer:
             lambda x, shape, sharding: jax.make_array_from_callback(
                 shape.shape, sharding, lambda index, x=x: np.asarray(x, np.float32)[index]),
             params, expected, self.state_shardings.params)
-        with self.mesh:
+        with sharding_lib.use_mesh(self.mesh):
             return self._jitted_fresh(params, jax.random.PRNGKey(seed))
 
     def reset_optimizer(self, state: TrainState) -> TrainState:
         """The same params, step and key with a freshly initialized optimizer state (in its shardings)."""
-        with self.mesh:
+        with sharding_lib.use_mesh(self.mesh):
             opt_state = jax.jit(self.tx.init, in_shardings=(self.state_shardings.params,),
                                 out_shardings=self.state_shardings.opt_state)(state.params)
         return state.replace(opt_state=opt_state)
@@ -314,7 +314,7 @@ class Trainer:
         if seeds:
             step_fn, eval_fn = jax.vmap(step_fn), jax.vmap(eval_fn, in_axes=(0, None, None))
             state_shardings, batch_sharding = self.stacked_state_shardings, self.stacked_batch_sharding
-        with self.mesh:
+        with sharding_lib.use_mesh(self.mesh):
             batch = self.abstract_batch(batch_size, seeds)
             train = jax.jit(step_fn, in_shardings=(state_shardings, batch_sharding, self.replicated),
                             out_shardings=(state_shardings, self.replicated), donate_argnums=(0,))

@@ -204,10 +204,15 @@ mesh = Mesh(np.array(jax.devices()).reshape(2, 2, 1), ("data", "fsdp", "tensor")
 q, k, v = (jax.random.normal(key, (4, 64, 2, 16)) for key in jax.random.split(jax.random.key(0), 3))
 mask = (jnp.arange(64)[None] < jnp.array([[64], [40], [5], [60]])).astype(jnp.int32)
 loss = lambda fn: (lambda q, k, v, m: jnp.sum(fn(q, k, v, m) * m[:, :, None, None]))
-with mesh:
-    sharded = [jax.device_put(x, NamedSharding(mesh, P(("data", "fsdp")))) for x in (q, k, v, mask)]
+sharded = [jax.device_put(x, NamedSharding(mesh, P(("data", "fsdp")))) for x in (q, k, v, mask)]
+assert attention.batch_mesh() is None
+with mesh:  # the legacy context is seen too
+    assert attention.batch_mesh() == (mesh, ("data", "fsdp"))
+    legacy = jax.jit(jax.grad(loss(flash.attention), argnums=(0, 1, 2))).lower(*sharded).as_text()
+assert "manual_computation" in legacy  # the kernel runs per shard
+with jax.set_mesh(mesh):  # what electra_jax.sharding.use_mesh enters
     fn = jax.jit(jax.grad(loss(flash.attention), argnums=(0, 1, 2)))
-    assert "manual_computation" in fn.lower(*sharded).as_text()  # the kernel runs per shard
+    assert "manual_computation" in fn.lower(*sharded).as_text()
     got = fn(*sharded)
     dropped = jax.jit(lambda *a: flash.attention(*a, dropout_rate=0.1, dropout_rng=jax.random.key(1),
                                                  deterministic=False))(*sharded)
@@ -217,10 +222,24 @@ for a, b in zip(got, want):
 # each shard draws its own dropout words: the 4 shards' masks differ although their rows have the same local index
 plain = np.asarray(flash.attention(q, k, v, mask))
 assert np.isfinite(np.asarray(dropped)).all() and not np.allclose(np.asarray(dropped)[0], plain[0], atol=1e-3)
+
+# The Trainer's steps see their mesh in the kernel, without the deprecated `with mesh:`.
+import warnings
+from electra_jax import config as config_lib, sharding, train_state
+warnings.filterwarnings("error", message="`with mesh", category=DeprecationWarning)
+config = config_lib.load("configs/pretrain.py:tiny", {**MINI, "model.attention": "flash", "data.max_seq_length": 64})
+config.mesh.update({"data": 1, "fsdp": 4, "tensor": 1})
+trainer = train_state.Trainer(config, sharding.make_mesh(config.mesh))
+seen, find = [], flash.batch_mesh
+flash.batch_mesh = lambda: seen.append(find()) or seen[-1]
+trainer.compile(log_memory=False, include_eval=False)
+assert seen and all(s is not None and s[1] == ("fsdp",) and dict(s[0].shape) == {"data": 1, "fsdp": 4, "tensor": 1}
+                    for s in seen), seen
 print("ok")
 """
 
 
 def test_flash_runs_per_shard_under_a_mesh():
-    """Under `with mesh:` the kernel is wrapped in shard_map over the batch axes; gradients stay exact."""
-    mini.run_on_cpu_devices(_MESH_CHECK, devices=4)
+    """Under `jax.set_mesh` (or the legacy `with mesh:`) the kernel is wrapped in shard_map over the batch axes;
+    gradients stay exact; a Trainer's compiled step finds its mesh there."""
+    mini.run_on_cpu_devices(f"MINI = {mini.MODEL!r}\n" + _MESH_CHECK, devices=4)

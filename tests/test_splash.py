@@ -78,9 +78,12 @@ mesh = Mesh(np.array(jax.devices()).reshape(2, 2, 1), ("data", "fsdp", "tensor")
 q, k, v = (jax.random.normal(key, (4, 128, 2, 64)) for key in jax.random.split(jax.random.key(0), 3))
 mask = (jnp.arange(128)[None] < jnp.array([[128], [70], [5], [100]])).astype(jnp.int32)
 loss = lambda fn: (lambda q, k, v, m: jnp.sum(fn(q, k, v, m) * m[:, :, None, None]))
-with mesh:
-    assert attention.batch_mesh() is not None
-    sharded = [jax.device_put(x, NamedSharding(mesh, P(("data", "fsdp")))) for x in (q, k, v, mask)]
+sharded = [jax.device_put(x, NamedSharding(mesh, P(("data", "fsdp")))) for x in (q, k, v, mask)]
+with mesh:  # the legacy context is seen too
+    assert attention.batch_mesh() == (mesh, ("data", "fsdp"))
+    legacy = jax.jit(jax.grad(loss(splash.attention), argnums=(0, 1, 2))).lower(*sharded).as_text()
+assert "manual_computation" in legacy  # the kernel runs per shard
+with jax.set_mesh(mesh):  # what electra_jax.sharding.use_mesh enters
     fn = jax.jit(jax.grad(loss(splash.attention), argnums=(0, 1, 2)))
     assert "manual_computation" in fn.lower(*sharded).as_text()  # the kernel runs per shard
     got = fn(*sharded)
@@ -93,5 +96,6 @@ print("ok")
 
 @pytest.mark.slow
 def test_splash_runs_per_shard_under_a_mesh():
-    """Under `with mesh:` the kernel is wrapped in shard_map over the batch axes; gradients stay exact."""
+    """Under `jax.set_mesh` (or the legacy `with mesh:`) the kernel is wrapped in shard_map over the batch axes;
+    gradients stay exact."""
     mini.run_on_cpu_devices(_MESH_CHECK, devices=4)
