@@ -256,6 +256,20 @@ def test_no_mask_reaches_sdpa_while_tracing_or_capturing(baseline, monkeypatch):
     assert seen and all(mask is not None for mask in seen) and len(built) == 1
 
 
+def test_a_transformers_without_the_mask_builder_is_left_alone_and_said_once(baseline, capsys):
+    """An older or newer transformers whose ElectraModel has no _create_attention_masks: nothing is patched (the
+    eager step is unaffected) and stderr says what that costs."""
+
+    class OtherEncoder:
+        pass
+
+    encoder = OtherEncoder()
+    baseline.skip_all_true_mask(encoder)
+    assert not hasattr(encoder, "_create_attention_masks")
+    err = capsys.readouterr().err
+    assert err.count("has no ElectraModel._create_attention_masks") == 1 and "compiled and captured" in err
+
+
 def test_cuda_graph_replays_take_real_steps_with_fresh_masks(baseline):
     """Hand count: 3 warm-up steps before capture, none during it (capture records kernels), one per replay; each
     replay advances the random generator (new masks, samples and dropout) and moves the weights."""

@@ -246,3 +246,35 @@ def test_command_line_overrides_reach_the_fine_tuning_configs(tmp_path, monkeypa
     monkeypatch.setattr(ce, "FLAGS", types.SimpleNamespace(**{**flags, "tasks": ["rte", "qnli"]}))
     with pytest.raises(ce.app.UsageError, match=r"--tasks: unknown \['qnli'\]"):
         ce.budget_from_flags()
+
+
+def test_while_workers_run_the_report_is_redrawn_when_results_change_at_most_every_redraw_period(
+        tmp_path, monkeypatch):
+    """The workers write results.json; the experiment redraws the report (with the plot) only after a change, at
+    most once per REDRAW_S, and once more when they end. A worker that fails is named with its log's tail."""
+    from electra_jax.experiments import report
+
+    draws = []
+    monkeypatch.setattr(report, "write_report", lambda out, results: draws.append(time.monotonic()))
+    monkeypatch.setattr(finetuning, "POLL_S", 0.05)
+    monkeypatch.setattr(finetuning, "REDRAW_S", 1.0)
+    rows = tmp_path / "results.json"
+    # results at 0.2 s and 0.5 s (one draw, at about 1 s), at 2 s (a second), then 1.4 s of nothing.
+    writer = ("import sys, time; rows = sys.argv[1]\n"
+              "for wait in (0.2, 0.3, 1.5):\n    time.sleep(wait); open(rows, 'a').write('x')\n"
+              "time.sleep(1.4)")
+    began = time.monotonic()
+    finetuning.wait_for_workers(tmp_path, {"rte": subprocess.Popen([sys.executable, "-c", writer, str(rows)])}, "r")
+    ended = time.monotonic()
+    during, final = [t - began for t in draws[:-1]], draws[-1]
+    assert len(during) == 2 and during[0] >= 1.0 and during[1] - during[0] >= 1.0, during
+    assert final >= ended - 0.05
+    # nothing written: no redraw until the end
+    draws.clear()
+    finetuning.wait_for_workers(tmp_path / "none", {"rte": subprocess.Popen([sys.executable, "-c",
+                                                                             "import time; time.sleep(1.5)"])}, "r")
+    assert len(draws) == 1
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "finetune_cola.log").write_text("Traceback: out of memory")
+    with pytest.raises(RuntimeError, match=r"(?s)exit codes \{'cola': 3\}.*out of memory"):
+        finetuning.wait_for_workers(tmp_path, {"cola": subprocess.Popen([sys.executable, "-c", "exit(3)"])}, "r")

@@ -9,10 +9,12 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -203,6 +205,48 @@ def test_the_device_script_is_valid_bash():
     if shellcheck:
         done = subprocess.run([shellcheck, str(script)], capture_output=True, text=True)
         assert done.returncode == 0, done.stdout
+
+
+_FAKE_PYTHON = r"""#!/usr/bin/env bash
+# Stands in for python: the set-up probes succeed, unpack makes its folder, compute_efficiency sleeps FAKE_SLEEP s.
+echo "$*" >> "$CALLS"
+case "$*" in
+    *"import tensorflow"*) exit 1 ;;
+    *"-c "*) exit 0 ;;
+    *"bundle unpack"*)
+        for a in "$@"; do
+            [[ "$a" == --output_dir=* ]] && mkdir -p "${a#--output_dir=}/glue" && echo "${a#--output_dir=}"
+        done
+        exit 0 ;;
+    *compute_efficiency*) exec sleep "$FAKE_SLEEP" ;;
+esac
+"""
+
+
+@pytest.mark.parametrize("sleep_s, limit_s", [(0, 570), (60, 22)])
+def test_the_device_script_ends_within_its_limit_with_the_set_up_and_kill_grace_counted(tmp_path, sleep_s, limit_s):
+    """LIMIT_S counts from the script's start: the experiment gets LIMIT_S - set-up - 15 s (its kill grace), its
+    fine-tuning deadline 40 s less; one that overruns is stopped and the script still ends inside LIMIT_S."""
+    fake = tmp_path / "python"
+    fake.write_text(_FAKE_PYTHON)
+    fake.chmod(0o755)
+    (tmp_path / "bundle").mkdir()
+    (tmp_path / "bundle" / "bundle.json").write_text("{}")
+    env = dict(os.environ, OUT=str(tmp_path / "out"), BUNDLE=str(tmp_path / "bundle"), PYTHON=str(fake),
+               CALLS=str(tmp_path / "calls"), FAKE_SLEEP=str(sleep_s), LIMIT_S=str(limit_s), WORK=str(tmp_path / "w"))
+    env.pop("SMOKE", None)
+    began = time.monotonic()
+    done = subprocess.run(["bash", str(REPO / "benchmarks" / "run_evidence_gpu.sh")], env=env, capture_output=True,
+                          text=True, timeout=120)
+    wall = time.monotonic() - began
+    log = (tmp_path / "out" / "run.log").read_text()
+    elapsed, left = map(int, re.search(r"=== compute_efficiency --budget=gpu \((\d+)s elapsed, (-?\d+)s left\)",
+                                       log).groups())
+    assert left == limit_s - elapsed - 15
+    call = next(line for line in (tmp_path / "calls").read_text().splitlines() if "compute_efficiency" in line)
+    assert f"--deadline_s={left - 40}" in call.split() and "--budget=gpu" in call.split()
+    assert done.returncode == (124 if sleep_s > left else 0), log
+    assert f"compute_efficiency exit status {done.returncode}" in log and wall < limit_s
 
 
 @pytest.mark.slow

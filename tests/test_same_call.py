@@ -205,6 +205,44 @@ def test_plan_runs_every_headline_first_and_reserves_their_time():
     assert session.reserve_after(items, 0) == 0
 
 
+def test_the_budget_counts_from_the_call_start_and_keeps_the_later_headlines_and_the_kill_grace(
+        tmp_path, monkeypatch):
+    """Each driver's limit is the budget less the time since run_gpu.sh started (--started_at, its set-up
+    included), less the estimates of the headline drivers still to come, less KILL_GRACE_S; past the budget a
+    driver is skipped with a row that says so. Hand counts against ESTIMATE_S, with drivers that take no time."""
+    session = _load_script("gpu_session")
+    limits = []
+    monkeypatch.setattr(session, "run_with_timeout", lambda command, env, log, timeout_s, every=None:
+                        limits.append((command[2], command[3], timeout_s)) or 0)
+    monkeypatch.setattr(session.time, "time", lambda: 1_000_000.0)
+    estimate, grace = session.ESTIMATE_S, session.KILL_GRACE_S
+
+    def run(started_ago: float) -> list[dict]:
+        limits.clear()
+        scratch = tmp_path / f"ago{started_ago:.0f}"
+        args = session.parse_args([f"--out={scratch}", f"--result={scratch}/r.json", f"--scratch={scratch}",
+                                   "--passes=headline,faithful", "--sizes=small,base", "--budget_s=545",
+                                   f"--started_at={1_000_000.0 - started_ago}", f"--log={scratch}.log"])
+        session.run_session(args)
+        return [json.loads(line) for line in (scratch / "rows.jsonl").read_text().splitlines()]
+
+    run(100)  # 100 s of set-up: small keeps Base's headline estimate back; the rest keep nothing
+    left = 545 - 100
+    want = [("--size=small", "--pass=headline", left - estimate[("headline", "base")] - grace),
+            ("--size=base", "--pass=headline", left - grace),
+            ("--size=base", "--pass=faithful", left - grace), ("--size=small", "--pass=faithful", left - grace)]
+    assert [c[:2] for c in limits] == [w[:2] for w in want]
+    for (_, _, got), (_, _, expected) in zip(limits, want):
+        assert expected - 2 <= got <= expected  # the drivers take no time; the session's own steps, a little
+    # 470 s of set-up: 75 s left. Small's headline would get 75 - 166 - 10 < 40 s: skipped. Base's gets 65 s. A
+    # faithful driver needs 60% of its estimate: Base's 113 s * 0.6 = 67.8 s > 65 s is skipped, Small's 55.8 s runs.
+    rows = run(470)
+    assert [(c[0], c[1]) for c in limits] == [("--size=base", "--pass=headline"), ("--size=small", "--pass=faithful")]
+    assert all(75 - grace - 2 <= c[2] <= 75 - grace for c in limits)
+    skipped = [(r["pass"], r["size"]) for r in rows if r["kind"] == "skipped"]
+    assert skipped == [("headline", "small"), ("faithful", "base")]
+
+
 def test_faithful_pass_compiles_only_where_compile_won_the_headline(tmp_path):
     session = _load_script("gpu_session")
     rows_file = tmp_path / "rows.jsonl"

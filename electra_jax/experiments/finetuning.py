@@ -233,17 +233,21 @@ def start_workers(out: Path, tasks: Sequence[str]) -> dict[str, subprocess.Popen
     return workers
 
 
+POLL_S, REDRAW_S = 5.0, 30.0  # wait_for_workers: how often it looks at the workers, and redraws at most
+
+
 def wait_for_workers(out: Path, workers: dict[str, subprocess.Popen], results: str) -> None:
-    from electra_jax.experiments.report import write_report
+    from electra_jax.experiments import report
 
     # The workers rewrite the report after each result but not the plot (one process draws it): redraw it here
     # every half minute while results come in, so a run cut short by a time limit returns a current plot.
+    write_report = report.write_report
     drawn, last_draw = None, time.time()
     while any(proc.poll() is None for proc in workers.values()):
-        time.sleep(5.0)
+        time.sleep(POLL_S)
         rows = out / "results.json"
         changed = rows.exists() and rows.stat().st_mtime_ns != drawn
-        if changed and time.time() - last_draw >= 30.0:
+        if changed and time.time() - last_draw >= REDRAW_S:
             write_report(out, results)
             drawn, last_draw = rows.stat().st_mtime_ns, time.time()
     failed = {task: proc.returncode for task, proc in workers.items() if proc.returncode}
