@@ -35,6 +35,9 @@ ESTIMATE_S = {("headline", "small"): 136, ("headline", "base"): 166, ("headline"
               ("flash", "small"): 93, ("flash", "base"): 113, ("flash", "large"): 108,
               ("flags", "base"): 120}
 COLD_START_S = 63
+# --hf_compile_graph (run_gpu.sh: HF_COMPILE_GRAPH=1) adds same_call.py's hf_compile_graph stage to each driver that
+# compiles: a second compile of the same graphs from torch's caches, the capture and the timed replays (a guess).
+COMPILE_GRAPH_S = {"small": 15, "base": 18, "large": 20}
 SMOKE_ESTIMATE_S = 60
 MIN_DRIVER_S = 40  # below this a driver cannot even build both steps: it is recorded as skipped
 KILL_GRACE_S = 10  # a driver past its limit gets SIGTERM and up to this long before SIGKILL
@@ -61,8 +64,10 @@ def flags_known(xla_flags: str, python: str = sys.executable) -> bool:
     return subprocess.run([python, "-c", code], env=env, capture_output=True, timeout=300).returncode == 0
 
 
-def plan(passes: list[str], sizes: list[str], flag_sets: list[str], smoke: bool = False) -> list[dict]:
-    """The drivers of a call, most important first."""
+def plan(passes: list[str], sizes: list[str], flag_sets: list[str], smoke: bool = False,
+         compile_graph: bool = False) -> list[dict]:
+    """The drivers of a call, most important first (`compile_graph`: the headline drivers also time the compiled
+    HF step in a CUDA graph)."""
     unknown = [name for name in flag_sets if name not in XLA_FLAG_SETS]
     if unknown:
         raise SystemExit(f"unknown XLA flag set(s) {unknown}; known: {sorted(XLA_FLAG_SETS)}")
@@ -80,6 +85,10 @@ def plan(passes: list[str], sizes: list[str], flag_sets: list[str], smoke: bool 
                                                                          item["size"])]
     if items and not smoke:
         items[0]["estimate_s"] += COLD_START_S
+        if compile_graph:
+            for item in items:
+                if item["pass"] == "headline" and not item.get("flag_set"):
+                    item["estimate_s"] += COMPILE_GRAPH_S[item["size"]]
     return items
 
 
@@ -97,13 +106,14 @@ def reserve_after(items: list[dict], index: int) -> float:
 
 
 def compile_won(rows_file: Path, size: str) -> bool:
-    """Whether torch.compile was the fastest HF variant of the headline pass at `size` in this call."""
+    """Whether torch.compile (alone or in a CUDA graph) was the fastest HF variant of the headline pass at `size`
+    in this call."""
     if not rows_file.exists():
         return False
     rows = [json.loads(line) for line in rows_file.read_text().splitlines() if line.strip()]
     hf = [r for r in rows if r.get("kind") == "measure" and r.get("pass") == "headline" and r.get("size") == size
           and str(r.get("impl", "")).startswith("hf_pytorch") and not r.get("flag_set")]
-    return bool(hf) and max(hf, key=lambda r: r["tokens_per_sec"])["impl"] == "hf_pytorch_compile"
+    return bool(hf) and max(hf, key=lambda r: r["tokens_per_sec"])["impl"].startswith("hf_pytorch_compile")
 
 
 def driver_command(item: dict, args: argparse.Namespace, rows_file: Path, deadline_s: float) -> list[str]:
@@ -116,6 +126,8 @@ def driver_command(item: dict, args: argparse.Namespace, rows_file: Path, deadli
         command.append(f"--flag_set={item['flag_set']}")
     if item["pass"] in DROPOUT_PASSES and not compile_won(rows_file, item["size"]):
         command.append("--hf_compile=none")
+    elif args.hf_compile_graph and not item.get("flag_set"):
+        command.append("--hf_compile_graph")
     if args.smoke:
         command += ["--smoke", "--steps=4", "--window=2", "--warmup=1"]
     return command
@@ -158,7 +170,7 @@ def run_session(args: argparse.Namespace) -> dict:
     scratch.mkdir(parents=True, exist_ok=True)
     rows_file = scratch / "rows.jsonl"
     items = plan(args.passes.split(","), args.sizes.split(","), [s for s in args.flag_sets.split(",") if s],
-                 args.smoke)
+                 args.smoke, args.hf_compile_graph)
     # The budget counts from run_gpu.sh's start (--started_at), its set-up included; a driver stopped at its
     # limit may take KILL_GRACE_S more to go.
     started = time.monotonic() - (max(0.0, time.time() - args.started_at) if args.started_at else 0.0)
@@ -225,6 +237,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--date", default="")
     parser.add_argument("--started_at", type=float, default=0.0,
                         help="unix time the call started (run_gpu.sh's start): the budget counts from it")
+    parser.add_argument("--hf_compile_graph", action="store_true",
+                        help="drivers that compile HF also time the compiled step in one CUDA graph")
     parser.add_argument("--smoke", action="store_true")
     return parser.parse_args(argv)
 

@@ -16,8 +16,9 @@
 #
 # Knobs: BUDGET_S (545, counted from this script's start), PASSES ("headline,faithful"; "flash" adds the
 # faithful work with electra_jax's Pallas flash attention), SIZES ("small,base,large"), XLA_FLAG_SETS (extra
-# Base runs, off by default; names in gpu_session.py), RUN_TAG (a suffix for a second call of the day), PYTHON,
-# COMMIT and DIRTY (the GPU machine's copy of the tree has no .git).
+# Base runs, off by default; names in gpu_session.py), HF_COMPILE_GRAPH=1 (every driver that compiles HF also
+# times the compiled step captured in one CUDA graph; about 15-20 s a size), RUN_TAG (a suffix for a second call of
+# the day), PYTHON, COMMIT and DIRTY (the GPU machine's copy of the tree has no .git).
 set -u -o pipefail
 export PYTHONUNBUFFERED=1
 
@@ -28,11 +29,12 @@ BUDGET_S="${BUDGET_S:-545}"
 PASSES="${PASSES:-headline,faithful}"
 SIZES="${SIZES:-small,base,large}"
 XLA_FLAG_SETS="${XLA_FLAG_SETS:-}"
-SMOKE_ARGS=()
+HF_COMPILE_GRAPH="${HF_COMPILE_GRAPH:-}"
+SESSION_ARGS=()
 if [[ -n "${SMOKE:-}" ]]; then
     SIZES="${SMOKE_SIZES:-small}"
     PASSES="${SMOKE_PASSES:-headline}"
-    SMOKE_ARGS=(--smoke)
+    SESSION_ARGS=(--smoke)
 fi
 STARTED_AT="$(date +%s)"  # BUDGET_S counts from here: the set-up below comes out of it
 mkdir -p "$OUT"
@@ -58,14 +60,15 @@ if [[ -z "${SMOKE:-}" ]] && "$PY" "$REPO/benchmarks/gpu_session.py" --check_flag
 fi
 export XLA_PYTHON_CLIENT_PREALLOCATE=false  # JAX and torch share the card
 export TF_CPP_MIN_LOG_LEVEL=1
-export SESSION_COMMAND="BUDGET_S=$BUDGET_S PASSES=$PASSES SIZES=$SIZES XLA_FLAG_SETS=$XLA_FLAG_SETS${SMOKE:+ SMOKE=1} bash benchmarks/run_gpu.sh"
+export SESSION_COMMAND="BUDGET_S=$BUDGET_S PASSES=$PASSES SIZES=$SIZES XLA_FLAG_SETS=$XLA_FLAG_SETS${HF_COMPILE_GRAPH:+ HF_COMPILE_GRAPH=1}${SMOKE:+ SMOKE=1} bash benchmarks/run_gpu.sh"
+[[ -n "$HF_COMPILE_GRAPH" ]] && SESSION_ARGS+=(--hf_compile_graph)
 
 GPU_NAME="$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)"
 case "$GPU_NAME" in
     *H200*) CARD=h200 ;;
     *H100*) CARD=h100 ;;
     "") CARD=nogpu ;;
-    *) CARD="$(echo "$GPU_NAME" | tr 'A-Z' 'a-z' | tr -cs 'a-z0-9' '-' | sed 's/-$//')" ;;
+    *) CARD="$(echo "$GPU_NAME" | tr '[:upper:]' '[:lower:]' | tr -cs 'a-z0-9' '-' | sed 's/-$//')" ;;
 esac
 DATE="$(date -u +%Y-%m-%d)"
 RESULT="$OUT/$DATE-$CARD${RUN_TAG:+-$RUN_TAG}.json"
@@ -79,7 +82,7 @@ RESULT="$OUT/$DATE-$CARD${RUN_TAG:+-$RUN_TAG}.json"
 cd "$REPO" || exit 1
 "$PY" "$REPO/benchmarks/gpu_session.py" --out="$OUT" --result="$RESULT" --scratch="$SCRATCH" --log="$LOG" \
     --budget_s="$BUDGET_S" --passes="$PASSES" --sizes="$SIZES" --flag_sets="$XLA_FLAG_SETS" --card="$CARD" \
-    --date="$DATE" --started_at="$STARTED_AT" ${SMOKE_ARGS[@]+"${SMOKE_ARGS[@]}"}
+    --date="$DATE" --started_at="$STARTED_AT" ${SESSION_ARGS[@]+"${SESSION_ARGS[@]}"}
 STATUS=$?
 tail -n 3 "$LOG"
 "$PY" "$REPO/benchmarks/make_table.py" table "$RESULT" | tee "$OUT/table.md"

@@ -10,13 +10,15 @@ holds it equal on both sides):
 - `headline`: no attention-probability dropout on either side: HF with attention_probs_dropout_prob=0 against
   electra_jax with cuDNN attention (which has none). Stages: hf_eager (the gathered head), hf_stock (full-vocab
   logits), jax (`configs/pretrain.py:SIZE,fast`), hf_graph (the faster eager variant's whole step captured in one
-  CUDA graph; GPU only, a `skipped` row elsewhere), hf_compile (torch.compile of the faster eager variant),
-  rounds against the fastest (against the fastest so far first when --deadline_s leaves too little time for
-  the compile), and with --profile the torch.profiler summary of the fastest HF step that is not a graph replay
-  and a jax.profiler trace of ours.
+  CUDA graph; GPU only, a `skipped` row elsewhere), hf_compile (torch.compile of the faster eager variant), with
+  --hf_compile_graph also hf_compile_graph (that compiled step captured whole in one CUDA graph, as torch's
+  "reduce-overhead" mode would: fused kernels and no launch cost; GPU only), rounds against the fastest (against
+  the fastest so far first when --deadline_s leaves too little time for the compile), and with --profile the
+  torch.profiler summary of the fastest HF step that is not a graph replay and a jax.profiler trace of ours.
 - `faithful`: attention dropout 0.1 on both sides (electra_jax with XLA attention, as the original):
-  hf_eager, hf_stock, jax, hf_graph, rounds, and hf_compile unless --hf_compile=none (gpu_session.py passes none
-  unless torch.compile was the fastest HF variant of the call's headline pass at that size).
+  hf_eager, hf_stock, jax, hf_graph, rounds, and hf_compile (and hf_compile_graph) unless --hf_compile=none
+  (gpu_session.py passes none unless torch.compile was the fastest HF variant of the call's headline pass at
+  that size).
 - `flash`: the faithful pass's work and stages with electra_jax's Pallas flash attention, which keeps the dropout
   (electra_jax/flash.py): the candidate for closing the faithful pass's gap (docs/SPEED.md).
 
@@ -63,6 +65,8 @@ SIZES = {
 ROUND_STEPS = {"small": 30, "base": 12, "large": 8}
 # Seconds to expect for hf_compile (cold, guessed: no committed log times torch.compile) and for one set of rounds.
 COMPILE_ESTIMATE_S = {"small": 35, "base": 40, "large": 45}
+# hf_compile_graph: a second compile of the same graphs (torch's in-process and on-disk caches) and the capture.
+COMPILE_GRAPH_ESTIMATE_S = {"small": 15, "base": 18, "large": 20}
 ROUNDS_ESTIMATE_S = 10
 # float32 and one torch thread: on a shared 2-core machine bf16 emulation and thread contention cost seconds a step.
 SMOKE = {"config": "configs/pretrain.py:tiny,fast", "batch_size": 2, "seq_len": 32,
@@ -301,13 +305,18 @@ class Driver:
         compile_it = self.args.hf_compile != "none"
         # torch.compile's time is the least known of the call: with too little time left for it and the rounds,
         # alternate against the faster eager variant first, so the ratio survives a compile cut short.
-        rounds_first = compile_it and self.time_left() < COMPILE_ESTIMATE_S[self.args.size] + ROUNDS_ESTIMATE_S
+        graph_too = compile_it and self.args.hf_compile_graph
+        compile_s = COMPILE_ESTIMATE_S[self.args.size] + (COMPILE_GRAPH_ESTIMATE_S[self.args.size] if graph_too else 0)
+        rounds_first = compile_it and self.time_left() < compile_s + ROUNDS_ESTIMATE_S
         if rounds_first or not compile_it:
             self.stage("rounds", lambda: self.alternate(self.fastest_hf()))
         if compile_it:
-            self.stage("hf_compile", lambda: self.measure_hf("hf_compile", self.faster_eager_head(),
-                                                             self.args.hf_compile))
-            if not rounds_first or self.fastest_hf() == "hf_compile":
+            head = self.faster_eager_head()  # both compiled variants compile the faster eager one
+            self.stage("hf_compile", lambda: self.measure_hf("hf_compile", head, self.args.hf_compile))
+            if graph_too:
+                self.stage("hf_compile_graph", lambda: self.measure_hf("hf_compile_graph", head, self.args.hf_compile,
+                                                                       cuda_graph=True))
+            if not rounds_first or self.fastest_hf() in ("hf_compile", "hf_compile_graph"):
                 self.stage("rounds", lambda: self.alternate(self.fastest_hf()))
         if self.args.profile:
             self.stage("profile", self.profile)
@@ -327,6 +336,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--round_steps", type=int, default=0, help="steps per alternating window (0: per size)")
     parser.add_argument("--hf_compile", choices=("regional", "step", "none"), default="regional",
                         help="torch.compile every encoder layer (regional) or the whole step function; none: skip")
+    parser.add_argument("--hf_compile_graph", action="store_true",
+                        help="also time the compiled HF step captured in one CUDA graph (GPU only; after hf_compile)")
     parser.add_argument("--profile", action="store_true", help="also profile both steps (after the timings)")
     parser.add_argument("--flag_set", default="", help="the name of the XLA flag set in XLA_FLAGS (a label)")
     parser.add_argument("--deadline_s", type=float, default=0.0,

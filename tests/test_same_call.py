@@ -4,6 +4,7 @@ tables and budget rules checked against hand-made rows and hand counts."""
 import importlib.util
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -34,7 +35,7 @@ def test_smoke_run_writes_rows_rounds_profiles_and_the_table(tmp_path):
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
     env = dict(os.environ, OUT=str(tmp_path), SMOKE="1", FORCE_WHEEL="1", PYTHON=sys.executable,
-               JAX_PLATFORMS="cpu", COMMIT="0123456789abcdef", DIRTY="0")
+               JAX_PLATFORMS="cpu", COMMIT="0123456789abcdef", DIRTY="0", HF_COMPILE_GRAPH="1")
     done = subprocess.run(["bash", str(REPO / "benchmarks" / "run_gpu.sh")], env=env, capture_output=True,
                           text=True, timeout=900)
     log = (tmp_path / "run.log").read_text() if (tmp_path / "run.log").exists() else ""
@@ -42,9 +43,11 @@ def test_smoke_run_writes_rows_rounds_profiles_and_the_table(tmp_path):
     document = json.loads(next(tmp_path.glob("*-nogpu.json")).read_text())
     rows = document["rows"]
     skipped = [r for r in rows if r["kind"] in ("error", "skipped")]
-    # CUDA graphs need a GPU: on CPU that stage says so and the others run
-    assert [(r["kind"], r["stage"]) for r in skipped] == [("skipped", "hf_graph")], [r.get("error") for r in skipped]
-    assert "CUDA graphs need a GPU" in skipped[0]["error"]
+    # CUDA graphs need a GPU: on CPU both graph stages (eager, and compiled with HF_COMPILE_GRAPH=1) say so and the
+    # others run
+    assert [(r["kind"], r["stage"]) for r in skipped] == [("skipped", "hf_graph"), ("skipped", "hf_compile_graph")], \
+        [r.get("error") for r in skipped]
+    assert all("CUDA graphs need a GPU" in r["error"] for r in skipped)
     measured = {r["stage"]: r for r in rows if r["kind"] == "measure"}
     assert set(measured) == {"hf_eager", "hf_stock", "jax", "hf_compile"}
     assert measured["hf_compile"]["compile_s"] > 0 and measured["jax"]["compile_s"] > 0  # reported apart
@@ -52,6 +55,7 @@ def test_smoke_run_writes_rows_rounds_profiles_and_the_table(tmp_path):
         missing = [field for field in REQUIRED_ROW_FIELDS if field not in row]
         assert not missing, (row["stage"], missing)
         assert row["commit"] == "0123456789abcdef" and row["dirty"] is False and "run_gpu.sh" in row["command"]
+        assert "HF_COMPILE_GRAPH=1" in row["command"]
         assert len(row["window_ms"]) == 2 and row["steps"] == 4  # --steps=4 in windows of 2
         assert row["attention_dropout"] == 0.0  # the headline pass: none on either side
     impls = {r["impl"] for r in measured.values()}
@@ -203,6 +207,34 @@ def test_plan_runs_every_headline_first_and_reserves_their_time():
     assert [(i["pass"], i["size"]) for i in items] == [("faithful", "base"), ("faithful", "small"),
                                                        ("flash", "base"), ("flash", "small")]
     assert session.reserve_after(items, 0) == 0
+    # HF_COMPILE_GRAPH=1: each headline driver's estimate grows by its hf_compile_graph stage; the extras' do not
+    plain = session.plan(["headline", "faithful"], ["small", "base"], ["cublaslt"])
+    graphed = session.plan(["headline", "faithful"], ["small", "base"], ["cublaslt"], compile_graph=True)
+    assert [g["estimate_s"] - p["estimate_s"] for p, g in zip(plain, graphed)] == [
+        session.COMPILE_GRAPH_S["small"], session.COMPILE_GRAPH_S["base"], 0, 0, 0]
+
+
+def test_the_compiled_graph_stage_rides_along_where_hf_is_compiled(tmp_path):
+    """--hf_compile_graph reaches the headline drivers, and a dropout pass's driver only where a compiled HF variant
+    (alone or in a graph) was the fastest of that size's headline pass; never the XLA flag-set runs."""
+    session = _load_script("gpu_session")
+    rows_file = tmp_path / "rows.jsonl"
+    rows = [_measure("hf_eager", "hf_pytorch_eager", 200.0, size="small"),
+            _measure("hf_compile_graph", "hf_pytorch_compile_cudagraph", 260.0, size="small"),
+            _measure("hf_eager", "hf_pytorch_eager", 200.0), _measure("hf_compile", "hf_pytorch_compile", 150.0)]
+    rows_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = session.parse_args(["--out=o", "--result=r", "--scratch=s", "--hf_compile_graph"])
+
+    def flags(item):
+        return [c for c in session.driver_command(item, args, rows_file, 100) if c.startswith("--hf_compile")]
+
+    assert flags({"pass": "headline", "size": "base"}) == ["--hf_compile_graph"]
+    assert flags({"pass": "faithful", "size": "small"}) == ["--hf_compile_graph"]  # compile won there, in a graph
+    assert flags({"pass": "flash", "size": "base"}) == ["--hf_compile=none"]  # eager won the headline at Base
+    assert flags({"pass": "headline", "size": "base", "flag_set": "cublaslt"}) == []
+    plain = session.parse_args(["--out=o", "--result=r", "--scratch=s"])
+    assert [c for c in session.driver_command({"pass": "headline", "size": "base"}, plain, rows_file, 100)
+            if c.startswith("--hf_compile")] == []
 
 
 def test_the_budget_counts_from_the_call_start_and_keeps_the_later_headlines_and_the_kill_grace(
@@ -353,5 +385,10 @@ def test_a_failing_stage_leaves_an_error_row_and_the_next_stage_runs(tmp_path):
 
 
 def test_gpu_script_is_valid_bash_and_carries_its_wheel():
-    assert subprocess.run(["bash", "-n", str(REPO / "benchmarks" / "run_gpu.sh")]).returncode == 0
+    script = REPO / "benchmarks" / "run_gpu.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    shellcheck = shutil.which("shellcheck") or shutil.which("shellcheck", path=os.path.dirname(sys.executable))
+    if shellcheck:
+        done = subprocess.run([shellcheck, str(script)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout
     assert list((REPO / "benchmarks" / "wheels").glob("ml_collections-*.whl"))
