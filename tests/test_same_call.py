@@ -4,13 +4,13 @@ tables and budget rules checked against hand-made rows and hand counts."""
 import importlib.util
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import mini
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -385,10 +385,5 @@ def test_a_failing_stage_leaves_an_error_row_and_the_next_stage_runs(tmp_path):
 
 
 def test_gpu_script_is_valid_bash_and_carries_its_wheel():
-    script = REPO / "benchmarks" / "run_gpu.sh"
-    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
-    shellcheck = shutil.which("shellcheck") or shutil.which("shellcheck", path=os.path.dirname(sys.executable))
-    if shellcheck:
-        done = subprocess.run([shellcheck, str(script)], capture_output=True, text=True)
-        assert done.returncode == 0, done.stdout
+    mini.check_shell_script(REPO / "benchmarks" / "run_gpu.sh")
     assert list((REPO / "benchmarks" / "wheels").glob("ml_collections-*.whl"))
