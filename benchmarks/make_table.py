@@ -85,9 +85,10 @@ def load_document(path: str | Path) -> dict[str, Any]:
 
 def _is_speed_document(path: Path) -> bool:
     """True for a speed results file (a list of rows, or a document with "rows"); other dated results, such as
-    the evidence plan, share the folder."""
+    the evidence plan and the attention-kernel sweeps (benchmarks/flash_sweep.py), share the folder."""
     try:
-        return "rows" in load_document(path)
+        document = load_document(path)
+        return "rows" in document and document.get("kind") != "flash_sweep"
     except (OSError, ValueError, TypeError, AttributeError):  # unreadable, or JSON that is no document
         return False
 

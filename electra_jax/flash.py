@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -40,10 +41,37 @@ from jax.sharding import PartitionSpec
 
 from electra_jax.attention import MASK_VALUE, batch_mesh
 
-BLOCK = 64  # query and key rows per tile, forward and backward (sequences are padded to a multiple)
 MAX_SEQ = 1 << 16  # positions are hashed as 32-bit words
-NUM_WARPS = 4
 LOG2E = math.log2(math.e)
+
+
+class Tiles(NamedTuple):
+    """The kernels' tiling: rows of queries and keys per tile in the forward, the one block size of the backward
+    (its programs own a block of keys for dK, dV and the same block of queries for dQ), and Triton's warps and
+    pipeline stages. Powers of two from 16; sequences are padded to a multiple of the largest block. The dropout
+    mask depends on positions only, so every tiling computes the same attention (up to float rounding)."""
+    block_q: int = 64
+    block_k: int = 64
+    block_backward: int = 64
+    num_warps: int = 4
+    num_stages: int = 2
+
+    def check(self) -> Tiles:
+        for name, value in zip(self._fields[:3], self[:3]):
+            if value < 16 or value & (value - 1):
+                raise ValueError(f"flash attention's Tiles.{name} must be a power of two from 16, got {value}")
+        if self.num_warps < 1 or self.num_warps & (self.num_warps - 1) or self.num_stages < 1:
+            raise ValueError(f"flash attention's Tiles wants a power-of-two num_warps and num_stages >= 1, got "
+                             f"{self.num_warps} and {self.num_stages}")
+        return self
+
+    @property
+    def multiple(self) -> int:
+        return max(self.block_q, self.block_k, self.block_backward)
+
+
+# What model.attention='flash' runs: untuned (benchmarks/flash_sweep.py times the alternatives on a GPU).
+DEFAULT_TILES = Tiles()
 
 
 def mix(x):
@@ -78,34 +106,34 @@ def _scores(q, k, bias, scale):
     return plgpu.dot(q, k, trans_b=True) * (scale * LOG2E) + bias[None, :] * LOG2E
 
 
-def _forward_kernel(q_ref, k_ref, v_ref, bias_ref, rows_ref, o_ref, lse_ref, *, scale, rate, threshold):
+def _forward_kernel(q_ref, k_ref, v_ref, bias_ref, rows_ref, o_ref, lse_ref, *, scale, rate, threshold, block_k):
     block_q, seq = q_ref.shape[0], k_ref.shape[0]
     q = q_ref[...]
     rows = rows_ref[...] if rate else None
 
     def body(j, carry):
         o, m, l = carry
-        ks = pl.ds(j * BLOCK, BLOCK)
+        ks = pl.ds(j * block_k, block_k)
         s = _scores(q, k_ref[ks, :], bias_ref[ks], scale)
         m_new = jnp.maximum(m, jnp.max(s, axis=-1))
         correction = jnp.exp2(m - m_new)
         p = jnp.exp2(s - m_new[:, None])
         l = correction * l + jnp.sum(p, axis=-1)  # the softmax's normalizer counts every probability
         if rate:
-            p = jnp.where(_keep(rows, _cols(j * BLOCK, BLOCK), threshold), p, 0.0)
+            p = jnp.where(_keep(rows, _cols(j * block_k, block_k), threshold), p, 0.0)
         v = v_ref[ks, :]
         return correction[:, None] * o + plgpu.dot(p.astype(v.dtype), v), m_new, l
 
     init = (jnp.zeros(q.shape, jnp.float32), jnp.full((block_q,), -jnp.inf, jnp.float32),
             jnp.zeros((block_q,), jnp.float32))
-    o, m, l = jax.lax.fori_loop(0, seq // BLOCK, body, init)
+    o, m, l = jax.lax.fori_loop(0, seq // block_k, body, init)
     o_ref[...] = (o / (l[:, None] * (1.0 - rate))).astype(o_ref.dtype)
     lse_ref[...] = m + jnp.log2(l)  # base 2, as the scores
 
 
 def _backward_kernel(q_ref, k_ref, v_ref, bias_ref, rows_ref, do_ref, lse_ref, delta_ref, dq_ref, dk_ref, dv_ref,
                      *, scale, rate, threshold):
-    seq = q_ref.shape[0]
+    seq, size = q_ref.shape[0], dq_ref.shape[0]  # the whole sequence, and this program's block of it
     block = pl.program_id(0)
     inv_keep = 1.0 / (1.0 - rate)
 
@@ -122,13 +150,13 @@ def _backward_kernel(q_ref, k_ref, v_ref, bias_ref, rows_ref, do_ref, lse_ref, d
         return dropped, p * (dp - delta[:, None])
 
     # dK, dV of this program's key block: over every query block.
-    ks = pl.ds(block * BLOCK, BLOCK)
+    ks = pl.ds(block * size, size)
     k, v, bias = k_ref[ks, :], v_ref[ks, :], bias_ref[ks]
-    cols = _cols(block * BLOCK, BLOCK) if rate else None
+    cols = _cols(block * size, size) if rate else None
 
     def over_queries(i, carry):
         dk, dv = carry
-        qs = pl.ds(i * BLOCK, BLOCK)
+        qs = pl.ds(i * size, size)
         q, do = q_ref[qs, :], do_ref[qs, :]
         rows = rows_ref[qs] if rate else None
         dropped, ds = grads_of_scores(q, k, v, do, bias, lse_ref[qs], delta_ref[qs], rows, cols)
@@ -137,82 +165,83 @@ def _backward_kernel(q_ref, k_ref, v_ref, bias_ref, rows_ref, do_ref, lse_ref, d
         return dk, dv
 
     zeros = jnp.zeros(k.shape, jnp.float32)
-    dk, dv = jax.lax.fori_loop(0, seq // BLOCK, over_queries, (zeros, zeros))
+    dk, dv = jax.lax.fori_loop(0, seq // size, over_queries, (zeros, zeros))
     dk_ref[...] = (dk * scale).astype(dk_ref.dtype)
     dv_ref[...] = dv.astype(dv_ref.dtype)
 
     # dQ of this program's query block: over every key block.
-    qs = pl.ds(block * BLOCK, BLOCK)
+    qs = pl.ds(block * size, size)
     q, do, lse, delta = q_ref[qs, :], do_ref[qs, :], lse_ref[qs], delta_ref[qs]
     rows = rows_ref[qs] if rate else None
 
     def over_keys(j, dq):
-        ks = pl.ds(j * BLOCK, BLOCK)
+        ks = pl.ds(j * size, size)
         k = k_ref[ks, :]
-        cols = _cols(j * BLOCK, BLOCK) if rate else None
+        cols = _cols(j * size, size) if rate else None
         _, ds = grads_of_scores(q, k, v_ref[ks, :], do, bias_ref[ks], lse, delta, rows, cols)
         return dq + plgpu.dot(ds.astype(k.dtype), k)
 
-    dq = jax.lax.fori_loop(0, seq // BLOCK, over_keys, jnp.zeros(q.shape, jnp.float32))
+    dq = jax.lax.fori_loop(0, seq // size, over_keys, jnp.zeros(q.shape, jnp.float32))
     dq_ref[...] = (dq * scale).astype(dq_ref.dtype)
 
 
-def _specs(whole: bool, seq: int, dim: int):
+def _specs(whole: bool, seq: int, dim: int, block: int = 0):
     """BlockSpecs of q-like [B, S, H, D], bias [B, S], rows/lse [B, H, S] over the grid (block, b, h): the
-    program's block of rows, or with `whole` the whole sequence (the backward's inputs). The blocks of one (b, h)
+    program's `block` rows, or with `whole` the whole sequence (the backward's inputs). The blocks of one (b, h)
     are neighbours in launch order, so they share what they read in L2."""
     if whole:
         return (pl.BlockSpec((None, seq, None, dim), lambda i, b, h: (b, 0, h, 0)),
                 pl.BlockSpec((None, seq), lambda i, b, h: (b, 0)),
                 pl.BlockSpec((None, None, seq), lambda i, b, h: (b, h, 0)))
-    return (pl.BlockSpec((None, BLOCK, None, dim), lambda i, b, h: (b, i, h, 0)),
+    return (pl.BlockSpec((None, block, None, dim), lambda i, b, h: (b, i, h, 0)),
             pl.BlockSpec((None, seq), lambda i, b, h: (b, 0)),
-            pl.BlockSpec((None, None, BLOCK), lambda i, b, h: (b, h, i)))
+            pl.BlockSpec((None, None, block), lambda i, b, h: (b, h, i)))
 
 
-def _params():
-    return plgpu.CompilerParams(num_warps=NUM_WARPS, num_stages=2)
+def _params(tiles: Tiles):
+    return plgpu.CompilerParams(num_warps=tiles.num_warps, num_stages=tiles.num_stages)
 
 
-def _forward(q, k, v, bias, rows, scale, rate, interpret):
+def _forward(q, k, v, bias, rows, scale, rate, interpret, tiles):
     batch, seq, heads, dim = q.shape
-    block_spec, bias_spec, row_spec = _specs(False, seq, dim)
+    block_spec, bias_spec, row_spec = _specs(False, seq, dim, tiles.block_q)
     whole = _specs(True, seq, dim)[0]
-    kernel = functools.partial(_forward_kernel, scale=scale, rate=rate, threshold=_threshold(rate))
+    kernel = functools.partial(_forward_kernel, scale=scale, rate=rate, threshold=_threshold(rate),
+                               block_k=tiles.block_k)
     return pl.pallas_call(
-        kernel, grid=(seq // BLOCK, batch, heads),
+        kernel, grid=(seq // tiles.block_q, batch, heads),
         in_specs=[block_spec, whole, whole, bias_spec, row_spec], out_specs=[block_spec, row_spec],
         out_shape=[jax.ShapeDtypeStruct(q.shape, q.dtype), jax.ShapeDtypeStruct((batch, heads, seq), jnp.float32)],
-        compiler_params=_params(), interpret=interpret, name="electra_flash_forward")(q, k, v, bias, rows)
+        compiler_params=_params(tiles), interpret=interpret, name="electra_flash_forward")(q, k, v, bias, rows)
 
 
 def _threshold(rate: float) -> int:
     return int(round(rate * (1 << 24)))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7))
-def _flash(q, k, v, bias, rows, scale, rate, interpret):
-    return _forward(q, k, v, bias, rows, scale, rate, interpret)[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7, 8))
+def _flash(q, k, v, bias, rows, scale, rate, interpret, tiles):
+    return _forward(q, k, v, bias, rows, scale, rate, interpret, tiles)[0]
 
 
-def _flash_fwd(q, k, v, bias, rows, scale, rate, interpret):
-    out, lse = _forward(q, k, v, bias, rows, scale, rate, interpret)
+def _flash_fwd(q, k, v, bias, rows, scale, rate, interpret, tiles):
+    out, lse = _forward(q, k, v, bias, rows, scale, rate, interpret, tiles)
     return out, (q, k, v, bias, rows, out, lse)
 
 
-def _flash_bwd(scale, rate, interpret, residuals, do):
+def _flash_bwd(scale, rate, interpret, tiles, residuals, do):
     q, k, v, bias, rows, out, lse = residuals
     batch, seq, heads, dim = q.shape
     delta = jnp.einsum("bshd,bshd->bhs", out.astype(jnp.float32), do.astype(jnp.float32))
     whole, bias_spec, row_spec = _specs(True, seq, dim)
-    block = _specs(False, seq, dim)[0]
+    block = _specs(False, seq, dim, tiles.block_backward)[0]
     kernel = functools.partial(_backward_kernel, scale=scale, rate=rate, threshold=_threshold(rate))
     dq, dk, dv = pl.pallas_call(
-        kernel, grid=(seq // BLOCK, batch, heads),
+        kernel, grid=(seq // tiles.block_backward, batch, heads),
         in_specs=[whole, whole, whole, bias_spec, row_spec, whole, row_spec, row_spec],
         out_specs=[block, block, block],
         out_shape=[jax.ShapeDtypeStruct(x.shape, x.dtype) for x in (q, k, v)],
-        compiler_params=_params(), interpret=interpret, name="electra_flash_backward",
+        compiler_params=_params(tiles), interpret=interpret, name="electra_flash_backward",
     )(q, k, v, bias, rows, do.astype(q.dtype), lse, delta)
     return dq, dk, dv, None, None
 
@@ -221,9 +250,11 @@ _flash.defvjp(_flash_fwd, _flash_bwd)
 
 
 def attention(q, k, v, input_mask, *, dropout_rate: float = 0.0, dropout_rng=None, deterministic: bool = True,
-              interpret: bool | None = None):
+              interpret: bool | None = None, tiles: Tiles | None = None):
     """q, k, v [batch, seq, heads, head_dim], input_mask [batch, seq] (1 = real token) -> [batch, seq, heads,
-    head_dim] in q's dtype: the XLA path's attention, dropout included when `deterministic` is False."""
+    head_dim] in q's dtype: the XLA path's attention, dropout included when `deterministic` is False. `tiles`: the
+    kernels' tiling (default DEFAULT_TILES)."""
+    tiles = (DEFAULT_TILES if tiles is None else Tiles(*tiles)).check()
     if q.ndim != 4 or k.shape != q.shape or v.shape != q.shape:
         raise ValueError(f"flash attention wants q, k, v of one shape [batch, seq, heads, head_dim]; got "
                          f"{q.shape}, {k.shape}, {v.shape}")
@@ -241,7 +272,8 @@ def attention(q, k, v, input_mask, *, dropout_rate: float = 0.0, dropout_rng=Non
     if rate and dropout_rng is None:
         raise ValueError("flash attention with dropout needs dropout_rng")
     scale = 1.0 / float(head_dim) ** 0.5
-    padded_seq, padded_dim = -(-seq // BLOCK) * BLOCK, max(16, pl.next_power_of_2(head_dim))
+    padded_seq = -(-seq // tiles.multiple) * tiles.multiple
+    padded_dim = max(16, pl.next_power_of_2(head_dim))
     bias = (1.0 - input_mask.astype(jnp.float32)) * MASK_VALUE  # the original's additive key mask
     if (padded_seq, padded_dim) != (seq, head_dim):  # added keys are masked like padding; added dims are zeros
         widths = ((0, 0), (0, padded_seq - seq), (0, 0), (0, padded_dim - head_dim))
@@ -252,7 +284,7 @@ def attention(q, k, v, input_mask, *, dropout_rate: float = 0.0, dropout_rng=Non
     def run(q, k, v, bias, seed):
         rows = dropout_rows(seed, q.shape[0], heads, padded_seq) if rate else jnp.zeros(
             (q.shape[0], heads, padded_seq), jnp.uint32)
-        return _flash(q, k, v, bias, rows, scale, rate, bool(interpret))
+        return _flash(q, k, v, bias, rows, scale, rate, bool(interpret), tiles)
 
     sharded = batch_mesh()
     if sharded is not None:  # each device attends over its own rows; its rows get their own dropout words

@@ -393,3 +393,35 @@ def test_time_windows_splits_steps_and_times_each_window(monkeypatch):
     monkeypatch.setattr(benchmark.time, "perf_counter", lambda: clock["now"])
     per_step = benchmark.time_windows(run_steps, steps=25, window=10)
     assert calls == [10, 10, 5] and per_step == pytest.approx([0.01, 0.01, 0.01])
+
+
+# ---- benchmarks/flash_sweep.py: the attention kernels alone ----
+
+
+def test_flash_sweep_times_every_variant_and_keeps_going_past_a_failing_one(tmp_path, monkeypatch):
+    """--smoke on CPU (interpret mode): XLA's attention and each tiling, forward and forward + backward, a row per
+    variant with the call's commit; a tiling that cannot run is an error row, not the end; the table's ratios are
+    XLA's time over each variant's; --budget_s skips what would start after it."""
+    sweep = _load_script("flash_sweep")
+    monkeypatch.setattr(sweep, "SMOKE_TILINGS", [(32, 16, 64, 2, 1), (48, 64, 64, 4, 2)])
+    monkeypatch.setenv("COMMIT", "feedbeef")
+    out = tmp_path / "sweep.json"
+    rows = sweep.sweep(sweep.parse_args(["--smoke", f"--out={out}", "--steps=1", "--windows=1",
+                                         "--passes=fwd,fwd+bwd"]))
+    assert [(r["variant"], r["pass"], r["kind"]) for r in rows] == [
+        ("xla", "fwd", "measure"), ("xla", "fwd+bwd", "measure"),
+        ("flash 32/16/64/2/1", "fwd", "measure"), ("flash 32/16/64/2/1", "fwd+bwd", "measure"),
+        ("flash 48/64/64/4/2", "fwd", "error"), ("flash 48/64/64/4/2", "fwd+bwd", "error")]
+    assert "power of two from 16, got 48" in rows[-1]["error"]
+    document = json.loads(out.read_text())
+    assert document["commit"] == "feedbeef" and document["rows"] == json.loads(json.dumps(rows))
+    assert not (tmp_path / "sweep.json.jsonl").exists()  # the rows streamed there while it ran
+    assert all(r["ms"] > 0 and r["compile_s"] > 0 for r in rows if r["kind"] == "measure")
+    xla, flash = rows[1]["ms"], rows[3]["ms"]
+    line = next(line for line in sweep.table(rows).splitlines() if "| fwd+bwd | flash 32/16/64/2/1 |" in line)
+    assert f"| {xla / flash:.2f}× |" in line
+    skipped = sweep.sweep(sweep.parse_args(["--smoke", f"--out={out}", "--budget_s=1e-9"]))
+    assert {r["kind"] for r in skipped} == {"skipped"}
+    for bad in ("--sizes=huge", "--passes=bwd"):
+        with pytest.raises(SystemExit):
+            sweep.parse_args(["--out=x", bad])

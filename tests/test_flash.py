@@ -99,6 +99,28 @@ def test_dropout_is_the_documented_mask_forward_and_backward():
     assert (keep != _numpy_keep(other, 2, 2, 128, RATE)).mean() > 0.15  # two independent masks differ in ~18%
 
 
+@pytest.mark.parametrize("tiles", [flash.Tiles(32, 16, 128, 2, 1), flash.Tiles(16, 64, 32, 8, 3)], ids=str)
+def test_any_tiling_computes_the_same_dropout_attention(tiles):
+    """Other block sizes (forward query and key tiles unequal, the backward's its own; the sequence of 100 padded to
+    the largest) give the documented mask's attention and gradients too: the mask depends on positions only."""
+    q, k, v, mask = _inputs(2, 100, 1, 16, [100, 61], seed=4)
+    key = jax.random.key(9)
+    keep = _numpy_keep(np.asarray(jax.random.bits(key, (2,), jnp.uint32)), 2, 1, 100, RATE)
+    reference = _reference_with_mask(jnp.asarray(keep))
+    valid = np.asarray(mask, bool)
+    weights = jax.random.normal(jax.random.key(3), q.shape) * mask[:, :, None, None]
+
+    def ours(q, k, v, input_mask):
+        return flash.attention(q, k, v, input_mask, dropout_rate=RATE, dropout_rng=key, deterministic=False,
+                               tiles=tiles)
+
+    _check(jax.jit(ours)(q, k, v, mask), reference(q, k, v, mask), valid)
+    got = jax.jit(jax.grad(lambda *a: jnp.sum(ours(*a, mask) * weights), argnums=(0, 1, 2)))(q, k, v)
+    want = jax.grad(lambda *a: jnp.sum(reference(*a, mask) * weights), argnums=(0, 1, 2))(q, k, v)
+    for name, g, w in zip("qkv", got, want):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(w), atol=2e-5, err_msg=f"d loss / d {name}")
+
+
 def test_the_mask_keeps_one_minus_the_rate_with_no_structure():
     """Over 4 x 12 x 512 x 512 positions (Base's attention shape at batch 4): the keep rate within 4 standard
     deviations of 0.9, no correlation between neighbouring keys, queries, heads or batch rows."""
@@ -172,21 +194,27 @@ def test_bad_inputs_are_refused_with_what_to_change():
         flash.attention(q, k, v, mask, dropout_rate=0.1, deterministic=False)
     with pytest.raises(ValueError, match=r"one shape \[batch, seq, heads, head_dim\]"):
         flash.attention(q[0], k[0], v[0], mask)
+    with pytest.raises(ValueError, match=r"Tiles.block_k must be a power of two from 16, got 48"):
+        flash.attention(q, k, v, mask, tiles=flash.Tiles(block_k=48))
+    with pytest.raises(ValueError, match="power-of-two num_warps"):
+        flash.attention(q, k, v, mask, tiles=(64, 64, 64, 3, 2))
     with pytest.raises(ValueError, match="must be one of"):
         config_lib.load("configs/pretrain.py:tiny", {"model.attention": "flashy"})
 
 
-@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float32])
-def test_lowers_to_triton_kernels_for_cuda_without_a_gpu(dtype):
+@pytest.mark.parametrize("dtype,tiles", [(jnp.bfloat16, None), (jnp.float32, None),
+                                         (jnp.bfloat16, flash.Tiles(128, 64, 128, 8, 3))], ids=str)
+def test_lowers_to_triton_kernels_for_cuda_without_a_gpu(dtype, tiles):
     """The Pallas -> Triton lowering (where an op the GPU backend lacks would fail) of the forward and backward
-    with dropout, at Base's head size, on this CPU: the two kernels, no XLA attention left."""
+    with dropout, at Base's head size, on this CPU: the two kernels, no XLA attention left; also for one of
+    benchmarks/flash_sweep.py's larger tilings."""
     shape = jax.ShapeDtypeStruct((2, 128, 2, 64), dtype)
     mask = jax.ShapeDtypeStruct((2, 128), jnp.int32)
     key = jax.eval_shape(lambda: jax.random.key(0))
 
     def loss(q, k, v, input_mask, rng):
         out = flash.attention(q, k, v, input_mask, dropout_rate=RATE, dropout_rng=rng, deterministic=False,
-                              interpret=False)
+                              interpret=False, tiles=tiles)
         return jnp.sum(out.astype(jnp.float32))
 
     lowered = jax.jit(jax.grad(loss, argnums=(0, 1, 2))).trace(shape, shape, shape, mask, key).lower(

@@ -164,6 +164,7 @@ def test_results_files_are_the_dated_ones_in_run_order(tmp_path):
                  "compute_efficiency.json", "notes.json"):
         (tmp_path / name).write_text(json.dumps({"rows": []}))
     (tmp_path / "2026-01-01-evidence-gpu-plan.json").write_text(json.dumps({"plan": {}}))  # dated, but not speed
+    (tmp_path / "2026-01-01-h200-flash-sweep.json").write_text(json.dumps({"kind": "flash_sweep", "rows": []}))
     assert [Path(f).name for f in make_table.results_files(tmp_path)] == [
         "2026-01-01-h200.json", "2026-01-01-h200-2.json", "2026-01-01-h200-10.json", "2026-01-02-h100.json"]
 
