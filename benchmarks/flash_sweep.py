@@ -1,7 +1,7 @@
 """Times the attention kernels alone at ELECTRA's shapes: XLA's (dropout), cuDNN's (no dropout) and our Pallas flash
 kernel (dropout) over a list of tilings, forward and forward + backward, in one process on one GPU.
 
-    COMMIT=<hash> python benchmarks/flash_sweep.py --out=$OUT/flash_sweep.json     # 1.5-2 minutes on a GPU
+    COMMIT=<hash> python3 benchmarks/flash_sweep.py --out=$OUT/flash_sweep.json     # 1.5-2 minutes on a GPU
     python benchmarks/flash_sweep.py --smoke --out=/tmp/flash_sweep.json            # the same on CPU, tiny shapes
 
 It answers, in a couple of minutes of device time, the two questions a full `flash` pass of run_gpu.sh (about
