@@ -90,6 +90,21 @@ def test_toy_budget_end_to_end(tmp_path, shared_dir):
     table = (output_dir / "results.md").read_text()
     assert "| objective | pre-train FLOPs |" in table and "| none |" in table and "| mlm |" in table
 
+    # The summary carries each run's training-batch metrics at its compute points: the metrics.jsonl line logged
+    # last at or before each checkpoint's step (the gpu budget runs no eval pass, and only the summary comes back).
+    trained = json.loads((output_dir / "summary.json").read_text())["pretrain_train"]
+    for objective, entry in (("electra", electra), ("mlm", mlm)):
+        logged = [json.loads(line) for line in
+                  (output_dir / "pretrain" / objective / "metrics.jsonl").read_text().splitlines()]
+        logged = [r for r in logged if "loss" in r and not any(k.startswith("eval_") for k in r)]
+        assert sorted(trained[objective], key=int) == [str(p["step"]) for p in entry["points"]]
+        for point in entry["points"]:
+            last = max((r for r in logged if r["step"] <= point["step"]), key=lambda r: r["step"])
+            got = trained[objective][str(point["step"])]
+            assert got["logged_step"] == last["step"] and got["loss"] == last["loss"]
+            assert ("disc_auc" in got) == (objective == "electra") and got["mlm_accuracy"] == last["mlm_accuracy"]
+            assert f"| {objective} | {last['step']} | {last['loss']:.3f} |" in table
+
     # A rerun finds every output and redoes nothing.
     stages_before = json.loads((output_dir / "stages.json").read_text())
     again, _ = _run(output_dir, results)

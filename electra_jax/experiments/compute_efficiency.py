@@ -179,7 +179,7 @@ def run(output_dir: str, budget: Budget, *, text_dirs: Sequence[str], python_doc
                 "records": records, "vocab": {"kind": vocab_kind, "size": vocab_size, "path": str(vocab_path)},
                 "model": reference.model.to_dict(), "learning_rate": reference.optim.learning_rate, "models": models,
                 "protocol": protocol, "glue_dir": str(glue), "results": results, "overrides": extra,
-                "machine": machine(), "pretrain_eval": {}, "deadline": deadline,
+                "machine": machine(), "pretrain_eval": {}, "pretrain_train": {}, "deadline": deadline,
                 "command": command or f"python -m electra_jax.experiments.compute_efficiency --budget={budget.name}"}
     write_json(out / "run.json", run_info)
     (out / finetuning.PRETRAIN_DONE).unlink(missing_ok=True)
@@ -192,7 +192,7 @@ def run(output_dir: str, budget: Budget, *, text_dirs: Sequence[str], python_doc
             proc.terminate()
         raise
     write_json(out / finetuning.PRETRAIN_DONE, {"seconds": round(time.time() - started, 1)})
-    run_info["pretrain_eval"] = info["eval"]
+    run_info["pretrain_eval"], run_info["pretrain_train"] = info["eval"], info["train"]
     write_json(out / "run.json", run_info)
     report.write_report(out, results)
     if workers:

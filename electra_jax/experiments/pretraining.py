@@ -125,6 +125,32 @@ def eval_metrics(workdir: Path) -> dict[int, dict[str, float]]:
     return found
 
 
+TRAIN_FIELDS = ("loss", "mlm_loss", "mlm_accuracy", "disc_loss", "disc_accuracy", "disc_auc", "learning_rate",
+                "tokens_per_sec")
+
+
+def train_metrics(workdir: Path, steps: Sequence[int]) -> dict[str, dict[str, float]]:
+    """{step: training-batch metrics} from the run's metrics.jsonl: the last line logged at or before each of
+    `steps` (the compute points, say). What a report needs to judge a pre-training run that never ran an eval
+    pass: its losses, accuracies and speed where each checkpoint was taken."""
+    path = workdir / "metrics.jsonl"
+    logged: dict[int, dict[str, float]] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if "step" in record and "loss" in record and not any(k.startswith("eval_") for k in record):
+                logged[int(record["step"])] = {k: record[k] for k in TRAIN_FIELDS if record.get(k) is not None}
+    found = {}
+    for step in steps:
+        before = [s for s in logged if s <= step]
+        if before:
+            found[str(step)] = {"logged_step": max(before), **logged[max(before)]}
+    return found
+
+
 def models_of(out: Path, plan: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """Every checkpoint the plan makes, as a model to fine-tune: objective, FLOPs, step, init path, name, top."""
     models = []
@@ -139,8 +165,8 @@ def models_of(out: Path, plan: dict[str, dict[str, Any]]) -> list[dict[str, Any]
 def run_pretraining(out: Path, budget: Budget, plan: dict[str, dict[str, Any]], *, vocab_size: int, vocab_path: Path,
                     records_dir: Path, stages: Stages, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Runs (or resumes) every objective's pre-training in plan order; returns each run's model config, learning
-    rate and held-out eval metrics."""
-    info: dict[str, Any] = {"eval": {}}
+    rate, held-out eval metrics and training-batch metrics at each compute point."""
+    info: dict[str, Any] = {"eval": {}, "train": {}}
     for objective, entry in plan.items():
         workdir = out / "pretrain" / objective
         config = pretrain_config(budget, vocab_size, records_dir, objective, entry["steps"], extra)
@@ -161,4 +187,5 @@ def run_pretraining(out: Path, budget: Budget, plan: dict[str, dict[str, Any]], 
                                    f"{workdir / 'checkpoints'}; rerun the command to resume")
         logging.info("pre-training %s: %d steps done in %s", objective, entry["steps"], workdir)
         info["eval"][objective] = {str(k): v for k, v in eval_metrics(workdir).items()}
+        info["train"][objective] = train_metrics(workdir, [p["step"] for p in entry["points"]])
     return info

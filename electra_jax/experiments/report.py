@@ -149,6 +149,18 @@ def write_markdown(path: Path, lines: list[dict[str, Any]], tasks: Sequence[str]
                 cells = [m.get(k) for k in ("eval_mlm_loss", "eval_mlm_accuracy", "eval_disc_auc")]
                 out.append(f"| {objective} | {step} | " + " | ".join(
                     "–" if v is None else f"{float(v):.3f}" for v in cells) + " |")
+    trained = meta.get("pretrain_train") or {}
+    if any(trained.values()):
+        out += ["", "## Pre-training at each compute point (the last training batch logged)", "",
+                "| objective | step | loss | MLM loss | MLM accuracy | disc loss | disc AUC | tokens/s |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for objective, by_step in trained.items():
+            for step, m in sorted(by_step.items(), key=lambda kv: int(kv[0])):
+                cells = [m.get(k) for k in ("loss", "mlm_loss", "mlm_accuracy", "disc_loss", "disc_auc")]
+                speed = m.get("tokens_per_sec")
+                out.append(f"| {objective} | {m.get('logged_step', step)} | " + " | ".join(
+                    "–" if v is None else f"{float(v):.3f}" for v in cells) + " | "
+                    + ("–" if speed is None else f"{float(speed):,.0f}") + " |")
     out += ["", "## Wall time per stage", "", "| stage | minutes |", "|---|---:|"]
     for name, entry in meta["stages"].items():
         out.append(f"| {name} | {_minutes(entry.get('seconds'))} |")
