@@ -33,6 +33,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import call_info  # noqa: E402  (standard library only at import time)
+import make_table  # noqa: E402
 
 # ELECTRA-Small's and -Base's discriminator attention at their pre-training shapes (batch x seq, heads, head dim 64).
 SHAPES = {"small": (128, 128, 4, 64), "base": (64, 512, 12, 64)}
@@ -89,7 +90,9 @@ def inputs(shape: tuple[int, int, int, int], dtype):
 
 
 def time_variant(fn, args: tuple, key, steps: int, windows: int) -> dict:
-    """Compile time, then the median over `windows` windows of `steps` calls (fresh dropout keys, one sync each)."""
+    """Compile time, then the median over `windows` windows of `steps` calls (fresh dropout keys, one sync each:
+    electra_jax.benchmark.time_windows's protocol, written out here because that module needs ml-collections,
+    which the GPU image lacks)."""
     import jax
 
     begin = time.perf_counter()
@@ -106,12 +109,6 @@ def time_variant(fn, args: tuple, key, steps: int, windows: int) -> dict:
         per_call.append((time.perf_counter() - start) / steps)
     return {"ms": statistics.median(per_call) * 1e3, "ms_min": min(per_call) * 1e3, "ms_max": max(per_call) * 1e3,
             "compile_s": compile_s}
-
-
-def append(path: Path, row: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(row) + "\n")
-        f.flush()
 
 
 def sweep(args: argparse.Namespace) -> list[dict]:
@@ -135,7 +132,7 @@ def sweep(args: argparse.Namespace) -> list[dict]:
     for size, shape in shapes.items():
         data = inputs(shape, dtype)
         for name, how in variants(tilings, backend):
-            for backward in [name == "fwd+bwd" for name in args.passes.split(",")]:
+            for backward in [pass_name == "fwd+bwd" for pass_name in args.passes.split(",")]:
                 base = {**common, "size": size, "shape": list(shape), "variant": name, **how,
                         "pass": "fwd+bwd" if backward else "fwd"}
                 if args.budget_s and time.perf_counter() - started > args.budget_s:
@@ -149,7 +146,7 @@ def sweep(args: argparse.Namespace) -> list[dict]:
                         row = {**base, "kind": "error", "error": f"{type(error).__name__}: {error}"[:500],
                                "traceback_tail": traceback.format_exc()[-1200:]}
                 rows.append(row)
-                append(rows_file, row)
+                make_table.append_row(rows_file, row)
                 said = (f"{row['ms']:8.3f} ms (compile {row['compile_s']:.1f} s)" if row["kind"] == "measure"
                         else f"{row['kind']}: {row['error'][:100]}")
                 print(f"{size} {row['pass']:7s} {name:28s} {said}", flush=True)

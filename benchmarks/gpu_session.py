@@ -26,6 +26,7 @@ from pathlib import Path
 BENCHMARKS = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCHMARKS))
 import make_table  # noqa: E402  (needs the path above)
+import same_call  # noqa: E402  (standard library only at import time)
 
 # Expected seconds per driver on a cold H200 (nothing compiled yet), from the 2026-11-26 logs; docs/SPEED.md
 # ("Device time") derives each. The first driver of a call also pays COLD_START_S (CUDA libraries, first JAX).
@@ -36,8 +37,8 @@ ESTIMATE_S = {("headline", "small"): 136, ("headline", "base"): 166, ("headline"
               ("flags", "base"): 120}
 COLD_START_S = 63
 # --hf_compile_graph (run_gpu.sh: HF_COMPILE_GRAPH=1) adds same_call.py's hf_compile_graph stage to each driver that
-# compiles: a second compile of the same graphs from torch's caches, the capture and the timed replays (a guess).
-COMPILE_GRAPH_S = {"small": 15, "base": 18, "large": 20}
+# compiles, with the driver's own estimate of it (a guess).
+COMPILE_GRAPH_S = same_call.COMPILE_GRAPH_ESTIMATE_S
 SMOKE_ESTIMATE_S = 60
 MIN_DRIVER_S = 40  # below this a driver cannot even build both steps: it is recorded as skipped
 KILL_GRACE_S = 10  # a driver past its limit gets SIGTERM and up to this long before SIGKILL

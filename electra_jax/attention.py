@@ -66,11 +66,9 @@ def batch_mesh():
     `shard_map` over them, as XLA cannot partition a Pallas call by itself. The mesh is the one of
     `jax.set_mesh` (what electra_jax.sharding.use_mesh enters; seen inside jit as the abstract mesh) or of
     the legacy `with mesh:`."""
-    mesh = None
     get_abstract = getattr(jax.sharding, "get_abstract_mesh", None)
-    if get_abstract is not None and not get_abstract().empty:
-        mesh = get_abstract()
-    else:
+    mesh = get_abstract() if get_abstract is not None else None
+    if mesh is None or mesh.empty:
         try:
             from jax._src import mesh as mesh_lib  # the legacy context `with mesh:` has no public getter
 

@@ -109,20 +109,26 @@ def has_checkpoint(workdir: Path, step: int) -> bool:
     return (step_dir(workdir, step) / "state").is_dir()
 
 
-def eval_metrics(workdir: Path) -> dict[int, dict[str, float]]:
-    """{step: eval metrics} from the run's metrics.jsonl (the later line wins after a resume)."""
+def _logged(workdir: Path) -> list[dict[str, Any]]:
+    """The run's metrics.jsonl records in order (a line a kill left half written is skipped)."""
     path = workdir / "metrics.jsonl"
-    found: dict[int, dict[str, float]] = {}
-    if not path.exists():
-        return found
-    for line in path.read_text().splitlines():
+    records = []
+    for line in path.read_text().splitlines() if path.exists() else ():
         try:
-            record = json.loads(line)
+            records.append(json.loads(line))
         except json.JSONDecodeError:
             continue
-        if record.get("split") == "eval" or any(k.startswith("eval_") for k in record):
-            found[int(record.get("step", -1))] = {k: v for k, v in record.items() if k.startswith("eval_")}
-    return found
+    return records
+
+
+def _is_eval(record: dict[str, Any]) -> bool:
+    return record.get("split") == "eval" or any(k.startswith("eval_") for k in record)
+
+
+def eval_metrics(workdir: Path) -> dict[int, dict[str, float]]:
+    """{step: eval metrics} from the run's metrics.jsonl (the later line wins after a resume)."""
+    return {int(r.get("step", -1)): {k: v for k, v in r.items() if k.startswith("eval_")}
+            for r in _logged(workdir) if _is_eval(r)}
 
 
 TRAIN_FIELDS = ("loss", "mlm_loss", "mlm_accuracy", "disc_loss", "disc_accuracy", "disc_auc", "learning_rate",
@@ -133,21 +139,13 @@ def train_metrics(workdir: Path, steps: Sequence[int]) -> dict[str, dict[str, fl
     """{step: training-batch metrics} from the run's metrics.jsonl: the last line logged at or before each of
     `steps` (the compute points, say). What a report needs to judge a pre-training run that never ran an eval
     pass: its losses, accuracies and speed where each checkpoint was taken."""
-    path = workdir / "metrics.jsonl"
-    logged: dict[int, dict[str, float]] = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if "step" in record and "loss" in record and not any(k.startswith("eval_") for k in record):
-                logged[int(record["step"])] = {k: record[k] for k in TRAIN_FIELDS if record.get(k) is not None}
+    logged = {int(r["step"]): {k: r[k] for k in TRAIN_FIELDS if r.get(k) is not None}
+              for r in _logged(workdir) if "step" in r and "loss" in r and not _is_eval(r)}
     found = {}
     for step in steps:
-        before = [s for s in logged if s <= step]
-        if before:
-            found[str(step)] = {"logged_step": max(before), **logged[max(before)]}
+        last = max((s for s in logged if s <= step), default=None)
+        if last is not None:
+            found[str(step)] = {"logged_step": last, **logged[last]}
     return found
 
 
