@@ -425,3 +425,13 @@ def test_flash_sweep_times_every_variant_and_keeps_going_past_a_failing_one(tmp_
     for bad in ("--sizes=huge", "--passes=bwd"):
         with pytest.raises(SystemExit):
             sweep.parse_args(["--out=x", bad])
+    # As the GPU image runs it: no ml-collections, TensorFlow or torch importable, the table written beside the JSON.
+    blocked = ("import runpy, sys\n"
+               "for name in ('ml_collections', 'tensorflow', 'torch', 'transformers'):\n    sys.modules[name] = None\n"
+               f"sys.argv = ['flash_sweep.py', '--smoke', '--out={tmp_path / 'bare.json'}', '--steps=1',"
+               " '--windows=1']\n"
+               f"runpy.run_path({str(REPO / 'benchmarks' / 'flash_sweep.py')!r}, run_name='__main__')\n")
+    done = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "| small | fwd+bwd | flash 64/64/64/4/2 |" in (tmp_path / "bare.md").read_text()
