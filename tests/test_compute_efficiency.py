@@ -136,13 +136,12 @@ def test_toy_budget_end_to_end(tmp_path, shared_dir):
     assert "leaving out electra_1" in log and "leaving out mlm_1" in log
 
 
-def test_with_a_deadline_only_earlier_points_that_fit_are_kept(monkeypatch):
+def test_with_a_deadline_only_earlier_points_that_fit_are_kept():
     toy = dataclasses.replace(ce.BUDGETS["toy"], seeds=(0, 1, 2), early_seeds=(0,))
     models = [{"name": "electra_1", "objective": "electra", "top": False},
               {"name": "mlm_1", "objective": "mlm", "top": False}]
-    monkeypatch.setattr(finetuning.time, "time", lambda: 1000.0)
-    assert finetuning._fitting(models, toy, deadline=1005.0, seed_seconds=[4.0, 4.0]) == models  # 1 seed: 4 s
-    assert finetuning._fitting(models, toy, deadline=1003.0, seed_seconds=[4.0]) == []
+    assert finetuning._fitting(models, toy, deadline=1005.0, seed_seconds=[4.0, 4.0], now=1000.0) == models  # 1 seed
+    assert finetuning._fitting(models, toy, deadline=1003.0, seed_seconds=[4.0], now=1000.0) == []
     assert finetuning.is_headline({"objective": "none"}) and not finetuning.is_headline(models[0])
 
 

@@ -247,7 +247,7 @@ def test_the_budget_counts_from_the_call_start_and_keeps_the_later_headlines_and
     limits = []
     monkeypatch.setattr(session, "run_with_timeout", lambda command, env, log, timeout_s, every=None:
                         limits.append((command[2], command[3], timeout_s)) or 0)
-    monkeypatch.setattr(session.time, "time", lambda: 1_000_000.0)
+    monkeypatch.setattr(session, "wall_clock", lambda: 1_000_000.0)
     estimate, grace = session.ESTIMATE_S, session.KILL_GRACE_S
 
     def run(started_ago: float) -> list[dict]:

@@ -96,22 +96,12 @@ def given_corpus(corpus_dir: str) -> dict[str, Any]:
 # The experiment
 
 
-def run(output_dir: str, budget: Budget, *, text_dirs: Sequence[str], python_doc_dir: str, glue_dir: str,
-        vocab: str = "", results: str = "", command: str = "",
-        objectives: Sequence[str] = budgets_lib.DEFAULT_OBJECTIVES, corpus_dir: str = "", tfds: str = "",
-        tfds_data_dir: str = "", tfds_eval_split: str = "", overrides: dict[str, Any] | None = None,
-        deadline_s: float = 0.0) -> list[dict[str, Any]]:
-    """Runs (or resumes) every stage; returns the result rows. With deadline_s, fine-tuning puts the control and
-    the top compute points first and leaves out the earlier points that would end more than deadline_s seconds
-    after this call started."""
-    from electra_jax.experiments import finetuning, inputs, pretraining, report
-    from electra_jax.experiments.stages import Stages, Timer, configure_jax_cache, machine, run_tool, write_json
+def _corpus_source(budget: Budget, corpus_dir: str, tfds: str, tfds_eval_split: str, vocab: str, out: Path
+                   ) -> tuple[dict[str, Any], Path, str, bool]:
+    """Where the corpus comes from (built, a folder, or TFDS) and the vocabulary: (corpus, vocab path, vocab kind,
+    whether the vocab stage trains it). A tokenized corpus must name the vocabulary it was built with."""
+    from electra_jax.experiments import inputs
 
-    objectives = budgets_lib.check_objectives(objectives)
-    pretraining.check_configs(budget, objectives, overrides)  # an unknown objective field fails before any stage
-    out = Path(output_dir).expanduser().absolute()
-    inputs.check_budget_on_disk(out, budget)
-    glue = inputs.check_glue(glue_dir, budget.tasks)
     if tfds:
         corpus = {"kind": "tfds", "train": tfds, "eval": f"{tfds.partition(':')[0]}:{tfds_eval_split}"
                   if tfds_eval_split else "", "train_files": [], "eval_files": []}
@@ -126,16 +116,16 @@ def run(output_dir: str, budget: Budget, *, text_dirs: Sequence[str], python_doc
         if file_sha256(str(vocab_path)) != corpus["vocab_sha256"]:
             raise ValueError(f"--corpus_dir={corpus_dir} was tokenized with another vocabulary than {vocab_path}; "
                              "pass --vocab=PATH of the vocabulary it was built with")
-    out.mkdir(parents=True, exist_ok=True)
-    if budget.finetune_workers:  # leave accelerator memory for the fine-tuning processes
-        os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.5")
-    configure_jax_cache(out)
-    stages = Stages(out / "stages.json")
-    started = time.time()
-    deadline = started + deadline_s if deadline_s else None
-    write_json(out / "budget.json", dataclasses.asdict(budget))
+    return corpus, vocab_path, vocab_kind, train_vocab
 
-    # 1. corpus
+
+def _corpus_and_vocab(out: Path, budget: Budget, corpus: dict[str, Any], vocab_path: Path, train_vocab: bool,
+                      stages: Any, text_dirs: Sequence[str], python_doc_dir: str) -> tuple[dict[str, Any], int]:
+    """Stages 1 and 2: the corpus (when built here) and the vocabulary (when trained here); returns the corpus
+    description and the vocabulary's size. Each is skipped when its output is already on disk."""
+    from electra_jax.data import tokenizer as make_tokenizer
+    from electra_jax.experiments.stages import Timer, run_tool
+
     if corpus["kind"] == "built":
         corpus_meta_path = out / "corpus" / "corpus.json"
         if not corpus_meta_path.exists():
@@ -145,19 +135,60 @@ def run(output_dir: str, budget: Budget, *, text_dirs: Sequence[str], python_doc
                 corpus_meta_path.write_text(json.dumps(built, indent=2))
         corpus = {**json.loads(corpus_meta_path.read_text()), "kind": "built"}
         corpus["eval_files"] = [corpus["eval_file"]]
-
-    # 2. vocabulary
     if train_vocab and not vocab_path.exists():
         with Timer(stages, "vocab"):
             tmp = vocab_path.with_suffix(".tmp")
             run_tool("electra_jax.build_vocab", f"--input={','.join(corpus['train_files'])}",
                      f"--vocab_size={budget.vocab_size}", "--kind=wordpiece", f"--output={tmp}")
             tmp.replace(vocab_path)
-    from electra_jax.data import tokenizer as make_tokenizer
+    return corpus, make_tokenizer(str(vocab_path), lower_case=True).vocab_size
 
-    vocab_size = make_tokenizer(str(vocab_path), lower_case=True).vocab_size
 
-    # 3. records
+def _finetune_here(out: Path, budget: Budget, models: list[dict[str, Any]], *, protocol: str, glue: Path,
+                   vocab_path: Path, stages: Any, results: str, deadline: float | None) -> None:
+    """Stage 5 in this process, after pre-training: with a deadline, every task's control and top points first,
+    then the earlier points that fit."""
+    from electra_jax.experiments import finetuning, report
+
+    update_report = partial(report.write_report, out, results)
+    for headline_only in (True, False) if deadline else (False,):
+        for task in budget.tasks:
+            finetuning.finetune_task(task, models, budget=budget, out=out, protocol=protocol, glue_dir=glue,
+                                     vocab=vocab_path, stages=stages, on_result=update_report, deadline=deadline,
+                                     headline_only=headline_only)
+
+
+def run(output_dir: str, budget: Budget, *, text_dirs: Sequence[str], python_doc_dir: str, glue_dir: str,
+        vocab: str = "", results: str = "", command: str = "",
+        objectives: Sequence[str] = budgets_lib.DEFAULT_OBJECTIVES, corpus_dir: str = "", tfds: str = "",
+        tfds_data_dir: str = "", tfds_eval_split: str = "", overrides: dict[str, Any] | None = None,
+        deadline_s: float = 0.0) -> list[dict[str, Any]]:
+    """Runs (or resumes) every stage; returns the result rows. With deadline_s, fine-tuning puts the control and
+    the top compute points first and leaves out the earlier points that would end more than deadline_s seconds
+    after this call started."""
+    from electra_jax.experiments import finetuning, inputs, pretraining, report
+    from electra_jax.experiments.stages import Stages, configure_jax_cache, machine, write_json
+
+    # Every check before any stage: objectives and their config fields, the budget on disk, GLUE, the vocabulary.
+    objectives = budgets_lib.check_objectives(objectives)
+    pretraining.check_configs(budget, objectives, overrides)
+    out = Path(output_dir).expanduser().absolute()
+    inputs.check_budget_on_disk(out, budget)
+    glue = inputs.check_glue(glue_dir, budget.tasks)
+    corpus, vocab_path, vocab_kind, train_vocab = _corpus_source(budget, corpus_dir, tfds, tfds_eval_split, vocab,
+                                                                 out)
+    out.mkdir(parents=True, exist_ok=True)
+    if budget.finetune_workers:  # leave accelerator memory for the fine-tuning processes
+        os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.5")
+    configure_jax_cache(out)
+    stages = Stages(out / "stages.json")
+    started = time.time()
+    deadline = started + deadline_s if deadline_s else None
+    write_json(out / "budget.json", dataclasses.asdict(budget))
+
+    # 1-3. corpus, vocabulary, records
+    corpus, vocab_size = _corpus_and_vocab(out, budget, corpus, vocab_path, train_vocab, stages, text_dirs,
+                                           python_doc_dir)
     records = inputs.build_records(out, budget, corpus, vocab_path, stages, tfds_data_dir)
     extra = dict(overrides or {})
     if not records["eval"]:
@@ -197,17 +228,12 @@ def run(output_dir: str, budget: Budget, *, text_dirs: Sequence[str], python_doc
     report.write_report(out, results)
     if workers:
         finetuning.wait_for_workers(out, workers, results)
-    else:  # with a deadline, every task's control and top points first, then the earlier points that fit
-        update_report = partial(report.write_report, out, results)
-        for headline_only in (True, False) if deadline else (False,):
-            for task in budget.tasks:
-                finetuning.finetune_task(task, models, budget=budget, out=out, protocol=protocol, glue_dir=glue,
-                                         vocab=vocab_path, stages=stages, on_result=update_report,
-                                         deadline=deadline, headline_only=headline_only)
+    else:
+        _finetune_here(out, budget, models, protocol=protocol, glue=glue, vocab_path=vocab_path, stages=stages,
+                       results=results, deadline=deadline)
 
     # 6. report
-    lines = report.write_report(out, results)
-    for line in lines:
+    for line in report.write_report(out, results):
         logging.info("%-8s %.3g FLOPs: average %.2f  %s", line["objective"], line["pretrain_flops"], line["average"],
                      " ".join(f"{t} {v:.1f}" for t, v in line["medians"].items()))
     logging.info("all stages done; this invocation took %.1f s; results in %s", time.time() - started, out)

@@ -119,15 +119,17 @@ def is_headline(model: dict[str, Any]) -> bool:
     return model["objective"] == CONTROL or bool(model.get("top"))
 
 
-def _fitting(pending: list[dict[str, Any]], budget: Budget, deadline: float, seed_seconds: list[float]
-             ) -> list[dict[str, Any]]:
-    """The models whose fine-tuning, at this task's measured seconds per seed, ends before the deadline."""
+def _fitting(pending: list[dict[str, Any]], budget: Budget, deadline: float, seed_seconds: list[float],
+             now: float | None = None) -> list[dict[str, Any]]:
+    """The models whose fine-tuning, at this task's measured seconds per seed, ends before the deadline (a
+    time.time() value; `now` defaults to the current one)."""
+    now = time.time() if now is None else now
     estimate = statistics.fmean(seed_seconds) if seed_seconds else 0.0
-    fitting = [m for m in pending if time.time() + estimate * len(seeds_for(budget, is_headline(m))) < deadline]
+    fitting = [m for m in pending if now + estimate * len(seeds_for(budget, is_headline(m))) < deadline]
     for model in pending:
         if model not in fitting:
             logging.warning("finetune: leaving out %s: ~%.0f s per seed would end after the deadline (%.0f s left)",
-                            model["name"], estimate, deadline - time.time())
+                            model["name"], estimate, deadline - now)
     return fitting
 
 
