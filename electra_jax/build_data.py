@@ -300,6 +300,11 @@ def build_pretraining_data(
                      stats.num_input_tokens, 100 * stats.num_discarded_tokens / max(stats.num_input_tokens, 1))
         for warning in warnings:
             logging.warning("build_data: %s", warning)
+        if stats.num_examples == 0:  # nothing to train on: fail here, not at pre-training's first read
+            raise ValueError(f"build_data made no examples from {len(plan.sources)} input(s) "
+                             f"({stats.num_input_tokens} tokens): {'; '.join(warnings) or 'the input holds no text'}. "
+                             "Check --input (one sentence per line, blank lines between documents); nothing was "
+                             f"written to {output_dir}")
         shard_lists = {kind: [{"file": n, "num_examples": c} for n, c in zip(names, writers.counts)]
                        for kind, names in writers.names.items()}
         metadata = {

@@ -90,6 +90,9 @@ def main(argv: Sequence[str]) -> None:
     if not FLAGS.input or not FLAGS.output:
         raise app.UsageError("--input and --output are required.")
     files = expand_text_globs(FLAGS.input)
+    if not any(line.strip() for path in files for line in read_text_file(path).splitlines()):
+        raise ValueError(f"--input={FLAGS.input}: the {len(files)} file(s) hold no text (empty or only blank "
+                         "lines); a vocabulary needs text, one sentence per line")
     output = FLAGS.output
     if os.path.isdir(output):  # a folder: use the conventional file name inside it
         output = os.path.join(output, "vocab.txt" if FLAGS.kind == "wordpiece" else "sp.model")

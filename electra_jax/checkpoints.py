@@ -226,6 +226,10 @@ class Checkpointer:
 
     # -- restoring ----------------------------------------------------------------------------------------
 
+    def saved_config(self, step: int) -> dict:
+        """The config dict saved with `step`, read without restoring the state (to check it first)."""
+        return _read_json_item(self.directory / str(step), CONFIG_ITEM)
+
     def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict[int, Any], dict]:
         """Restores (state, {process_index: data position}, config dict) at `step` into the abstract target.
 
@@ -445,6 +449,10 @@ def _resolve_params_source(path: str | os.PathLike) -> tuple[str, Path]:
         steps = _numeric_children(folder)
         if steps:
             return "step", folder / str(steps[-1])
+    if (root / CHECKPOINTS_SUBDIR).is_dir():
+        raise CheckpointError(f"{str(root)!r} is a workdir whose {CHECKPOINTS_SUBDIR}/ holds no saved step yet (a "
+                              "run that has not reached its first checkpoint, or was stopped before it); give a "
+                              "workdir with a saved checkpoint, or its final/ params export")
     raise CheckpointError(
         f"{str(root)!r} holds no electra_jax checkpoint: expected a params export (with {PARAMS_CONFIG_FILE}), "
         f"a step folder (with {STATE_ITEM}/), a checkpoints folder of numbered steps, or a workdir with "

@@ -55,6 +55,17 @@ def show_tracebacks() -> bool:
     return logging.get_verbosity() >= 1
 
 
+def did_you_mean(given: Sequence[str], choices: Sequence[str]) -> str:
+    """" (did you mean 'to_hf'?)" for a mistyped command among `given`, else ""."""
+    import difflib
+
+    for word in given:
+        close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+        if close:
+            return f" (did you mean {close[0]!r}?)"
+    return ""
+
+
 def one_line(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
     """`text` on one line (runs of whitespace collapsed), cut to `limit` characters."""
     flat = re.sub(r"\s+", " ", str(text)).strip()
@@ -119,13 +130,27 @@ def parse_flags(argv: Sequence[str], prog: str) -> list[str]:
         if unreadable is None:
             return rest
         message = unreadable
-    except (flags.Error, KeyError, AttributeError, TypeError, ValueError) as error:
+    except (flags.Error, KeyError, AttributeError, TypeError, ValueError, OSError) as error:
         if show_tracebacks():
             traceback.print_exc()
-        message = flag_error_message(error, argv)
+        # An unreadable --config file surfaces at the first --config.* override, as that override's error (an
+        # OSError with ml_collections' traceback in it): name the file instead.
+        message = _missing_config_file(argv) or _unreadable_config_file(argv) or flag_error_message(error, argv)
     print(f"{prog}: error: {one_line(message)}", file=sys.stderr, flush=True)
     print(f"{prog}: pass --helpshort to see the flags", file=sys.stderr, flush=True)
     sys.exit(2)
+
+
+def _missing_config_file(argv: Sequence[str]) -> str | None:
+    """The message for a --config path that does not exist, else None."""
+    from absl import flags
+
+    value = _config_value(argv)
+    path = value.split(":", 1)[0] if value else ""
+    if not path or os.path.exists(path) or "config" not in flags.FLAGS:
+        return None
+    return (f"--config={value}: cannot read the config file: there is no file {path} (relative paths start at "
+            f"{os.getcwd()}) (--config: {flags.FLAGS['config'].help})")
 
 
 def _unreadable_config_file(argv: Sequence[str]) -> str | None:
@@ -133,7 +158,10 @@ def _unreadable_config_file(argv: Sequence[str]) -> str | None:
     of the config, with a garbled message), else None."""
     from absl import flags
 
-    if "config" not in flags.FLAGS or type(flags.FLAGS["config"].value).__name__ != "_ErrorConfig":
+    try:
+        if "config" not in flags.FLAGS or type(flags.FLAGS["config"].value).__name__ != "_ErrorConfig":
+            return None
+    except Exception:  # noqa: BLE001 - the flag could not even be read: not this case
         return None
     value = _config_value(argv) or ""
     given, path = f"--config={value}", value.split(":", 1)[0]
@@ -157,6 +185,8 @@ def flag_error_message(error: BaseException, argv: Sequence[str]) -> str:
         flag = lines[0].split(": Error whilst", 1)[0].removeprefix("flag ")
         last = re.sub(r"^[A-Za-z_.]*(Error|Exception): ", "", lines[-1])
         text = f"{flag}: {last}"
+    if "before a value for --config was specified" in text:
+        text += "; put --config=PATH:ARG before the --config.* overrides"
     if "must have a value other than None" in text:
         name = re.search(r"--(\w+)", text)
         help_text = flags.FLAGS[name.group(1)].help if name and name.group(1) in flags.FLAGS else ""

@@ -26,6 +26,7 @@ EMBEDDING_SHARING = ("tied", "untied", "gdes")
 SCHEDULES = ("electra", "warmup_linear")
 SHARDING_RULES = ("dp", "fsdp", "fsdp_tp")
 ON_CORRUPT = ("fallback", "stop")
+PROGRESS_MODES = ("auto", "bar", "log")  # train.progress: a bar on terminals and notebooks, log lines, or either
 FLOAT32_MAX = 3.4028234663852886e38
 RECORD_FORMATS = ("tfrecord", "numpy")
 REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch")
@@ -294,6 +295,9 @@ def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
                   "mask_token_prob + random_token_prob must not exceed 1")
         if objective.temperature <= 0:
             _fail("objective.temperature", objective.temperature, "must be positive")
+        for field in ("disc_weight", "gen_weight"):
+            if field in objective and objective[field] < 0:
+                _fail(f"objective.{field}", objective[field], "must be >= 0")
         _check_objective_model(config)
     if "optim" in config:
         _check_choice(config, "optim", "schedule", SCHEDULES)
@@ -305,6 +309,13 @@ def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
             _fail("optim.warmup_steps", config.optim.warmup_steps, "must be >= 0")
         if config.optim.layerwise_lr_decay < 0 or config.optim.layerwise_lr_decay > 1:
             _fail("optim.layerwise_lr_decay", config.optim.layerwise_lr_decay, "must be in [0, 1] (0 = off)")
+        for field in ("adam_b1", "adam_b2"):
+            if field in config.optim and not 0.0 <= config.optim[field] < 1.0:
+                _fail(f"optim.{field}", config.optim[field], "must be in [0, 1)")
+        for field in ("clip_norm", "weight_decay", "adam_eps"):
+            if field in config.optim and config.optim[field] < 0:
+                _fail(f"optim.{field}", config.optim[field], "must be >= 0 (0 = off)" if field != "adam_eps"
+                      else "must be >= 0")
     if "data" in config and "format" in config.data:
         _check_choice(config, "data", "format", RECORD_FORMATS)
     if "data" in config and "max_seq_length" in config.data:
@@ -322,6 +333,14 @@ def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         for field in ("steps", "batch_size"):
             if field in config.train and (not isinstance(config.train[field], int) or config.train[field] <= 0):
                 _fail(f"train.{field}", config.train[field], "must be a positive integer")
+        for field in ("log_every", "eval_steps", "eval_batch_size", "epochs"):  # every N steps / N batches
+            if field in config.train and (not isinstance(config.train[field], int) or config.train[field] <= 0):
+                _fail(f"train.{field}", config.train[field], "must be a positive integer")
+        if "eval_every" in config.train and (not isinstance(config.train.eval_every, int)
+                                             or config.train.eval_every < 0):
+            _fail("train.eval_every", config.train.eval_every, "must be an integer >= 0 (0 = no eval during training)")
+        if "progress" in config.train:
+            _check_choice(config, "train", "progress", PROGRESS_MODES)
         skips = config.train.get("max_skipped_updates", 0)
         if not isinstance(skips, int) or skips < 0:
             _fail("train.max_skipped_updates", skips,
@@ -329,6 +348,12 @@ def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     if "checkpoint" in config:
         if "on_corrupt" in config.checkpoint:
             _check_choice(config, "checkpoint", "on_corrupt", ON_CORRUPT)
+        every = config.checkpoint.get("every_steps", 0)
+        # Pre-training saves every `every_steps` steps; fine-tuning's 0 means "only at epoch ends and on SIGTERM".
+        least = 1 if "train" in config and "steps" in config.train else 0
+        if not isinstance(every, int) or every < least:
+            _fail("checkpoint.every_steps", every, "must be a positive integer" if least else
+                  "must be an integer >= 0 (0 = only at the end of every epoch and on SIGTERM)")
         keep = config.checkpoint.get("keep", 0)
         if not isinstance(keep, int) or keep < 0:
             _fail("checkpoint.keep", keep, "must be an integer >= 0 (0 = keep every checkpoint)")

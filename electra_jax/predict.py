@@ -257,8 +257,10 @@ def main(argv: Sequence[str]) -> None:
     from absl import app, flags
 
     if len(argv) != 2 or argv[1] not in COMMANDS:
+        from electra_jax.cli import did_you_mean
+
         raise app.UsageError(f"give one command: python -m electra_jax.predict {{{'|'.join(COMMANDS)}}} "
-                             f"--checkpoint=PATH --text=TEXT (got {list(argv[1:])})")
+                             f"--checkpoint=PATH --text=TEXT (got {list(argv[1:])}){did_you_mean(argv[1:], COMMANDS)}")
     f = flags.FLAGS
     missing = [f"--{name}" for name in ("checkpoint", "text") if getattr(f, name) is None]
     if missing:

@@ -129,6 +129,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     mesh = sharding_lib.make_mesh(config.mesh)
     sharding_lib.check_batch_size(config.train.batch_size, mesh)
     per_host_batch_size = config.train.batch_size // jax.process_count()
+    m = config.model
+    logging.info("model %s: %d layers, hidden %d, embedding %d, %d heads, generator hidden %d, vocab %d; objective "
+                 "%s; %d steps of %d x %d tokens", config.get("size", "custom"), m.num_layers, m.hidden_size,
+                 m.embedding_size, m.num_heads, m.generator_hidden_size, m.vocab_size, config.objective.kind,
+                 config.train.steps, config.train.batch_size, config.data.max_seq_length)
     logging.info("mesh %s over %d devices (%d processes); sharding rules %s; global batch %d (%d per host)",
                  dict(mesh.shape), mesh.size, jax.process_count(), config.sharding.rules, config.train.batch_size,
                  per_host_batch_size)
@@ -181,6 +186,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         return applied
 
     def run_eval(step: int) -> None:
+        if config.data.eval_files and not config.data.synthetic:
+            logging.info("eval at step %d: %d batches ...", step, config.train.eval_steps)
         metrics = evaluate(trainer, compiled, state.params, config, per_host_batch_size)
         if metrics:
             summary["eval"] = metrics

@@ -1,7 +1,7 @@
 """Where the time of a profiled step goes: device time per category, from a `jax.profiler` trace.
 
     python -m electra_jax.benchmark --config=configs/pretrain.py:base ... --profile_dir=/tmp/prof --profile_steps=3
-    python -m electra_jax.profile_summary /tmp/prof --steps=3
+    python -m electra_jax.profile_summary --profile_dir=/tmp/prof --steps=3     # or: ... profile_summary /tmp/prof
 
 Reads the newest `*.trace.json.gz` under the folder (written by `jax.profiler.trace`) and, when present, the
 compiled step's HLO (`step_hlo.txt.gz`, written by the benchmark) to map every device op back to the model
@@ -12,13 +12,12 @@ per step by category and the most expensive ops. Needs nothing beyond the standa
 
 from __future__ import annotations
 
-import argparse
 import collections
 import gzip
 import json
 import os
 import re
-from typing import Iterable
+from collections.abc import Iterable, Sequence
 
 # (category, pattern on the kernel name, pattern on the op_name); the first match wins.
 _RULES = (
@@ -148,14 +147,27 @@ def to_markdown(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("profile_dir")
-    parser.add_argument("--steps", type=int, default=3, help="steps the trace holds (the benchmark's --profile_steps)")
-    parser.add_argument("--top", type=int, default=15)
-    parser.add_argument("--json", default=None, help="also write the summary here")
-    args = parser.parse_args()
-    summary = load(args.profile_dir, args.steps, args.top)
+def define_flags() -> None:
+    """Flags are defined only when run as a program, so importing this module defines none."""
+    from absl import flags
+
+    flags.DEFINE_string("profile_dir", None, "The folder `jax.profiler.trace` wrote (the benchmark's --profile_dir); "
+                        "may also be given as the one positional argument.")
+    flags.DEFINE_integer("steps", 3, "Steps the trace holds (the benchmark's --profile_steps).", lower_bound=1)
+    flags.DEFINE_integer("top", 15, "How many of the most expensive ops to list.", lower_bound=0)
+    flags.DEFINE_string("json", None, "Also write the summary here (JSON).")
+
+
+def main(argv: Sequence[str]) -> None:
+    from absl import app, flags
+
+    args = flags.FLAGS
+    if len(argv) > 2 or (len(argv) == 2 and args.profile_dir):
+        raise app.UsageError("give the trace folder once: --profile_dir=DIR or one positional DIR", exitcode=2)
+    profile_dir = args.profile_dir or (argv[1] if len(argv) == 2 else None)
+    if not profile_dir:
+        raise app.UsageError("--profile_dir is required (the folder `jax.profiler.trace` wrote)", exitcode=2)
+    summary = load(profile_dir, args.steps, args.top)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(summary, f, indent=1)
@@ -165,4 +177,5 @@ def main() -> None:
 if __name__ == "__main__":
     from electra_jax import cli
 
-    cli.guarded(main)
+    define_flags()
+    cli.run(main)

@@ -55,8 +55,8 @@ def prepare_workdir(path: str | os.PathLike) -> Path:
 
 
 # Config fields that define the run a checkpoint continues: a resumed run must keep them. Everything else
-# (steps, logging, eval, checkpoint cadence, progress, data paths, mesh and sharding, optimizer settings such
-# as a lowered learning rate, max_skipped_updates) may change.
+# (steps, logging, eval, checkpoint cadence, progress, data paths, mesh and sharding, optimizer values such
+# as a lowered learning rate, max_skipped_updates) may change; OPTIMIZER_PARTS below may not be turned on or off.
 RESUME_MUST_MATCH = ("model.", "objective.", "data.max_seq_length", "data.lower_case", "data.pad_id",
                      "data.unk_id", "data.cls_id", "data.sep_id", "data.mask_id", "train.batch_size", "train.seed")
 # Compute-only model switches: same parameters, same state layout.
@@ -83,7 +83,8 @@ def flatten_config(tree: Mapping, prefix: str = "") -> dict[str, Any]:
 Change = tuple[str, Any, Any]  # (field, value in the checkpoint, value now)
 
 
-def resume_differences(saved: Mapping, current: Mapping) -> tuple[list[Change], list[Change]]:
+def resume_differences(saved: Mapping, current: Mapping, must_match: tuple[str, ...] = RESUME_MUST_MATCH,
+                       may_change: tuple[str, ...] = RESUME_MAY_CHANGE) -> tuple[list[Change], list[Change]]:
     """(fields a resumed run may not change, fields it may) that differ, as (field, saved, current).
 
     Fields present on one side only (configs written by another electra_jax version) are ignored.
@@ -93,7 +94,7 @@ def resume_differences(saved: Mapping, current: Mapping) -> tuple[list[Change], 
     for field in sorted(set(old) & set(new)):
         if old[field] == new[field]:
             continue
-        binding = field.startswith(RESUME_MUST_MATCH) and field not in RESUME_MAY_CHANGE
+        binding = field.startswith(must_match) and not field.startswith(may_change)
         if field in OPTIMIZER_PARTS:
             binding = optim.is_on(old[field]) != optim.is_on(new[field])
         (forbidden if binding else allowed).append((field, old[field], new[field]))
@@ -101,23 +102,70 @@ def resume_differences(saved: Mapping, current: Mapping) -> tuple[list[Change], 
     return forbidden, allowed
 
 
+def _compare_for_resume(saved: Mapping, config: ml_collections.ConfigDict | Mapping, what: str,
+                        *args: tuple[str, ...]) -> str:
+    """Logs the changes a resumed run may make; returns the forbidden ones, shown ("" when none)."""
+    current = config_to_dict(config) if isinstance(config, ml_collections.ConfigDict) else dict(config)
+    forbidden, allowed = resume_differences(saved, current, *args)
+    if allowed:
+        logging.info("resuming %swith changed settings (checkpoint -> now): %s", what,
+                     ", ".join(f"{f} {a!r} -> {b!r}" for f, a, b in allowed))
+    shown = ", ".join(f"{f} {a!r} -> {b!r}" for f, a, b in forbidden[:6])
+    return shown + (f" and {len(forbidden) - 6} more" if len(forbidden) > 6 else "")
+
+
 def check_resumable(saved: Mapping, config: ml_collections.ConfigDict | Mapping, where: Path | str) -> None:
     """Raises ResumeMismatchError naming the fields that differ; logs the changes a resumed run may make."""
-    current = config_to_dict(config) if isinstance(config, ml_collections.ConfigDict) else dict(config)
-    forbidden, allowed = resume_differences(saved, current)
-    if allowed:
-        logging.info("resuming with changed settings (checkpoint -> now): %s",
-                     ", ".join(f"{f} {a!r} -> {b!r}" for f, a, b in allowed))
-    if forbidden:
-        shown = ", ".join(f"{f} {a!r} -> {b!r}" for f, a, b in forbidden[:6])
-        more = f" and {len(forbidden) - 6} more" if len(forbidden) > 6 else ""
+    shown = _compare_for_resume(saved, config, "")
+    if shown:
         workdir = as_path(where).parent.parent
         raise ResumeMismatchError(
-            f"the checkpoint {where} was trained with a different config: {shown}{more} (checkpoint -> now). A run "
+            f"the checkpoint {where} was trained with a different config: {shown} (checkpoint -> now). A run "
             f"resumes only with the same model, objective, sequence length, special ids, batch size, seed and "
             f"optimizer parts (gradient clipping, weight decay and layer-wise decay on or off, at any value). To "
             f"train this config use a new --workdir; to start a fresh run from those weights add "
             f"--config.checkpoint.init={workdir} to it; to continue the old run drop the changed overrides")
+
+
+# A fine-tuning workdir's checkpoints continue one task on one data set from one model: a rerun in the same
+# --workdir with another task, data folder or training cap must not resume it (and report its scores under the
+# new name). Epochs, logging, eval and checkpoint settings and the optimizer's values may change.
+FINETUNE_MUST_MATCH = ("task", "model.", "data.dir", "data.tfds", "data.lower_case", "data.max_seq_length",
+                       "data.double_unordered", "data.doc_stride", "data.max_query_length", "data.tag_scheme",
+                       "train.batch_size", "train.max_train_examples")
+# The generator's sizes do not enter a fine-tuned model (they describe the --init checkpoint's other network).
+FINETUNE_MAY_CHANGE = RESUME_MAY_CHANGE + ("model.generator_",)
+
+
+def check_finetune_resumable(saved: Mapping, config: ml_collections.ConfigDict | Mapping, where: Path | str
+                             ) -> None:
+    """Raises ResumeMismatchError when the fine-tuning checkpoint at `where` is of another run: a pre-training
+    checkpoint (a pre-training workdir given as the fine-tuning --workdir), or another task, data set, model or
+    training cap (FINETUNE_MUST_MATCH), or an optimizer part turned on or off."""
+    workdir = as_path(where).parent.parent
+    if "task" not in saved:
+        raise ResumeMismatchError(
+            f"{workdir} holds a pre-training checkpoint ({where}), not a fine-tuning run: fine-tune into a new "
+            f"--workdir and pass this one as --init={workdir}")
+    shown = _compare_for_resume(saved, config, "fine-tuning ", FINETUNE_MUST_MATCH, FINETUNE_MAY_CHANGE)
+    if shown:
+        raise ResumeMismatchError(
+            f"{workdir} holds a fine-tuning run of another setup: {shown} (checkpoint -> now). A fine-tuning "
+            f"run resumes only with the same task, data, model, sequence length, batch size, training-set cap and "
+            f"optimizer parts; fine-tune this setup into a new --workdir, or drop the changed overrides to finish "
+            f"the old run")
+
+
+def check_finetune_position(position: Mapping, seeds: list[int], init: str, where: Path | str) -> None:
+    """Raises ResumeMismatchError when a fine-tuning checkpoint holds other seeds or started from another --init
+    than this run (checkpoints written before these were recorded are not checked)."""
+    if "seeds" in position and list(position["seeds"]) != list(seeds):
+        raise ResumeMismatchError(f"the checkpoint in {where} holds seeds {position['seeds']}, not {list(seeds)}: "
+                                  "fine-tune these seeds into a new --workdir")
+    if "init" in position and position["init"] != init:
+        was, now = position["init"] or "no --init (from scratch)", init or "no --init (from scratch)"
+        raise ResumeMismatchError(f"the checkpoint in {where} was fine-tuned from {was}, not {now}: fine-tune from "
+                                  "the new weights into a new --workdir")
 
 
 # ---------------------------------------------------------------------------------------------------------

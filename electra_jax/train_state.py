@@ -17,6 +17,7 @@ checkpoint layout.
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple, Protocol
 
@@ -314,6 +315,10 @@ class Trainer:
         if seeds:
             step_fn, eval_fn = jax.vmap(step_fn), jax.vmap(eval_fn, in_axes=(0, None, None))
             state_shardings, batch_sharding = self.stacked_state_shardings, self.stacked_batch_sharding
+        started = time.time()
+        logging.info("compiling the %s for batch %d%s (a large model's first compile takes minutes) ...",
+                     "train and eval steps" if include_eval else "train step", batch_size,
+                     f", vmapped over {seeds} seeds" if seeds else "")
         with sharding_lib.use_mesh(self.mesh):
             batch = self.abstract_batch(batch_size, seeds)
             train = jax.jit(step_fn, in_shardings=(state_shardings, batch_sharding, self.replicated),
@@ -327,6 +332,7 @@ class Trainer:
                 eval_rng = jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=self.replicated)
                 compiled_eval = evaluate.lower(self.abstract_state(seeds).params, self.abstract_batch(eval_batch_size),
                                                eval_rng).compile()
+        logging.info("compiled in %.1f s", time.time() - started)
         if log_memory:
             log_memory_analysis(compiled_train, "train step")
         return Compiled(compiled_train, compiled_eval)

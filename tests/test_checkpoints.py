@@ -62,6 +62,9 @@ def test_restore_params_errors_name_the_path(tmp_path):
         checkpoints.restore_params(str(tmp_path / "missing"))
     with pytest.raises(checkpoints.CheckpointError, match="holds no electra_jax checkpoint"):
         checkpoints.restore_params(str(tmp_path))
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)  # a workdir before its first save
+    with pytest.raises(checkpoints.CheckpointError, match="is a workdir whose checkpoints/ holds no saved step yet"):
+        checkpoints.restore_params(str(tmp_path / "run"))
 
 
 def test_continued_pretraining_needs_the_generator():

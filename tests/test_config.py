@@ -1,6 +1,8 @@
 """Configs against the original's published hyperparameters (ELECTRA_REFERENCE.md sections 2.1 and 2.2) and the
 validation every entry point relies on (one error naming the field, the value and the fix)."""
 
+import re
+
 import pytest
 
 from electra_jax import config as config_lib
@@ -95,6 +97,32 @@ def test_errors_name_the_field_and_the_fix():
         config_lib.load("configs/nothing.py:tiny")
     with pytest.raises(config_lib.ConfigError, match="unknown fine-tuning task 'sst3'"):
         config_lib.load("configs/finetune.py:sst3")
+
+
+@pytest.mark.parametrize("spec,field,value,why", [
+    ("pretrain.py:tiny", "train.log_every", 0, "must be a positive integer"),  # was a ZeroDivisionError at step 1
+    ("pretrain.py:tiny", "train.eval_steps", 0, "must be a positive integer"),
+    ("pretrain.py:tiny", "train.eval_every", -5, r"must be an integer >= 0 \(0 = no eval"),
+    ("pretrain.py:tiny", "train.progress", "bars", r"must be one of \['auto', 'bar', 'log'\]"),
+    ("pretrain.py:tiny", "checkpoint.every_steps", 0, "must be a positive integer"),  # was: a save every step
+    ("pretrain.py:tiny", "optim.adam_b1", 1.5, r"must be in \[0, 1\)"),
+    ("pretrain.py:tiny", "optim.adam_b2", 1.0, r"must be in \[0, 1\)"),
+    ("pretrain.py:tiny", "optim.clip_norm", -1.0, r"must be >= 0 \(0 = off\)"),
+    ("pretrain.py:tiny", "optim.weight_decay", -0.01, r"must be >= 0 \(0 = off\)"),
+    ("pretrain.py:tiny", "objective.disc_weight", -1.0, "must be >= 0"),
+    ("finetune.py:sst2,tiny", "train.epochs", 0, "must be a positive integer"),
+    ("finetune.py:sst2,tiny", "checkpoint.every_steps", -1, r"must be an integer >= 0 \(0 = only at the end"),
+])
+def test_out_of_range_values_fail_at_load_naming_the_field(spec, field, value, why):
+    """Values that used to pass and fail (or misbehave) only after the compile."""
+    with pytest.raises(config_lib.ConfigError, match=rf"config\.{re.escape(field)} = {re.escape(repr(value))}: {why}"):
+        config_lib.load(f"configs/{spec}", {field: value})
+
+
+def test_the_zero_values_with_a_meaning_still_load():
+    assert config_lib.load("configs/pretrain.py:tiny", {"train.eval_every": 0, "optim.clip_norm": 0.0,
+                                                        "optim.weight_decay": 0.0, "objective.disc_weight": 0.0})
+    assert config_lib.load("configs/finetune.py:sst2,tiny", {"checkpoint.every_steps": 0})
 
 
 def test_finalize_rederives_after_overrides():

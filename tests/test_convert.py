@@ -491,6 +491,51 @@ def test_commands_round_trip_through_checkpoints(uncased_vocab, tmp_path, capsys
     cli.run("check", _flags(checkpoint=str(tmp_path / "back"), hf_dir=str(tmp_path / "hf")))
 
 
+@pytest.mark.parametrize("given", ["out", "discriminator"])
+def test_from_hf_of_a_to_hf_export_brings_both_networks_for_continued_pre_training(uncased_vocab, tmp_path, capsys,
+                                                                                   given):
+    """`from_hf --input=OUT` (the folder `to_hf` wrote) or `--input=OUT/discriminator` alone imports the generator
+    beside it too, as `finetune --init` reads such folders, so `pretrain --config.checkpoint.init` accepts it."""
+    from electra_jax.train_state import check_params_match
+
+    config = config_lib.load("configs/pretrain.py:tiny", {"model.num_layers": 1})
+    params = _random_params(config)
+    checkpoints.save_params(str(tmp_path / "ckpt"), params, config)
+    cli.run("to_hf", _flags(checkpoint=str(tmp_path / "ckpt"), output_dir=str(tmp_path / "hf"),
+                            vocab=str(uncased_vocab)))
+    source = tmp_path / "hf" if given == "out" else tmp_path / "hf" / "discriminator"
+    cli.run("from_hf", _flags(input=str(source), output_dir=str(tmp_path / "back")))
+    assert "wrote discriminator + generator" in capsys.readouterr().out
+    back, _ = checkpoints.restore_params(str(tmp_path / "back"))
+    _assert_same_params(back, params)
+    check_params_match(back, params)  # what pre-training's checkpoint.init checks; raises on a missing generator
+
+
+def test_from_hf_of_a_lone_discriminator_says_what_continued_pre_training_needs(uncased_vocab, tmp_path, capsys):
+    config = config_lib.load("configs/pretrain.py:tiny", {"model.num_layers": 1})
+    checkpoints.save_params(str(tmp_path / "ckpt"), _random_params(config), config)
+    cli.run("to_hf", _flags(checkpoint=str(tmp_path / "ckpt"), output_dir=str(tmp_path / "hf"),
+                            vocab=str(uncased_vocab)))
+    (tmp_path / "hf" / "discriminator").rename(tmp_path / "disc")  # no generator/ beside it now
+    cli.run("from_hf", _flags(input=str(tmp_path / "disc"), output_dir=str(tmp_path / "back")))
+    out = capsys.readouterr().out
+    assert "discriminator only" in out and "--generator=HF_GEN_DIR" in out
+    back, _ = checkpoints.restore_params(str(tmp_path / "back"))
+    assert "generator" not in back and "discriminator" in back
+    # The generator half of an export alone imports as the masked-LM model it is, and says where the pair is.
+    cli.run("from_hf", _flags(input=str(tmp_path / "hf" / "generator"), output_dir=str(tmp_path / "gen")))
+    out = capsys.readouterr().out
+    assert "wrote a masked-LM model" in out and "discriminator + generator" not in out
+    (tmp_path / "disc").rename(tmp_path / "hf" / "discriminator")
+    cli.run("from_hf", _flags(input=str(tmp_path / "hf" / "generator"), output_dir=str(tmp_path / "gen2")))
+    assert f"pass their parent folder ({tmp_path / 'hf'}) as --input" in capsys.readouterr().out
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        cli.run("from_hf", _flags(input=str(tmp_path / "nothing"), output_dir=str(tmp_path / "x")))
+    with pytest.raises(FileNotFoundError, match=r"is a file: pass the HF model folder that holds it"):
+        cli.run("from_hf", _flags(input=str(tmp_path / "hf" / "generator" / "config.json"),
+                                  output_dir=str(tmp_path / "x")))
+
+
 def test_exported_discriminator_fine_tunes_in_pytorch(shared_dir, uncased_vocab, tmp_path):
     """A tiny pre-training checkpoint -> to_hf -> ElectraForSequenceClassification, a few AdamW steps."""
     config = config_lib.load("configs/pretrain.py:tiny", {"model.num_layers": 1})

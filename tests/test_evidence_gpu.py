@@ -201,6 +201,7 @@ def test_the_bundle_keeps_within_its_size_by_leaving_out_training_files(tmp_path
 
 def test_the_device_script_is_valid_bash():
     mini.check_shell_script(REPO / "benchmarks" / "run_evidence_gpu.sh")
+    mini.check_shell_script(REPO / "tests" / "gpu_image.sh")  # the suite under the GPU image's versions
 
 
 _FAKE_PYTHON = r"""#!/usr/bin/env bash

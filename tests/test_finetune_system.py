@@ -126,6 +126,38 @@ def test_sigterm_mid_epoch_resumes_exactly(tmp_path, shared_dir, uncased_vocab, 
         np.testing.assert_array_equal(got[name], want[name], err_msg=name)
 
 
+def test_a_workdir_of_another_run_is_refused_not_resumed(tmp_path, shared_dir, uncased_vocab):
+    """A finished RTE run's workdir, rerun with another task, training cap or --init, stops with the field named
+    before anything is read (it used to resume the RTE state and report its scores as MRPC's); a pre-training
+    workdir given as --workdir is named as such; a changed epoch count resumes. The hand-written expectations are
+    the fields the reruns change."""
+    overrides = _rte_overrides(shared_dir, uncased_vocab, **{"train.epochs": 1})
+    workdir = str(tmp_path / "rte")
+    first = finetune.train_and_evaluate(config_lib.load("configs/finetune.py:rte,tiny", overrides), workdir)
+    assert first["task"] == "rte"
+    mrpc = dict(overrides, **{"data.dir": str(shared_dir / "data" / "glue" / "MRPC")})
+    with pytest.raises(checkpoints.ResumeMismatchError, match=r"task 'rte' -> 'mrpc'.*new --workdir"):
+        finetune.train_and_evaluate(config_lib.load("configs/finetune.py:mrpc,tiny", mrpc), workdir)
+    with pytest.raises(checkpoints.ResumeMismatchError, match=r"train\.max_train_examples 48 -> 40"):
+        finetune.train_and_evaluate(config_lib.load("configs/finetune.py:rte,tiny",
+                                                    dict(overrides, **{"train.max_train_examples": 40})), workdir)
+    init = os.path.join(workdir, "final")  # weights of this very model, so only the --init differs
+    with pytest.raises(checkpoints.ResumeMismatchError, match=r"fine-tuned from no --init \(from scratch\), not"):
+        finetune.train_and_evaluate(config_lib.load("configs/finetune.py:rte,tiny", overrides), workdir,
+                                    init=str(init))
+    again = finetune.train_and_evaluate(config_lib.load("configs/finetune.py:rte,tiny",
+                                                        dict(overrides, **{"train.epochs": 2})), workdir)
+    assert [e["epoch"] for e in again["epochs"]] == [1, 2]  # resumed after epoch 1, one more epoch
+    assert again["epochs"][0]["dev"] == first["epochs"][0]["dev"]
+
+    pretrain_dir = tmp_path / "pretrain"  # a pre-training workdir: its checkpoints/ has no fine-tuning task
+    saver = checkpoints.Checkpointer(str(pretrain_dir / "checkpoints"), async_save=False)
+    saver.save(3, {"w": np.zeros(2, np.float32)}, data_states={}, config=config_lib.load("configs/pretrain.py:tiny"))
+    saver.close()
+    with pytest.raises(checkpoints.ResumeMismatchError, match=r"holds a pre-training checkpoint.*new --workdir"):
+        finetune.train_and_evaluate(config_lib.load("configs/finetune.py:rte,tiny", overrides), str(pretrain_dir))
+
+
 def test_epoch_end_checkpoints_can_be_switched_off_and_sigterm_still_saves(tmp_path, shared_dir, uncased_vocab,
                                                                           monkeypatch):
     """Hand count, 2 epochs of 6 steps: by default a save at steps 6 and 12; with checkpoint.every_epoch off none,

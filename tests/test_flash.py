@@ -217,8 +217,13 @@ def test_lowers_to_triton_kernels_for_cuda_without_a_gpu(dtype, tiles):
                               interpret=False, tiles=tiles)
         return jnp.sum(out.astype(jnp.float32))
 
-    lowered = jax.jit(jax.grad(loss, argnums=(0, 1, 2))).trace(shape, shape, shape, mask, key).lower(
-        lowering_platforms=("cuda",))
+    # jax 0.11 lowers a Triton kernel only for a GPU it knows: with no GPU here, name one (an abstract H100, as
+    # its error message asks); jax 0.10 reads the same target and needs none.
+    target = jax.sharding.AbstractMesh((1,), ("one",), abstract_device=jax.sharding.AbstractDevice(
+        device_kind="NVIDIA H100", num_cores=None, platform="cuda"))
+    with jax.sharding.use_abstract_mesh(target):
+        lowered = jax.jit(jax.grad(loss, argnums=(0, 1, 2))).trace(shape, shape, shape, mask, key).lower(
+            lowering_platforms=("cuda",))
     text = lowered.as_text()
     assert text.count("__gpu$xla.gpu.triton") == 2
     assert "electra_flash_forward" in text and "electra_flash_backward" in text

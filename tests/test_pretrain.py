@@ -96,6 +96,26 @@ def test_metadata_sets_special_ids_and_vocab(tmp_path):
     assert {k: config.data[k] for k in specials} == specials
 
 
+def test_records_without_metadata_take_the_special_ids_from_the_named_vocabulary(tmp_path, caplog):
+    """Original-ELECTRA records (no metadata.json) with our own vocabulary: the ids of its five special tokens
+    (written here by hand at 0-4, so BERT's 0/100/101/102/103 would be wrong) and its size, with a warning."""
+    from electra_jax import config as config_lib
+    from electra_jax.data.records import apply_records_metadata
+
+    (tmp_path / "pretrain_data.tfrecord-0-of-1").write_bytes(b"")
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"word{i}" for i in range(295)]
+    (tmp_path / "vocab.txt").write_text("\n".join(words) + "\n")
+    config = config_lib.load("configs/pretrain.py:tiny", {"data.train_files": str(tmp_path / "*.tfrecord*"),
+                                                         "data.vocab": str(tmp_path / "vocab.txt")})
+    assert (config.data.mask_id, config.model.vocab_size) == (103, 30522)  # the BERT defaults before
+    with caplog.at_level("WARNING"):
+        config = apply_records_metadata(config)
+    assert {k: config.data[k] for k in config_lib.SPECIAL_FIELDS} == dict(pad_id=0, unk_id=1, cls_id=2, sep_id=3,
+                                                                          mask_id=4)
+    assert config.model.vocab_size == 300 and config.model.padded_vocab_size == 384
+    assert "no metadata.json" in caplog.text and "data.mask_id 103 -> 4" in caplog.text
+
+
 def test_a_glob_that_matches_nothing_names_its_field_before_any_work(tmp_path):
     """train_files: the run stops before a compile and leaves no checkpoints/ folder; eval_files: named as such
     (it used to fail after the compile, naming train_files), and only checked when an eval will run."""

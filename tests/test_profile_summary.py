@@ -70,3 +70,28 @@ def test_categories_phases_and_top_ops_by_hand(profile_dir):
 def test_missing_trace_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="jax.profiler.trace"):
         profile_summary.load(str(tmp_path), steps=1)
+
+
+def _tool(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "electra_jax.profile_summary", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_the_command_line_is_an_absl_tool_with_one_line_errors(profile_dir, tmp_path):
+    """--profile_dir or one positional folder; the same table as the hand count above; a folder without a trace
+    ends in one line and exit status 1, a missing folder argument in a usage error (2)."""
+    for args in ([f"--profile_dir={profile_dir}", "--steps=2"], [str(profile_dir), "--steps=2"]):
+        done = _tool(*args, f"--json={tmp_path / 'summary.json'}")
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "| matmul | 0.30 | 75.0% |" in done.stdout
+        assert json.loads((tmp_path / "summary.json").read_text())["device_ms_per_step"] == pytest.approx(0.400)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    done = _tool(f"--profile_dir={empty}")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "error: no *.trace.json.gz under" in done.stderr.strip().splitlines()[-1]
+    done = _tool("--steps=2")
+    assert done.returncode == 2 and "--profile_dir is required" in done.stderr

@@ -110,6 +110,13 @@ def test_a_bad_config_flag_is_one_line_naming_the_fix():
         ("--config", "configs/pretrain.py:tiny", "--config.train.learning_rate=1e-4"):
             "pretrain: error: --config.train.learning_rate=1e-4: config.train has no field 'learning_rate' (it is "
             "config.optim.learning_rate);",
+        # a typo in the path with an override after it (how real command lines look): was a 61-line traceback
+        ("--config=configs/pretrian.py:tiny", "--config.train.steps=3"):
+            f"pretrain: error: --config=configs/pretrian.py:tiny: cannot read the config file: there is no file "
+            f"configs/pretrian.py (relative paths start at {REPO})",
+        ("--config.train.steps=3", "--config=configs/pretrain.py:tiny"):  # the overrides first
+            "pretrain: error: Found --config.train.steps=3 in argv before a value for --config was specified; put "
+            "--config=PATH:ARG before the --config.* overrides",
     }
     for flags_given, expected in cases.items():
         proc = subprocess.run([sys.executable, "-m", "electra_jax.pretrain", "--workdir=/nonexistent/w", *flags_given],

@@ -2,6 +2,7 @@ r"""The command line: `python -m electra_jax.convert {to_hf|from_hf|from_tf|chec
 
   python -m electra_jax.convert to_hf --checkpoint=WORKDIR --output_dir=OUT [--dtype=bfloat16] [--vocab=PATH]
   python -m electra_jax.convert from_hf --input=HF_DISC_DIR [--generator=HF_GEN_DIR] --output_dir=OUT
+  python -m electra_jax.convert from_hf --input=TO_HF_OUT --output_dir=OUT     # discriminator/ + generator/
   python -m electra_jax.convert from_tf --input=TF_CKPT --output_dir=OUT
   python -m electra_jax.convert check --checkpoint=ELECTRA_JAX_CKPT --hf_dir=OUT
 
@@ -59,15 +60,29 @@ def run(command: str, args: Any) -> None:
             check_parity(params, config, args.output_dir, args.tolerance)
     elif command == "from_hf":
         _require(args, "input", "output_dir")
-        params, config = load_hf(args.input, args.generator)
+        from electra_jax.checkpoint_formats import hf_folders
+
+        # A `convert to_hf` OUT folder, or its discriminator/ with generator/ beside it, brings both networks, as
+        # finetune --init reads them (checkpoint_formats); any other folder is read as given.
+        main, generator = hf_folders(args.input, args.generator) or (args.input, args.generator)
+        params, config = load_hf(main, generator)
         vocab = config.data.vocab or None
         _save_checkpoint(args.output_dir, params, config, vocab)
-        what = "discriminator + generator" if has_generator(params) else (
-            "masked-LM model" if config.objective.kind == "mlm" else "discriminator only (for fine-tuning)")
+        if config.objective.kind == "mlm":
+            what = "a masked-LM model (an ElectraForMaskedLM alone)"
+            beside = os.path.join(os.path.dirname(os.path.abspath(main)), "discriminator")
+            if os.path.basename(os.path.abspath(main)) == "generator" and os.path.isdir(beside):
+                what += (f"; {beside} is beside it: for the ELECTRA pair pass their parent folder "
+                         f"({os.path.dirname(os.path.abspath(main))}) as --input")
+        elif has_generator(params):
+            what = "discriminator + generator"
+        else:
+            what = ("discriminator only (for fine-tuning; continued pre-training needs the generator too: "
+                    "--generator=HF_GEN_DIR)")
         print(f"wrote {what} to {args.output_dir}" + ("" if vocab else " (no vocabulary found in the HF folder)"))
         if args.check:
-            folders = ({"generator": args.input} if config.objective.kind == "mlm"
-                       else {"discriminator": args.input, "generator": args.generator})
+            folders = ({"generator": main} if config.objective.kind == "mlm"
+                       else {"discriminator": main, "generator": generator})
             check_parity(params, config, None, args.tolerance, folders=folders)
     elif command == "from_tf":
         _require(args, "input", "output_dir")
@@ -147,8 +162,10 @@ def main(argv: Sequence[str]) -> None:
     from absl import app, flags
 
     if len(argv) != 2 or argv[1] not in COMMANDS:
+        from electra_jax.cli import did_you_mean
+
         raise app.UsageError(f"give one command: python -m electra_jax.convert {{{'|'.join(COMMANDS)}}} --flags "
-                             f"(got {list(argv[1:])})")
+                             f"(got {list(argv[1:])}){did_you_mean(argv[1:], COMMANDS)}")
     error = unread_flags_error(argv[1], {name for name in flags.FLAGS if flags.FLAGS[name].present})
     if error:
         raise app.UsageError(error)

@@ -128,7 +128,15 @@ def load_hf(folder: str, generator_folder: str | None = None) -> tuple[dict, ml_
     baseline). config.data.vocab points at the folder's vocab.txt / SentencePiece model when it has one.
     """
     for f in (folder, generator_folder):
-        if f and not os.path.isfile(os.path.join(f, "config.json")):
+        if not f:
+            continue
+        if not os.path.exists(f):
+            raise FileNotFoundError(f"{f} does not exist (give the folder that save_pretrained or `convert to_hf` "
+                                    "wrote)")
+        if os.path.isfile(f):
+            raise FileNotFoundError(f"{f} is a file: pass the HF model folder that holds it "
+                                    f"({os.path.dirname(f) or '.'})")
+        if not os.path.isfile(os.path.join(f, "config.json")):
             raise FileNotFoundError(f"{f} holds no config.json: not an HF model folder (give the folder that "
                                     "save_pretrained or `convert to_hf` wrote)")
     disc_config = _read_json(os.path.join(folder, "config.json"))

@@ -43,6 +43,11 @@ def expand_text_globs(patterns: str | Sequence[str]) -> list[str]:
                     if os.path.isfile(f)})
     if not files:
         raise ValueError(f"--input={','.join(patterns)} matches no files; pass a glob of text files.")
+    empty = [p for p in patterns if not any(os.path.isfile(f) for f in glob.glob(os.path.expanduser(p),
+                                                                                recursive=True))]
+    if empty:  # a typo in one of several globs would silently build from less text
+        raise ValueError(f"--input: the pattern {empty[0]!r} of {','.join(patterns)} matches no files (the others "
+                         "do); fix it or leave it out")
     return files
 
 

@@ -66,6 +66,11 @@ def check_files_match(pattern: str, field: str) -> None:
     if not glob_files(pattern):
         raise ValueError(f"No record files match {pattern!r}; check {field} (quote the glob so that your shell does "
                          "not expand it; build records with `python -m electra_jax.build_data`).")
+    parts = [part for part in str(pattern).split(",") if part]
+    empty = [part for part in parts if len(parts) > 1 and not glob_files(part)]
+    if empty:  # a typo in one of several globs would silently train on less data
+        raise ValueError(f"{field}: the pattern {empty[0]!r} of {pattern!r} matches no files (the others do); fix "
+                         "it or leave it out")
 
 
 def check_eval_files(config) -> None:

@@ -54,7 +54,7 @@ def apply_records_metadata(config: ml_collections.ConfigDict) -> ml_collections.
         return config
     found = records_metadata(config.data.train_files)
     if found is None:
-        return config
+        return _vocabulary_without_metadata(config)
     path, meta = found
     seq = meta.get("max_seq_length")
     if seq is not None and int(seq) != config.data.max_seq_length:
@@ -73,6 +73,31 @@ def apply_records_metadata(config: ml_collections.ConfigDict) -> ml_collections.
         config.model.vocab_size = int(vocab_size)
     if meta.get("vocab") and not config.data.vocab:
         config.data.vocab = meta["vocab"]
+    return config_lib.finalize(config)
+
+
+def _vocabulary_without_metadata(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Records with no metadata.json (the original ELECTRA's, or shards copied without it): the special ids and the
+    vocabulary size come from config.data.vocab when one is named, not from the BERT defaults, which would mask
+    with whatever word sits at id 103 of another vocabulary."""
+    if not config.data.vocab:
+        logging.warning("no metadata.json beside %s and no config.data.vocab: the special ids and vocab size are "
+                        "the config's (BERT's unless overridden); pass --config.data.vocab=PATH to take them from "
+                        "the vocabulary", config.data.train_files)
+        return config
+    from electra_jax.data.tokenization import tokenizer
+
+    vocab = tokenizer(config.data.vocab, lower_case=config.data.lower_case)
+    changed = [f"data.{name} {config.data[name]} -> {value}" for name, value in vocab.special_ids.items()
+               if config.data[name] != value]
+    if vocab.vocab_size != config.model.vocab_size:
+        changed.append(f"model.vocab_size {config.model.vocab_size} -> {vocab.vocab_size}")
+    if changed:
+        logging.warning("no metadata.json beside %s: taking the special ids and vocab size from config.data.vocab=%s "
+                        "(%s)", config.data.train_files, config.data.vocab, ", ".join(changed))
+    for name, value in vocab.special_ids.items():
+        config.data[name] = int(value)
+    config.model.vocab_size = int(vocab.vocab_size)
     return config_lib.finalize(config)
 
 

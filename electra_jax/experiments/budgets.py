@@ -109,7 +109,7 @@ BUDGETS = {
         finetune_size="small", tasks=_ALL_TASKS, seeds=(0, 1, 2),
         max_train_examples=3000, max_eval_examples=1000, epochs=3, finetune_seq_len=64, finetune_batch_size=32,
         build_processes=2),
-    # Ten minutes on one H200 (docs/EVIDENCE.md, "The gpu budget"): ELECTRA-Small against BERT-Small (the same
+    # Ten minutes on one H200 (docs/EVIDENCE.md, "What `--budget=gpu` runs"): ELECTRA-Small against BERT-Small (the same
     # 12-layer discriminator trained as a masked LM) at 1.03e16 FLOPs each, the paper's batch 128 x seq 128 and
     # published BERT uncased vocabulary, bf16 + cuDNN attention; checkpoints at 1/3, 2/3 and 3/3. Fine-tuning: the cpu
     # budget's protocol (ELECTRA-Small's recipe, at most 3,000 examples x 3 epochs per task) at seq 128 on the full

@@ -21,6 +21,7 @@ same command after a preemption continues exactly where the stopped run was; fin
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import time
 from typing import Any
@@ -41,7 +42,7 @@ from electra_jax.finetune import tasks as tasks_lib
 from electra_jax.finetune.model import FinetuneModel, apply_checkpoint_model, merge_pretrained
 from electra_jax.finetune.task import DataFormatError, Task, TaskData
 from electra_jax.metrics_writer import MetricsWriter, Progress
-from electra_jax.safeguards import NonFiniteLossError
+from electra_jax.safeguards import NonFiniteLossError, check_finetune_position, check_finetune_resumable
 
 RESULTS_FILE = "results.json"
 
@@ -176,11 +177,13 @@ def _fresh_state(trainer, seed: int, pretrained: dict | None):
 
 
 def run_seeds(trainer, compiled, task: Task, data: TaskData, config, seeds: list[int], run_dirs: list[str],
-              checkpoint_dir, pretrained: dict | None) -> dict[str, Any]:
+              checkpoint_dir, pretrained: dict | None, init: str = "") -> dict[str, Any]:
     """Fine-tunes (or resumes) seeds in lockstep: one seed with the plain steps, or K > 1 seeds with the steps of
     `trainer.compile(seeds=K)` (`compiled`) on one stacked state. Each seed keeps its own initialization, data order
     (epoch_order(seed, epoch)), dropout keys and metrics in its run dir; the checkpoints under `checkpoint_dir`
-    hold the (stacked) state. Returns {"histories": [per seed], "params": [per seed], "preempted"}."""
+    hold the (stacked) state, the seeds and `init` (where `pretrained` came from): a checkpoint of another task,
+    data set, model, seeds or init is refused, not resumed. Returns {"histories": [per seed], "params": [per seed],
+    "preempted"}."""
     lanes, stacked = len(seeds), len(seeds) > 1
     batch_size, epochs = config.train.batch_size, config.train.epochs
     steps_per_epoch = data.num_train // batch_size
@@ -192,12 +195,14 @@ def run_seeds(trainer, compiled, task: Task, data: TaskData, config, seeds: list
     histories: list[list[dict]] = [[] for _ in seeds]
     carried = [{"sum": 0.0, "count": 0} for _ in seeds]  # each seed's current-epoch train losses before a resume
     if latest is not None:
+        check_finetune_resumable(checkpointer.saved_config(latest), config, checkpointer.directory / str(latest))
         state, positions, _ = checkpointer.restore(latest, trainer.abstract_state(lanes if stacked else 0))
         position = positions.get(jax.process_index(), {})
+        if stacked and "seeds" not in position:
+            raise checkpoints_lib.ResumeMismatchError(
+                f"the checkpoint in {checkpointer.directory} holds one seed, not the stacked seeds {seeds}")
+        check_finetune_position(position, seeds, init, checkpointer.directory)
         if stacked:
-            if position.get("seeds") != list(seeds):
-                raise checkpoints_lib.ResumeMismatchError(
-                    f"the checkpoint in {checkpointer.directory} holds seeds {position.get('seeds')}, not {seeds}")
             histories, carried = position["history"], position["epoch_loss"]
         else:
             histories = [list(position.get("history", []))]
@@ -261,7 +266,8 @@ def run_seeds(trainer, compiled, task: Task, data: TaskData, config, seeds: list
         if stacked:
             position = {"seeds": list(seeds), "history": histories, "epoch_loss": [epoch_loss(i) for i in range(lanes)]}
         else:
-            position = {"history": histories[0], "epoch_loss": epoch_loss(0)}
+            position = {"seeds": list(seeds), "history": histories[0], "epoch_loss": epoch_loss(0)}
+        position["init"] = init
         checkpointer.save(at_step, state, data_states=checkpoints_lib.gather_host_json(position), config=config)
 
     def finish_epoch(epoch: int, at_step: int) -> None:
@@ -428,7 +434,8 @@ class TaskSession:
             # A group's stacked state checkpoints apart from single seeds' (a rerun without vmap_seeds starts over).
             state_dir = run_dirs[0] if len(group) == 1 else root / ("seeds_" + "_".join(str(s) for s in group))
             outcome = run_seeds(self.trainer, self.compiled_for(len(group)), task, data, config, group,
-                                [str(d) for d in run_dirs], state_dir / checkpoints_lib.CHECKPOINTS_SUBDIR, pretrained)
+                                [str(d) for d in run_dirs], state_dir / checkpoints_lib.CHECKPOINTS_SUBDIR, pretrained,
+                                init=_init_id(init))
             if outcome["preempted"]:
                 return {"task": task.name, "preempted": True, "seed": group[0], "seeds": group}
             for seed, history, params in zip(group, outcome["histories"], outcome["params"], strict=True):
@@ -453,6 +460,14 @@ class TaskSession:
         if jax.process_index() == 0:
             (root / RESULTS_FILE).write_text(json.dumps(results, indent=2))
         return results
+
+
+def _init_id(init: str | None) -> str:
+    """Where the pre-trained weights came from, as a resumed run compares it: an absolute local path, a URL as
+    given, "" for none (from scratch)."""
+    if not init:
+        return ""
+    return init if "://" in init else os.path.abspath(os.path.expanduser(init))
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, init: str | None = None) -> dict:
