@@ -250,8 +250,10 @@ def build_pretraining_data(
     blanks_separate_docs: bool = True,
     progress: bool = True,
     format: str = "tfrecord",  # noqa: A002 - mirrors the --format flag
+    allow_empty: bool = False,
 ) -> dict:
-    """Builds the shards and metadata.json; returns the metadata dict."""
+    """Builds the shards and metadata.json; returns the metadata dict. Input that makes no examples is an error
+    unless `allow_empty` (a held-out split that may turn out empty: its metadata then says 0 examples)."""
     from tqdm import tqdm
 
     plan = validate_arguments(
@@ -300,11 +302,12 @@ def build_pretraining_data(
                      stats.num_input_tokens, 100 * stats.num_discarded_tokens / max(stats.num_input_tokens, 1))
         for warning in warnings:
             logging.warning("build_data: %s", warning)
-        if stats.num_examples == 0:  # nothing to train on: fail here, not at pre-training's first read
+        if stats.num_examples == 0 and not allow_empty:  # fail here, not at pre-training's first read
+            what = "--input (one sentence per line, blank lines between documents)" if input is not None else (
+                f"--tfds={tfds} and --tfds_text_key={tfds_text_key}")
             raise ValueError(f"build_data made no examples from {len(plan.sources)} input(s) "
                              f"({stats.num_input_tokens} tokens): {'; '.join(warnings) or 'the input holds no text'}. "
-                             "Check --input (one sentence per line, blank lines between documents); nothing was "
-                             f"written to {output_dir}")
+                             f"Check {what}, or pass --allow_empty; nothing was written to {output_dir}")
         shard_lists = {kind: [{"file": n, "num_examples": c} for n, c in zip(names, writers.counts)]
                        for kind, names in writers.names.items()}
         metadata = {
@@ -359,6 +362,8 @@ def define_flags() -> None:
     flags.DEFINE_enum("format", "tfrecord", list(FORMATS), "tfrecord: the original ELECTRA TFRecords (needs "
                       "TensorFlow); numpy: memory-mapped .npy shards read without TensorFlow "
                       "(pretrain --config.data.format=numpy); both.")
+    flags.DEFINE_bool("allow_empty", False, "Write zero examples without failing (a held-out split that may be "
+                      "empty); by default input that makes no examples is an error.")
 
 
 def main(argv: Sequence[str]) -> None:
@@ -371,7 +376,8 @@ def main(argv: Sequence[str]) -> None:
         input=FLAGS.input, tfds=FLAGS.tfds, tfds_data_dir=FLAGS.tfds_data_dir,
         tfds_text_key=FLAGS.tfds_text_key, tfds_num_splits=FLAGS.tfds_num_splits,
         num_shards=FLAGS.num_shards, num_processes=FLAGS.num_processes, seed=FLAGS.seed,
-        lower_case=FLAGS.lower_case, blanks_separate_docs=FLAGS.blanks_separate_docs, format=FLAGS.format)
+        lower_case=FLAGS.lower_case, blanks_separate_docs=FLAGS.blanks_separate_docs, format=FLAGS.format,
+        allow_empty=FLAGS.allow_empty)
     logging.info("Wrote %d examples (%d tokens) to %d shards in %s (%.0f tokens/s)", meta["num_examples"],
                  meta["num_tokens"], len(meta["shards"]), FLAGS.output_dir, meta["tokens_per_second"])
     print(json.dumps({k: meta[k] for k in ("num_examples", "num_tokens", "num_discarded_tokens", "build_seconds",

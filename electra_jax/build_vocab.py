@@ -85,12 +85,18 @@ def define_flags() -> None:
     flags.DEFINE_integer("input_sentence_size", 10_000_000, "SentencePiece: most sentences sampled for training.")
 
 
+def _has_text(path: str) -> bool:
+    """Whether the file holds a line that is not blank (read line by line: a corpus file may be large)."""
+    with open(path, "rb") as f:
+        return any(line.strip() for line in f)
+
+
 def main(argv: Sequence[str]) -> None:
     del argv
     if not FLAGS.input or not FLAGS.output:
         raise app.UsageError("--input and --output are required.")
     files = expand_text_globs(FLAGS.input)
-    if not any(line.strip() for path in files for line in read_text_file(path).splitlines()):
+    if not any(_has_text(path) for path in files):
         raise ValueError(f"--input={FLAGS.input}: the {len(files)} file(s) hold no text (empty or only blank "
                          "lines); a vocabulary needs text, one sentence per line")
     output = FLAGS.output

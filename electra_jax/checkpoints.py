@@ -510,7 +510,7 @@ def restore_params(path: str) -> tuple[dict, ml_collections.ConfigDict]:
     else:
         params = _numpy_restore(folder / STATE_ITEM, subtree="params")
         config_dict = _read_json_item(folder, CONFIG_ITEM)
-    config = config_lib.finalize(ml_collections.ConfigDict(config_dict))
+    config = config_lib.finalize(ml_collections.ConfigDict(config_dict), check_run=False)  # as it was saved
     params = modeling.unstack_layers(_to_plain_dict(params))
     logging.info("restored params from %s (%s)", folder, kind)
     return params, config

@@ -147,7 +147,7 @@ def _missing_config_file(argv: Sequence[str]) -> str | None:
 
     value = _config_value(argv)
     path = value.split(":", 1)[0] if value else ""
-    if not path or os.path.exists(path) or "config" not in flags.FLAGS:
+    if not path or "://" in path or os.path.exists(path) or "config" not in flags.FLAGS:
         return None
     return (f"--config={value}: cannot read the config file: there is no file {path} (relative paths start at "
             f"{os.getcwd()}) (--config: {flags.FLAGS['config'].help})")

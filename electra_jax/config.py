@@ -277,8 +277,39 @@ def _check_objective_model(config: ml_collections.ConfigDict) -> None:
               "objective.kind='electric'")
 
 
-def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """Validates a pre-training (or fine-tuning) config and fills derived fields, in place."""
+def _check_run_settings(config: ml_collections.ConfigDict) -> None:
+    """How a run trains, logs and saves: values that would fail (or misbehave) only after the compile. Not checked
+    on a checkpoint's saved config (finalize(check_run=False)), which earlier versions accepted and which no flag
+    could fix."""
+    train, optim, objective = config.get("train") or {}, config.get("optim") or {}, config.get("objective") or {}
+    for field in ("log_every", "eval_steps", "eval_batch_size", "epochs"):  # every N steps / N batches
+        if field in train and (not isinstance(train[field], int) or train[field] <= 0):
+            _fail(f"train.{field}", train[field], "must be a positive integer")
+    if "eval_every" in train and (not isinstance(train.eval_every, int) or train.eval_every < 0):
+        _fail("train.eval_every", train.eval_every, "must be an integer >= 0 (0 = no eval during training)")
+    if "progress" in train:
+        _check_choice(config, "train", "progress", PROGRESS_MODES)
+    if "checkpoint" in config:
+        every = config.checkpoint.get("every_steps", 0)
+        # Pre-training saves every `every_steps` steps; fine-tuning's 0 means "only at epoch ends and on SIGTERM".
+        least = 1 if "steps" in train else 0
+        if not isinstance(every, int) or every < least:
+            _fail("checkpoint.every_steps", every, "must be a positive integer" if least else
+                  "must be an integer >= 0 (0 = only at the end of every epoch and on SIGTERM)")
+    for field in ("adam_b1", "adam_b2"):
+        if field in optim and not 0.0 <= optim[field] < 1.0:
+            _fail(f"optim.{field}", optim[field], "must be in [0, 1)")
+    for field in ("clip_norm", "weight_decay", "adam_eps"):  # None: off, as 0 (optim.is_on)
+        if field in optim and optim[field] is not None and optim[field] < 0:
+            _fail(f"optim.{field}", optim[field], "must be >= 0" + (" (0 = off)" if field != "adam_eps" else ""))
+    for field in ("disc_weight", "gen_weight"):
+        if field in objective and objective[field] < 0:
+            _fail(f"objective.{field}", objective[field], "must be >= 0")
+
+
+def finalize(config: ml_collections.ConfigDict, check_run: bool = True) -> ml_collections.ConfigDict:
+    """Validates a pre-training (or fine-tuning) config and fills derived fields, in place. check_run=False leaves
+    out `_check_run_settings` (for the config a checkpoint was saved with)."""
     if "model" not in config:
         _fail("model", None, "every config needs a model section")
     finalize_model(config.model)
@@ -295,9 +326,6 @@ def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
                   "mask_token_prob + random_token_prob must not exceed 1")
         if objective.temperature <= 0:
             _fail("objective.temperature", objective.temperature, "must be positive")
-        for field in ("disc_weight", "gen_weight"):
-            if field in objective and objective[field] < 0:
-                _fail(f"objective.{field}", objective[field], "must be >= 0")
         _check_objective_model(config)
     if "optim" in config:
         _check_choice(config, "optim", "schedule", SCHEDULES)
@@ -309,13 +337,6 @@ def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
             _fail("optim.warmup_steps", config.optim.warmup_steps, "must be >= 0")
         if config.optim.layerwise_lr_decay < 0 or config.optim.layerwise_lr_decay > 1:
             _fail("optim.layerwise_lr_decay", config.optim.layerwise_lr_decay, "must be in [0, 1] (0 = off)")
-        for field in ("adam_b1", "adam_b2"):
-            if field in config.optim and not 0.0 <= config.optim[field] < 1.0:
-                _fail(f"optim.{field}", config.optim[field], "must be in [0, 1)")
-        for field in ("clip_norm", "weight_decay", "adam_eps"):
-            if field in config.optim and config.optim[field] < 0:
-                _fail(f"optim.{field}", config.optim[field], "must be >= 0 (0 = off)" if field != "adam_eps"
-                      else "must be >= 0")
     if "data" in config and "format" in config.data:
         _check_choice(config, "data", "format", RECORD_FORMATS)
     if "data" in config and "max_seq_length" in config.data:
@@ -333,14 +354,6 @@ def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         for field in ("steps", "batch_size"):
             if field in config.train and (not isinstance(config.train[field], int) or config.train[field] <= 0):
                 _fail(f"train.{field}", config.train[field], "must be a positive integer")
-        for field in ("log_every", "eval_steps", "eval_batch_size", "epochs"):  # every N steps / N batches
-            if field in config.train and (not isinstance(config.train[field], int) or config.train[field] <= 0):
-                _fail(f"train.{field}", config.train[field], "must be a positive integer")
-        if "eval_every" in config.train and (not isinstance(config.train.eval_every, int)
-                                             or config.train.eval_every < 0):
-            _fail("train.eval_every", config.train.eval_every, "must be an integer >= 0 (0 = no eval during training)")
-        if "progress" in config.train:
-            _check_choice(config, "train", "progress", PROGRESS_MODES)
         skips = config.train.get("max_skipped_updates", 0)
         if not isinstance(skips, int) or skips < 0:
             _fail("train.max_skipped_updates", skips,
@@ -348,12 +361,6 @@ def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     if "checkpoint" in config:
         if "on_corrupt" in config.checkpoint:
             _check_choice(config, "checkpoint", "on_corrupt", ON_CORRUPT)
-        every = config.checkpoint.get("every_steps", 0)
-        # Pre-training saves every `every_steps` steps; fine-tuning's 0 means "only at epoch ends and on SIGTERM".
-        least = 1 if "train" in config and "steps" in config.train else 0
-        if not isinstance(every, int) or every < least:
-            _fail("checkpoint.every_steps", every, "must be a positive integer" if least else
-                  "must be an integer >= 0 (0 = only at the end of every epoch and on SIGTERM)")
         keep = config.checkpoint.get("keep", 0)
         if not isinstance(keep, int) or keep < 0:
             _fail("checkpoint.keep", keep, "must be an integer >= 0 (0 = keep every checkpoint)")
@@ -365,6 +372,8 @@ def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
             _fail("mesh", dict(config.mesh), "at most one axis may be -1")
     if "sharding" in config:
         _check_choice(config, "sharding", "rules", SHARDING_RULES)
+    if check_run:
+        _check_run_settings(config)
     return config
 
 

@@ -7,7 +7,7 @@ Reads the newest `*.trace.json.gz` under the folder (written by `jax.profiler.tr
 compiled step's HLO (`step_hlo.txt.gz`, written by the benchmark) to map every device op back to the model
 code that produced it through its `op_name` metadata (the JAX name stack: module path, `jvp(...)` for the
 forward pass, `transpose(jvp(...))` for the backward pass). Prints a markdown table of device milliseconds
-per step by category and the most expensive ops. Needs nothing beyond the standard library.
+per step by category and the most expensive ops. Needs only the standard library (and absl for its command line).
 """
 
 from __future__ import annotations

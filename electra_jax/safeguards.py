@@ -83,6 +83,12 @@ def flatten_config(tree: Mapping, prefix: str = "") -> dict[str, Any]:
 Change = tuple[str, Any, Any]  # (field, value in the checkpoint, value now)
 
 
+def _listed(field: str, entries: tuple[str, ...]) -> bool:
+    """An entry ending in "." or "_" is a prefix ("model.", "model.generator_"); any other is one exact field (so
+    "model.attention" is not "model.attention_dropout")."""
+    return any(field == e or (e.endswith((".", "_")) and field.startswith(e)) for e in entries)
+
+
 def resume_differences(saved: Mapping, current: Mapping, must_match: tuple[str, ...] = RESUME_MUST_MATCH,
                        may_change: tuple[str, ...] = RESUME_MAY_CHANGE) -> tuple[list[Change], list[Change]]:
     """(fields a resumed run may not change, fields it may) that differ, as (field, saved, current).
@@ -94,7 +100,7 @@ def resume_differences(saved: Mapping, current: Mapping, must_match: tuple[str, 
     for field in sorted(set(old) & set(new)):
         if old[field] == new[field]:
             continue
-        binding = field.startswith(must_match) and not field.startswith(may_change)
+        binding = _listed(field, must_match) and not _listed(field, may_change)
         if field in OPTIMIZER_PARTS:
             binding = optim.is_on(old[field]) != optim.is_on(new[field])
         (forbidden if binding else allowed).append((field, old[field], new[field]))
@@ -137,6 +143,15 @@ FINETUNE_MUST_MATCH = ("task", "model.", "data.dir", "data.tfds", "data.lower_ca
 FINETUNE_MAY_CHANGE = RESUME_MAY_CHANGE + ("model.generator_",)
 
 
+def _with_local_dir(config: Mapping) -> dict:
+    """The config dict with data.dir as an absolute path (a URL as given)."""
+    data = dict(config.get("data") or {})
+    folder = data.get("dir")
+    if isinstance(folder, str) and folder and "://" not in folder:
+        data["dir"] = os.path.abspath(os.path.expanduser(folder))
+    return {**config, "data": data} if "data" in config else dict(config)
+
+
 def check_finetune_resumable(saved: Mapping, config: ml_collections.ConfigDict | Mapping, where: Path | str
                              ) -> None:
     """Raises ResumeMismatchError when the fine-tuning checkpoint at `where` is of another run: a pre-training
@@ -147,7 +162,9 @@ def check_finetune_resumable(saved: Mapping, config: ml_collections.ConfigDict |
         raise ResumeMismatchError(
             f"{workdir} holds a pre-training checkpoint ({where}), not a fine-tuning run: fine-tune into a new "
             f"--workdir and pass this one as --init={workdir}")
-    shown = _compare_for_resume(saved, config, "fine-tuning ", FINETUNE_MUST_MATCH, FINETUNE_MAY_CHANGE)
+    current = config_to_dict(config) if isinstance(config, ml_collections.ConfigDict) else dict(config)
+    saved, current = _with_local_dir(saved), _with_local_dir(current)  # ./glue/RTE and /abs/glue/RTE are one folder
+    shown = _compare_for_resume(saved, current, "fine-tuning ", FINETUNE_MUST_MATCH, FINETUNE_MAY_CHANGE)
     if shown:
         raise ResumeMismatchError(
             f"{workdir} holds a fine-tuning run of another setup: {shown} (checkpoint -> now). A fine-tuning "

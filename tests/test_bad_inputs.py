@@ -46,6 +46,10 @@ def test_build_data_of_an_empty_corpus_fails_and_writes_nothing(corpus, shared_d
         build_data.build_pretraining_data(vocab=str(vocab), output_dir=str(out), input=str(corpus / "empty.txt"),
                                           format="numpy", num_shards=1, num_processes=1)
     assert not (out / "metadata.json").exists() and not list(out.glob("*.npy"))  # also when out/ was not made
+    empty = build_data.build_pretraining_data(vocab=str(vocab), output_dir=str(out / "heldout"), format="numpy",
+                                              input=str(corpus / "empty.txt"), num_shards=1, num_processes=1,
+                                              allow_empty=True)  # a held-out split may be empty, on request
+    assert empty["num_examples"] == 0 and (out / "heldout" / "metadata.json").exists()
     meta = build_data.build_pretraining_data(vocab=str(vocab), output_dir=str(out), max_seq_length=16,
                                              input=str(corpus / "text" / "a.txt"), format="numpy", num_shards=1,
                                              num_processes=1)

@@ -90,3 +90,19 @@ def test_reset_optimizer_keeps_params_and_zeroes_adam_moments():
         assert not np.any(np.asarray(leaf))  # Adam moments and count start at zero
     np.testing.assert_array_equal(np.asarray(reset.params["embeddings"]["word_embeddings"]),
                                   np.asarray(used.params["embeddings"]["word_embeddings"]))
+
+
+def test_a_saved_config_with_old_run_settings_still_loads(tmp_path):
+    """Earlier versions accepted checkpoint.every_steps=0 and a None clip norm; a checkpoint saved with them opens
+    (fine-tuning --init, convert, predict), though a new run is refused such values at load."""
+    import json
+
+    config = _config()
+    params = jax.tree_util.tree_map(lambda s: np.zeros(s.shape, s.dtype), modeling.param_shapes(config))
+    checkpoints.save_params(str(tmp_path / "export"), params, config)
+    saved = tmp_path / "export" / checkpoints.PARAMS_CONFIG_FILE
+    old = json.loads(saved.read_text())
+    old["checkpoint"]["every_steps"], old["optim"]["clip_norm"], old["train"]["log_every"] = 0, None, 0
+    saved.write_text(json.dumps(old))
+    _, back = checkpoints.restore_params(str(tmp_path / "export"))
+    assert (back.checkpoint.every_steps, back.optim.clip_norm) == (0, None)

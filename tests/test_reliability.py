@@ -182,6 +182,19 @@ def test_workdir_that_is_a_file_or_cannot_be_written(tmp_path, cache_dir):
 # Config checks on resume and bad token ids (pure functions against hand-written expectations)
 
 
+def test_finetune_resume_compares_the_data_folder_not_its_spelling():
+    """Hand-written config dicts: ./glue/RTE and its absolute path are one folder; data.tfds_data_dir is not
+    data.tfds; another task is refused."""
+    saved = {"task": "rte", "data": {"dir": "glue/RTE", "tfds": False, "tfds_data_dir": ""}, "train": {"epochs": 3}}
+    same = {"task": "rte", "data": {"dir": os.path.abspath("glue/RTE"), "tfds": False, "tfds_data_dir": "/x"},
+            "train": {"epochs": 5}}
+    safeguards.check_finetune_resumable(saved, same, Path("/w/checkpoints/6"))
+    with pytest.raises(checkpoints.ResumeMismatchError, match=r"task 'rte' -> 'mrpc'"):
+        safeguards.check_finetune_resumable(saved, {**same, "task": "mrpc"}, Path("/w/checkpoints/6"))
+    with pytest.raises(checkpoints.ResumeMismatchError, match=r"holds a pre-training checkpoint"):
+        safeguards.check_finetune_resumable({"model": {}}, same, Path("/w/checkpoints/6"))
+
+
 def test_resume_differences_separate_what_may_change():
     saved = checkpoints.config_to_dict(_config())
     now = checkpoints.config_to_dict(_config(**{
@@ -198,6 +211,11 @@ def test_resume_differences_separate_what_may_change():
     with pytest.raises(checkpoints.ResumeMismatchError, match=r"model.hidden_size 64 -> 128, model.num_heads 2 -> 4"):
         safeguards.check_resumable(saved, now, Path("/w/checkpoints/60"))
     safeguards.check_resumable(saved, checkpoints.config_to_dict(_config(**{"train.steps": 9})), "/w/checkpoints/1")
+    # The compute switches are exact names: model.attention may change, model.attention_dropout (the model) may not.
+    forbidden, allowed = safeguards.resume_differences(saved, checkpoints.config_to_dict(_config(**{
+        "model.attention_dropout": 0.0, "model.attention": "cudnn"})))
+    assert [f for f, _, _ in forbidden] == ["model.attention_dropout"] and [f for f, _, _ in allowed] == [
+        "model.attention"]
 
 
 @pytest.mark.parametrize("field,value,other_value", [("optim.clip_norm", 1.0, 0.0),

@@ -65,6 +65,7 @@ def run(command: str, args: Any) -> None:
         # A `convert to_hf` OUT folder, or its discriminator/ with generator/ beside it, brings both networks, as
         # finetune --init reads them (checkpoint_formats); any other folder is read as given.
         main, generator = hf_folders(args.input, args.generator) or (args.input, args.generator)
+        generator = args.generator or generator  # a --generator given is read (and named when it is wrong)
         params, config = load_hf(main, generator)
         vocab = config.data.vocab or None
         _save_checkpoint(args.output_dir, params, config, vocab)

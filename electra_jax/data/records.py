@@ -36,7 +36,12 @@ def records_metadata(file_pattern: str) -> tuple[str, dict] | None:
     if not files:
         return None
     path = os.path.join(os.path.dirname(files[0]), METADATA_FILE)
-    if "://" not in path and not os.path.exists(path):
+    if "://" in path:  # a missing remote file raises TensorFlow's NotFoundError, not an OSError: ask first
+        import tensorflow as tf
+
+        if not tf.io.gfile.exists(path):
+            return None
+    elif not os.path.exists(path):
         return None
     try:
         return path, json.loads(read_text(path))
@@ -80,10 +85,10 @@ def _vocabulary_without_metadata(config: ml_collections.ConfigDict) -> ml_collec
     """Records with no metadata.json (the original ELECTRA's, or shards copied without it): the special ids and the
     vocabulary size come from config.data.vocab when one is named, not from the BERT defaults, which would mask
     with whatever word sits at id 103 of another vocabulary."""
-    if not config.data.vocab:
-        logging.warning("no metadata.json beside %s and no config.data.vocab: the special ids and vocab size are "
-                        "the config's (BERT's unless overridden); pass --config.data.vocab=PATH to take them from "
-                        "the vocabulary", config.data.train_files)
+    if not config.data.vocab or "://" in config.data.vocab:
+        logging.warning("no metadata.json beside %s and no local config.data.vocab: the special ids and vocab size "
+                        "are the config's (BERT's unless overridden); pass --config.data.vocab=PATH (a local file) to "
+                        "take them from the vocabulary", config.data.train_files)
         return config
     from electra_jax.data.tokenization import tokenizer
 

@@ -53,7 +53,8 @@ def build_records(out: Path, budget: Budget, corpus: dict[str, Any], vocab_path:
             pending[split] = (time.time(), start_tool(
                 "electra_jax.build_data", *source, f"--vocab={vocab_path}", f"--output_dir={records_dir / split}",
                 f"--max_seq_length={budget.seq_len}", f"--num_shards={num_shards}", f"--format={budget.records_format}",
-                f"--num_processes={processes if split == 'train' else 1}"))
+                f"--num_processes={processes if split == 'train' else 1}",
+                *(["--allow_empty"] if split == "eval" else [])))  # an empty held-out split: no eval pass
     for split, (start, proc) in pending.items():
         finish_tool(proc)
         stages.record(f"records_{split}", time.time() - start)
