@@ -507,7 +507,7 @@ def test_resume_with_a_changed_model_names_the_fields_and_touches_nothing(tmp_pa
          "--config.model.hidden_size=128", "--config.train.steps=80"],
         cwd=REPO, env=env(cache_dir), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1
-    (line,) = [ln for ln in proc.stderr.splitlines() if "error" in ln.lower()]
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("pretrain: error:")]  # TF says "errors" too
     assert line.startswith(f"pretrain: error: the checkpoint {workdir / 'checkpoints' / '60'} was trained with a "
                            "different config: model.hidden_size 64 -> 128, ")
     assert "train.steps" not in line  # allowed to change
@@ -576,7 +576,7 @@ def test_token_ids_beyond_the_vocabulary_stop_before_the_first_update(tmp_path, 
          "--config.data.synthetic=False", f"--config.data.train_files={tmp_path / 'records'}/*.tfrecord*"],
         cwd=REPO, env=env(cache_dir), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 1, proc.stderr[-3000:]
-    (line,) = [ln for ln in proc.stderr.splitlines() if "error" in ln.lower()]
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("pretrain: error:")]  # TF says "errors" too
     assert line.startswith("pretrain: error: the training batch of step 1 (config.data.train_files = ")
     bad_id = int(line.split("holds token id ")[1].split(",")[0])
     assert 512 <= bad_id < 30522 and "config.model.vocab_size = 512" in line and "build_data --vocab" in line
@@ -624,7 +624,7 @@ def test_truncated_safetensors_names_the_file_also_through_finetune_init(tmp_pat
                           cwd=REPO, env=dict(os.environ, JAX_PLATFORMS="cpu"), capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 1
-    (line,) = [ln for ln in proc.stderr.splitlines() if "error" in ln.lower()]
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("finetune: error:")]  # TF says "errors" too
     assert line.startswith(f"finetune: error: {weights} is not a readable safetensors file")
 
 
