@@ -163,13 +163,12 @@ def _unreadable_config_file(argv: Sequence[str]) -> str | None:
             return None
     except Exception:  # noqa: BLE001 - the flag could not even be read: not this case
         return None
-    value = _config_value(argv) or ""
-    given, path = f"--config={value}", value.split(":", 1)[0]
-    if not os.path.exists(path):
-        what = f"there is no file {path} (relative paths start at {os.getcwd()})"
-    else:
-        what = str(root_cause(object.__getattribute__(flags.FLAGS["config"].value, "_error")))
-    return f"{given}: cannot read the config file: {what} (--config: {flags.FLAGS['config'].help})"
+    missing = _missing_config_file(argv)
+    if missing:
+        return missing
+    what = str(root_cause(object.__getattribute__(flags.FLAGS["config"].value, "_error")))
+    return (f"--config={_config_value(argv) or ''}: cannot read the config file: {what} (--config: "
+            f"{flags.FLAGS['config'].help})")
 
 
 def flag_error_message(error: BaseException, argv: Sequence[str]) -> str:

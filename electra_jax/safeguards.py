@@ -147,8 +147,8 @@ def _with_local_dir(config: Mapping) -> dict:
     """The config dict with data.dir as an absolute path (a URL as given)."""
     data = dict(config.get("data") or {})
     folder = data.get("dir")
-    if isinstance(folder, str) and folder and "://" not in folder:
-        data["dir"] = os.path.abspath(os.path.expanduser(folder))
+    if isinstance(folder, str) and folder:
+        data["dir"] = str(as_path(folder))
     return {**config, "data": data} if "data" in config else dict(config)
 
 

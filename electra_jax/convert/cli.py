@@ -71,10 +71,10 @@ def run(command: str, args: Any) -> None:
         _save_checkpoint(args.output_dir, params, config, vocab)
         if config.objective.kind == "mlm":
             what = "a masked-LM model (an ElectraForMaskedLM alone)"
-            beside = os.path.join(os.path.dirname(os.path.abspath(main)), "discriminator")
-            if os.path.basename(os.path.abspath(main)) == "generator" and os.path.isdir(beside):
-                what += (f"; {beside} is beside it: for the ELECTRA pair pass their parent folder "
-                         f"({os.path.dirname(os.path.abspath(main))}) as --input")
+            parent, name = os.path.split(os.path.abspath(main))
+            beside = os.path.join(parent, "discriminator")
+            if name == "generator" and os.path.isdir(beside):
+                what += f"; {beside} is beside it: for the ELECTRA pair pass their parent folder ({parent}) as --input"
         elif has_generator(params):
             what = "discriminator + generator"
         else:

@@ -39,12 +39,11 @@ def expand_text_globs(patterns: str | Sequence[str]) -> list[str]:
     """Sorted text files matching comma-separated globs (build_vocab and build_data --input); raises if none."""
     if isinstance(patterns, str):
         patterns = [p for p in patterns.split(",") if p]
-    files = sorted({f for p in patterns for f in glob.glob(os.path.expanduser(p), recursive=True)
-                    if os.path.isfile(f)})
+    matched = [[f for f in glob.glob(os.path.expanduser(p), recursive=True) if os.path.isfile(f)] for p in patterns]
+    files = sorted({f for found in matched for f in found})
     if not files:
         raise ValueError(f"--input={','.join(patterns)} matches no files; pass a glob of text files.")
-    empty = [p for p in patterns if not any(os.path.isfile(f) for f in glob.glob(os.path.expanduser(p),
-                                                                                recursive=True))]
+    empty = [p for p, found in zip(patterns, matched) if not found]
     if empty:  # a typo in one of several globs would silently build from less text
         raise ValueError(f"--input: the pattern {empty[0]!r} of {','.join(patterns)} matches no files (the others "
                          "do); fix it or leave it out")

@@ -63,11 +63,11 @@ def check_files_match(pattern: str, field: str) -> None:
     """Raises ValueError naming `field` when its glob matches no file."""
     from electra_jax.data.pipeline import glob_files
 
-    if not glob_files(pattern):
+    matched = {part: glob_files(part) for part in str(pattern).split(",") if part}  # each pattern globbed once
+    if not any(matched.values()):
         raise ValueError(f"No record files match {pattern!r}; check {field} (quote the glob so that your shell does "
                          "not expand it; build records with `python -m electra_jax.build_data`).")
-    parts = [part for part in str(pattern).split(",") if part]
-    empty = [part for part in parts if len(parts) > 1 and not glob_files(part)]
+    empty = [part for part, files in matched.items() if not files]
     if empty:  # a typo in one of several globs would silently train on less data
         raise ValueError(f"{field}: the pattern {empty[0]!r} of {pattern!r} matches no files (the others do); fix "
                          "it or leave it out")

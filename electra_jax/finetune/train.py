@@ -21,7 +21,6 @@ same command after a preemption continues exactly where the stopped run was; fin
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import time
 from typing import Any
@@ -435,7 +434,7 @@ class TaskSession:
             state_dir = run_dirs[0] if len(group) == 1 else root / ("seeds_" + "_".join(str(s) for s in group))
             outcome = run_seeds(self.trainer, self.compiled_for(len(group)), task, data, config, group,
                                 [str(d) for d in run_dirs], state_dir / checkpoints_lib.CHECKPOINTS_SUBDIR, pretrained,
-                                init=_init_id(init))
+                                init=str(checkpoints_lib.as_path(init)) if init else "")  # as resume compares it
             if outcome["preempted"]:
                 return {"task": task.name, "preempted": True, "seed": group[0], "seeds": group}
             for seed, history, params in zip(group, outcome["histories"], outcome["params"], strict=True):
@@ -460,14 +459,6 @@ class TaskSession:
         if jax.process_index() == 0:
             (root / RESULTS_FILE).write_text(json.dumps(results, indent=2))
         return results
-
-
-def _init_id(init: str | None) -> str:
-    """Where the pre-trained weights came from, as a resumed run compares it: an absolute local path, a URL as
-    given, "" for none (from scratch)."""
-    if not init:
-        return ""
-    return init if "://" in init else os.path.abspath(os.path.expanduser(init))
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, init: str | None = None) -> dict:
