@@ -248,9 +248,16 @@ def main(argv) -> None:
     from absl import flags
 
     flag = flags.FLAGS
-    config = apply_switches(_CONFIG.value, flag.batch_size or _CONFIG.value.train.batch_size,
-                            flag.seq_len or _CONFIG.value.data.max_seq_length, flag.dtype, flag.attention,
-                            flag.scan_layers, flag.remat, flag.dropout_prng)
+    try:
+        config = apply_switches(_CONFIG.value, flag.batch_size or _CONFIG.value.train.batch_size,
+                                flag.seq_len or _CONFIG.value.data.max_seq_length, flag.dtype, flag.attention,
+                                flag.scan_layers, flag.remat, flag.dropout_prng)
+    except ValueError as e:  # name the flag the user typed, not the config field it sets
+        message = str(e)
+        for name, field in (("seq_len", "config.data.max_seq_length"), ("batch_size", "config.train.batch_size")):
+            if flag[name].present:
+                message = message.replace(field, f"--{name}", 1)
+        raise ValueError(message) from None
     row = run_benchmark(config, steps=flag.steps, warmup=flag.warmup, window=flag.window,
                         measure_peak=flag.measure_peak,
                         peak_flops=flag.peak_tflops * 1e12 if flag.peak_tflops else None,

@@ -57,7 +57,9 @@ def prepare_workdir(path: str | os.PathLike) -> Path:
 # Config fields that define the run a checkpoint continues: a resumed run must keep them. Everything else
 # (steps, logging, eval, checkpoint cadence, progress, data paths, mesh and sharding, optimizer values such
 # as a lowered learning rate, max_skipped_updates) may change; OPTIMIZER_PARTS below may not be turned on or off.
-RESUME_MUST_MATCH = ("model.", "objective.", "data.max_seq_length", "data.lower_case", "data.pad_id",
+# data.lower_case may change too: pre-training reads token ids, and the casing is the records' (metadata.json),
+# which corrects a checkpoint that recorded the config's default for cased records.
+RESUME_MUST_MATCH = ("model.", "objective.", "data.max_seq_length", "data.pad_id",
                      "data.unk_id", "data.cls_id", "data.sep_id", "data.mask_id", "train.batch_size", "train.seed")
 # Compute-only model switches: same parameters, same state layout.
 RESUME_MAY_CHANGE = ("model.dtype", "model.attention", "model.remat", "model.dropout_prng")

@@ -20,6 +20,18 @@ FIELDS = ("size", "batch_size", "seq_len", "step_ms", "tokens_per_sec", "model_t
           "peak_memory_gb")
 
 
+def test_a_bad_shape_flag_is_named_as_the_flag_typed():
+    """--seq_len=4 is refused as --seq_len (it was refused as config.data.max_seq_length, a field never typed);
+    the same value given as the config field keeps the field's name."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    for flag, named in (("--seq_len=4", "--seq_len = 4"), ("--config.data.max_seq_length=4",
+                                                             "config.data.max_seq_length = 4")):
+        done = subprocess.run([sys.executable, "-m", "electra_jax.benchmark", "--config=configs/pretrain.py:tiny",
+                               flag], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode != 0
+        assert f"benchmark: error: {named}: must be an integer >= 8" in done.stderr, done.stderr[-2000:]
+
+
 def test_command_prints_one_json_line_with_the_contract_fields(tmp_path):
     # bf16 + scan_layers + remat=dots + rbg dropout, and a profile of the step, checked here on CPU.
     cmd = [sys.executable, "-m", "electra_jax.benchmark", "--config=configs/pretrain.py:tiny", "--batch_size=2",

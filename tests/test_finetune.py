@@ -346,6 +346,30 @@ def test_missing_vocab_and_bad_init_messages(tmp_path, shared_dir):
         finetune.train_and_evaluate(config, str(tmp_path), init=str(tmp_path / "nothing"))
 
 
+def test_a_vocabulary_beside_init_that_is_not_the_checkpoints_warns(tmp_path, shared_dir, uncased_vocab, caplog):
+    """--config.data.vocab with --init: another vocabulary's contents, or the same one read with other casing than
+    the checkpoint was pre-trained with, warns (its embeddings would be read as other words); the checkpoint's own
+    vocabulary under another name, with its casing, does not."""
+    from electra_jax.checkpoint_formats import Checkpoint
+    from electra_jax.finetune.train import _tokenizer_for
+
+    cased = shared_dir / "data" / "bert_vocab" / "cased" / "vocab.txt"
+    copy = tmp_path / "vocab.txt"
+    copy.write_bytes(cased.read_bytes())
+    saved = _config("sst2", str(cased), **{"data.lower_case": False})
+    checkpoint = Checkpoint({}, saved, "native", str(tmp_path))
+    cases = [(str(uncased_vocab), True, "differs from the vocabulary the --init checkpoint names"),
+             (str(copy), True, "pre-trained with lower_case=False but this run tokenizes with "
+                               "--config.data.lower_case=True"),
+             (str(copy), False, None)]
+    for vocab, lower_case, warning in cases:
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            tok = _tokenizer_for(_config("sst2", vocab, **{"data.lower_case": lower_case}), checkpoint)
+        assert tok.lower_case is lower_case
+        assert (warning in caplog.text) if warning else "--init" not in caplog.text, (vocab, caplog.text)
+
+
 # --- Slow: real SST-2 learning, from scratch and after a short pre-training ------------------------------------
 
 SST2_DEV_MAJORITY = 444 / 872  # label 1 count of the dev set (PROVENANCE.md)

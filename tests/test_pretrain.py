@@ -27,6 +27,20 @@ def test_uninterrupted_run_writes_the_contract_metrics(uninterrupted, uninterrup
     assert steps_on_disk(uninterrupted_workdir) == [44, 48, 52, 56, 60]  # keep = 5, every 4 steps
 
 
+def test_the_log_says_what_runs_and_how_long_the_compile_took(uninterrupted_workdir):
+    """The start-up lines a user reads: the model and run shape (the mini network and SMALL_FLAGS, counted by hand:
+    1 layer, hidden 64, embedding 32, 2 heads, vocab 512, 60 steps of 8 x 32), the compile and its time."""
+    import re
+
+    log = log_path(uninterrupted_workdir).read_text()
+    assert re.search(r"model tiny: 1 layers, hidden 64, embedding 32, 2 heads, generator hidden \d+, vocab 512; "
+                     r"objective electra; 60 steps of 8 x 32 tokens", log), log[:3000]
+    assert "compiling the train step for batch 8" in log
+    seconds = [float(x) for x in re.findall(r"compiled in ([0-9.]+) s", log)]
+    assert seconds and all(0 < x < 600 for x in seconds), log[:3000]
+    assert "global batch 8 (8 per host)" in log and "finished at step 60" in log
+
+
 def test_sigterm_saves_and_resumes_exactly(tmp_path, cache_dir, uninterrupted):
     workdir = tmp_path / "preempted"
     workdir.mkdir()
@@ -114,6 +128,70 @@ def test_records_without_metadata_take_the_special_ids_from_the_named_vocabulary
                                                                           mask_id=4)
     assert config.model.vocab_size == 300 and config.model.padded_vocab_size == 384
     assert "no metadata.json" in caplog.text and "data.mask_id 103 -> 4" in caplog.text
+
+
+def test_cased_records_give_a_cased_checkpoint_and_refuse_another_vocabulary(tmp_path, shared_dir, uncased_vocab,
+                                                                               caplog):
+    """Records built cased (BERT's cased vocabulary, build_data --lower_case=false): pre-training took their
+    vocabulary but kept the config's lower_case=True, so the checkpoint (and to_hf's tokenizer, finetune --init,
+    predict) lowercased a cased model's input. The casing now comes from metadata.json, a pre-training resume may
+    correct it, and a --config.data.vocab with other contents than the records' is refused."""
+    from electra_jax import build_data
+    from electra_jax import config as config_lib
+    from electra_jax.checkpoint_formats import find_vocab
+    from electra_jax.data import tokenizer
+    from electra_jax.data.records import apply_records_metadata
+    from electra_jax.checkpoints import config_to_dict
+    from electra_jax.safeguards import resume_differences
+
+    cased = shared_dir / "data" / "bert_vocab" / "cased" / "vocab.txt"
+    text = tmp_path / "text.txt"
+    text.write_text("Alice met Bob in Paris.\nThe United Nations met in New York.\n\nLondon and Berlin are cities.\n")
+    build_data.build_pretraining_data(vocab=str(cased), output_dir=str(tmp_path / "records"), max_seq_length=16,
+                                      input=str(text), num_shards=1, lower_case=False, format="numpy")
+    overrides = {"data.train_files": str(tmp_path / "records" / "*.npy"), "data.max_seq_length": 16}
+    default = config_lib.load("configs/pretrain.py:tiny", overrides)
+    assert default.data.lower_case is True
+    with caplog.at_level("WARNING"):
+        config = apply_records_metadata(default.copy_and_resolve_references())
+    assert "data.lower_case = False" in caplog.text
+    vocab, lower_case = find_vocab(config)  # what to_hf, finetune --init and predict read from the checkpoint
+    assert (vocab, lower_case) == (str(cased), False)
+    assert "Paris" in tokenizer(vocab, lower_case=lower_case).tokenize("Paris")  # the cased word, not "paris"
+    saved_before_the_fix = config_to_dict(config)
+    saved_before_the_fix["data"]["lower_case"] = True
+    forbidden, allowed = resume_differences(saved_before_the_fix, config_to_dict(config))
+    assert not forbidden and ("data.lower_case", True, False) in allowed
+
+    other = config_lib.load("configs/pretrain.py:tiny", {**overrides, "data.vocab": str(uncased_vocab)})
+    with pytest.raises(ValueError, match=r"config\.data\.vocab=.*uncased.* is not the vocabulary the records were"):
+        apply_records_metadata(other)
+    copy = tmp_path / "copy_of_cased.txt"  # the same contents under another name is the same vocabulary
+    copy.write_bytes(cased.read_bytes())
+    same = apply_records_metadata(config_lib.load("configs/pretrain.py:tiny", {**overrides, "data.vocab": str(copy)}))
+    assert (same.data.vocab, same.data.lower_case) == (str(copy), False)
+
+
+def test_remote_records_with_and_without_metadata(tmp_path):
+    """Records on a remote filesystem (TensorFlow's in-memory ram://, read through gfile as gs:// is): without a
+    metadata.json the config's values stay (a missing remote file raised TensorFlow's NotFoundError, which is no
+    OSError); with one, its vocabulary size and special ids are taken."""
+    tf = pytest.importorskip("tensorflow", reason="remote (gs://-style) paths are read through tf.io.gfile")
+    from electra_jax import config as config_lib
+    from electra_jax.data.records import apply_records_metadata, records_metadata
+
+    folder = f"ram://{tmp_path.name}/records"
+    tf.io.gfile.makedirs(folder)
+    with tf.io.gfile.GFile(f"{folder}/pretrain_data.tfrecord-0-of-1", "w") as f:
+        f.write("")
+    pattern = f"{folder}/*.tfrecord*"
+    assert records_metadata(pattern) is None
+    config = apply_records_metadata(config_lib.load("configs/pretrain.py:tiny", {"data.train_files": pattern}))
+    assert (config.model.vocab_size, config.data.mask_id) == (30522, 103)
+    with tf.io.gfile.GFile(f"{folder}/metadata.json", "w") as f:
+        f.write(json.dumps({"max_seq_length": 128, "vocab_size": 8000, "special_ids": {"mask_id": 4}}))
+    config = apply_records_metadata(config_lib.load("configs/pretrain.py:tiny", {"data.train_files": pattern}))
+    assert (config.model.vocab_size, config.data.mask_id) == (8000, 4)
 
 
 def test_a_glob_that_matches_nothing_names_its_field_before_any_work(tmp_path):

@@ -76,9 +76,32 @@ def apply_records_metadata(config: ml_collections.ConfigDict) -> ml_collections.
         logging.info("model.vocab_size = %d from %s (config had %d)", int(vocab_size), path,
                      config.model.vocab_size)
         config.model.vocab_size = int(vocab_size)
-    if meta.get("vocab") and not config.data.vocab:
-        config.data.vocab = meta["vocab"]
+    _vocabulary_from_metadata(config, path, meta)
     return config_lib.finalize(config)
+
+
+def _vocabulary_from_metadata(config: ml_collections.ConfigDict, path: str, meta: dict) -> None:
+    """The vocabulary and casing the records were tokenized with go into the config, which the checkpoint keeps:
+    to_hf, finetune --init and predict tokenize with them. A config.data.vocab with other contents is refused (the
+    ids would be read as another vocabulary's words); the records' casing wins over config.data.lower_case, with a
+    warning, since a cased vocabulary exported as lowercasing would lowercase every input."""
+    configured = str(config.data.vocab or "")
+    built_with, digest = meta.get("vocab"), meta.get("vocab_sha256")
+    if configured and digest and "://" not in configured and os.path.isfile(configured):
+        from electra_jax.data.token_corpus import file_sha256
+
+        if file_sha256(configured) != digest:
+            raise ValueError(
+                f"config.data.vocab={configured} is not the vocabulary the records were built with ({path} names "
+                f"{built_with}, sha256 {digest[:12]}...); drop --config.data.vocab to use the records' vocabulary, "
+                f"or rebuild the records with build_data --vocab={configured}")
+    if built_with and not configured:
+        config.data.vocab = built_with
+    lower_case = meta.get("lower_case")
+    if lower_case is not None and bool(lower_case) != bool(config.data.lower_case):
+        logging.warning("data.lower_case = %s from %s: the records were tokenized %s (config had %s)",
+                        bool(lower_case), path, "lowercased" if lower_case else "cased", config.data.lower_case)
+        config.data.lower_case = bool(lower_case)
 
 
 def _vocabulary_without_metadata(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

@@ -21,6 +21,7 @@ same command after a preemption continues exactly where the stopped run was; fin
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import time
 from typing import Any
@@ -368,10 +369,31 @@ def _tokenizer_for(config: ml_collections.ConfigDict, checkpoint) -> Any:
                              "uncased one, or a SentencePiece .model); an --init checkpoint or HF folder that "
                              "records its vocabulary supplies it automatically")
         vocab, _ = find_vocab(config, vocab=config.data.vocab, flag="--config.data.vocab")
+        if checkpoint is not None and checkpoint.vocab:
+            _check_vocab_matches(vocab, bool(config.data.lower_case), checkpoint)
     else:
         vocab, config.data.lower_case = find_vocab(checkpoint.config, flag="--config.data.vocab")
     config.data.vocab = vocab
     return make_tokenizer(vocab, lower_case=config.data.lower_case)
+
+
+def _check_vocab_matches(vocab: str, lower_case: bool, checkpoint) -> None:
+    """Warns when a --config.data.vocab given beside --init is not the checkpoint's vocabulary, or is read with
+    other casing than the checkpoint was pre-trained with: its embeddings would be read as other words."""
+    from electra_jax.data.token_corpus import file_sha256
+
+    theirs = checkpoint.vocab
+    if "://" in vocab or "://" in theirs or not os.path.isfile(theirs):
+        return
+    if os.path.abspath(vocab) != os.path.abspath(theirs) and file_sha256(vocab) != file_sha256(theirs):
+        logging.warning("--config.data.vocab=%s differs from the vocabulary the --init checkpoint names (%s): its "
+                        "embeddings are read as this vocabulary's words; drop --config.data.vocab to use the "
+                        "checkpoint's", vocab, theirs)
+    elif lower_case != checkpoint.lower_case:
+        logging.warning("the --init checkpoint was pre-trained with lower_case=%s but this run tokenizes with "
+                        "--config.data.lower_case=%s; pass --config.data.lower_case=%s (or drop "
+                        "--config.data.vocab to take both from the checkpoint)", checkpoint.lower_case, lower_case,
+                        checkpoint.lower_case)
 
 
 class TaskSession:
