@@ -48,6 +48,7 @@ from electra_jax.config import finalize_model
 from electra_jax.tree_paths import path_name
 
 PAD_LOGIT = -1e9
+HEADLESS = "an ElectraModel or fine-tuned import: it fine-tunes, but cannot score tokens or export to HF"
 
 truncated_normal = jax.nn.initializers.truncated_normal  # σ of the untruncated normal, cut at ±2σ
 glorot_uniform = jax.nn.initializers.xavier_uniform()
@@ -168,8 +169,7 @@ class Embeddings(nn.Module):
 
 
 def embedding_sum(tables, input_ids, segment_ids):
-    """word[ids] + token_type[segments] + position[:S], before the LayerNorm (the original's embedding_lookup
-    and embedding_postprocessor)."""
+    """word[ids] + token_type[segments] + position[:S], before the LayerNorm (embedding_lookup + postprocessor)."""
     word, position, token_type = tables
     x = jnp.take(word, input_ids, axis=0)
     x = x + jnp.take(token_type, segment_ids, axis=0)
@@ -514,8 +514,8 @@ def _jit_apply(model, method_name, params, *args):
 def discriminator_logits(params, config, input_ids, segment_ids=None, input_mask=None) -> jax.Array:
     """The discriminator's replaced-token logits [B, S] (eval mode): the plain forward pass."""
     model = build_model(config)
-    if model.cfg.mlm_only:
-        raise ValueError("this config is a masked-LM baseline (objective.kind='mlm'): it has no discriminator head")
+    if model.cfg.mlm_only or "discriminator_predictions" not in params:
+        raise ValueError(f"no replaced-token head: {'a masked-LM baseline' if model.cfg.mlm_only else HEADLESS}")
     return _jit_apply(model, "discriminator_logits", params, *_default_inputs(input_ids, segment_ids, input_mask))
 
 

@@ -25,6 +25,7 @@ from tf_reference import original_tf_variables, write_tf_checkpoint
 
 from electra_jax import config as config_lib
 from electra_jax import checkpoints, convert, modeling
+from electra_jax.checkpoint_formats import open_checkpoint
 from electra_jax.convert import cli
 
 torch = pytest.importorskip("torch", reason="conversion tests need torch (pip install -e .[convert])")
@@ -220,6 +221,117 @@ def test_import_of_folders_written_by_hf_save_pretrained(tmp_path):
                               discriminator_only=True)
     assert list(written) == ["discriminator"]
     _load_clean(transformers.ElectraForPreTraining, written["discriminator"])
+
+
+def test_an_untied_lm_head_is_refused_and_unread_tensors_are_named(tmp_path, caplog):
+    """HF lets ElectraForMaskedLM untie its output layer (tie_word_embeddings: false); electra_jax ties it to
+    the word table, so importing such a folder would swap in the embeddings and change the predictions."""
+    disc, gen, _, gen_cfg = random_hf_pair((32, 48, 2, 3, 64, 16, 1, 64, 333, False), seed=0)
+    untied = transformers.ElectraForMaskedLM(
+        transformers.ElectraConfig(**{**gen_cfg.to_dict(), "tie_word_embeddings": False})).eval()
+    untied.load_state_dict(gen.state_dict())
+    with torch.no_grad():
+        untied.generator_lm_head.weight.copy_(torch.randn_like(untied.generator_lm_head.weight))
+    # HF's own logits: the untied head really predicts something else than the tied one.
+    ids, segments, mask = _inputs(333)
+    assert np.max(np.abs(_hf_logits(untied, ids, segments, mask) - _hf_logits(gen, ids, segments, mask))) > 0.1
+    disc.save_pretrained(tmp_path / "d")
+    untied.save_pretrained(tmp_path / "g")
+    with pytest.raises(ValueError, match="generator_lm_head.weight is not its word embeddings"):
+        convert.load_hf(str(tmp_path / "d"), str(tmp_path / "g"))
+
+    state = {k: v.numpy() for k, v in gen.state_dict().items()}
+    disc_state = {k: v.numpy() for k, v in disc.state_dict().items()}
+    without_head = {k: v for k, v in state.items() if k != "generator_lm_head.weight"}
+    with pytest.raises(ValueError, match="tie_word_embeddings: false but its weights hold no generator_lm_head"):
+        convert.from_hf_state_dicts(disc_state, without_head, disc.config.to_dict(),
+                                    dict(gen_cfg.to_dict(), tie_word_embeddings=False))
+    # A tensor the import does not read (here a task head) is named, and the rest imports as HF computes it.
+    disc_state["classifier.dense.weight"] = np.zeros((48, 48), np.float32)
+    with caplog.at_level("WARNING"):
+        params, config = convert.from_hf_state_dicts(disc_state, state, disc.config.to_dict(), gen_cfg.to_dict())
+    assert "discriminator weights hold 1 tensor(s) electra_jax does not read" in caplog.text
+    assert "classifier.dense.weight" in caplog.text and "generator weights" not in caplog.text
+    valid = mask.astype(bool)
+    np.testing.assert_allclose(np.asarray(modeling.generator_logits(params, config, ids, segments, mask))[valid],
+                               _hf_logits(gen, ids, segments, mask)[valid], atol=1e-5, rtol=1e-5)
+
+
+def test_an_export_replaces_an_earlier_one_whole_and_a_failed_one_keeps_it(tmp_path, caplog):
+    """to_hf into a folder that holds an earlier export: a failed export leaves the earlier one loadable as it was;
+    a masked-LM baseline's export removes the earlier pair's discriminator (a reader of OUT would pair it with the
+    new generator); files no HF export writes make it refuse rather than delete them."""
+    vocab = _write_vocab(tmp_path / "v.txt", 300)
+    electra, mlm = _config(32, 48, 2, 3, 80, 0.25, 300), _config(32, 48, 2, 3, 80, 0.25, 300, mlm=True)
+    first, second = _random_params(electra, seed=1), _random_params(mlm, seed=2)
+    out = tmp_path / "hf"
+    convert.save_hf(first, electra, str(out), vocab_path=vocab)
+    with pytest.raises(ValueError, match="has 200 tokens but the model's vocab_size is 300"):
+        convert.save_hf(second, mlm, str(out), vocab_path=_write_vocab(tmp_path / "small.txt", 200))
+    back, _ = convert.load_hf(str(out / "discriminator"), str(out / "generator"))
+    _assert_same_params(back, first)
+
+    with caplog.at_level("WARNING"):
+        written = convert.save_hf(second, mlm, str(out), vocab_path=vocab)
+    assert list(written) == ["generator"] and sorted(p.name for p in out.iterdir()) == ["generator"]
+    assert "discriminator, left by an earlier export" in caplog.text
+    checkpoint = open_checkpoint(str(out))
+    assert checkpoint.config.objective.kind == "mlm"
+    ids, segments, mask = _inputs(300)
+    valid = mask.astype(bool)
+    hf_gen = _hf_logits(_load_clean(transformers.ElectraForMaskedLM, written["generator"]), ids, segments, mask)
+    np.testing.assert_allclose(np.asarray(modeling.generator_logits(second, mlm, ids, segments, mask))[valid],
+                               hf_gen[valid], atol=1e-5, rtol=1e-5)
+
+    (out / "generator" / "README.md").write_text("a model card the user wrote")
+    with pytest.raises(ValueError, match="holds README.md, which an HF model export does not write"):
+        convert.save_hf(first, electra, str(out), vocab_path=vocab)
+    assert (out / "generator" / "README.md").exists() and not (out / "discriminator").exists()
+
+
+def test_folders_without_the_replaced_token_head_import_for_fine_tuning(tmp_path, caplog):
+    """An HF ElectraForSequenceClassification (a fine-tuned model) and an original fine-tuned TF checkpoint keep
+    the encoder but not discriminator_predictions: they import as the encoder alone, whose hidden states equal
+    HF's ElectraModel, and what needs the head says so instead of failing on a missing tensor."""
+    from electra_jax.finetune import merge_pretrained
+
+    disc, _, disc_cfg, _ = random_hf_pair((32, 48, 2, 3, 64, 16, 1, 64, 333, False), seed=0)
+    tuned = transformers.ElectraForSequenceClassification(
+        transformers.ElectraConfig(**{**disc_cfg.to_dict(), "num_labels": 2})).eval()
+    tuned.electra.load_state_dict(disc.electra.state_dict())
+    tuned.save_pretrained(tmp_path / "tuned")
+    with caplog.at_level("WARNING"):
+        params, config = convert.load_hf(str(tmp_path / "tuned"))
+    assert "no discriminator_predictions: importing the encoder alone" in caplog.text
+    assert "classifier.dense.weight" in caplog.text  # the task head, named as not read
+    assert sorted(params) == ["discriminator", "embeddings"]
+    ids, segments, mask = _inputs(333)
+    valid = mask.astype(bool)
+    ours = modeling.build_model(config).apply(
+        {"params": params}, *(np.asarray(x, np.int32) for x in (ids, segments, mask)), True,
+        method=modeling.ElectraPretrainer.discriminator_hidden)
+    with torch.no_grad():
+        theirs = disc.electra(input_ids=torch.tensor(ids), token_type_ids=torch.tensor(segments),
+                              attention_mask=torch.tensor(mask)).last_hidden_state.numpy()
+    np.testing.assert_allclose(np.asarray(ours)[valid], theirs[valid], atol=1e-5, rtol=1e-5)
+    fresh = jax.tree_util.tree_map(np.zeros_like, params)
+    assert sorted(merge_pretrained(fresh, params)) == ["discriminator", "embeddings"]
+    with pytest.raises(ValueError, match="no replaced-token head: an ElectraModel or fine-tuned import"):
+        modeling.discriminator_logits(params, config, ids)
+    with pytest.raises(ValueError, match="no replaced-token head: an ElectraModel or fine-tuned import"):
+        convert.save_hf(params, config, str(tmp_path / "out"), vocab_path=_write_vocab(tmp_path / "v.txt", 333),
+                        discriminator_only=True)
+
+    tf_vars = original_tf_variables(200, 32, 64, 1, 128, 64, 256, 64, np.random.default_rng(1))
+    tf_vars = {k: v for k, v in tf_vars.items() if k.startswith("electra/")}
+    tf_vars["task_specific/classify/output_weights"] = np.zeros((2, 64), np.float32)
+    write_tf_checkpoint(tf_vars, str(tmp_path / "tf" / "model.ckpt"), with_slots=False)
+    params, config, report = convert.from_tf_checkpoint(str(tmp_path / "tf" / "model.ckpt"))
+    assert sorted(params) == ["discriminator", "embeddings"]
+    assert report.unknown == ["task_specific/classify/output_weights"]
+    assert any("no discriminator_predictions" in note for note in report.notes)
+    np.testing.assert_array_equal(params["embeddings"]["word_embeddings"][:200],
+                                  tf_vars["electra/embeddings/word_embeddings"])
 
 
 def test_bfloat16_export_and_parity_check(tmp_path, capsys):
@@ -489,6 +601,30 @@ def test_commands_round_trip_through_checkpoints(uncased_vocab, tmp_path, capsys
     _assert_same_params(back, params)
     assert Path(back_config.data.vocab) == (tmp_path / "back" / "vocab.txt").resolve()
     cli.run("check", _flags(checkpoint=str(tmp_path / "back"), hf_dir=str(tmp_path / "hf")))
+
+
+def test_imports_refuse_a_pretraining_workdir_and_a_vocabulary_larger_than_the_table(tmp_path, caplog):
+    """from_hf/from_tf write a params export, which readers of a folder take before its latest step: into a
+    pre-training workdir it would hide the run's own checkpoints. A --vocab with more tokens than the table has
+    rows would give ids past its end; fewer rows read are a warning (published folders pad tables)."""
+    tf_vars = original_tf_variables(200, 32, 64, 1, 128, 64, 256, 64, np.random.default_rng(1))
+    write_tf_checkpoint(tf_vars, str(tmp_path / "tf" / "model.ckpt"), with_slots=False)
+    workdir = tmp_path / "run"
+    (workdir / checkpoints.CHECKPOINTS_SUBDIR / "40" / checkpoints.STATE_ITEM).mkdir(parents=True)
+    for command in ("from_tf", "from_hf"):
+        with pytest.raises(ValueError, match="holds pre-training checkpoints"):
+            cli.run(command, _flags(input=str(tmp_path / "tf"), output_dir=str(workdir)))
+    assert sorted(p.name for p in workdir.iterdir()) == [checkpoints.CHECKPOINTS_SUBDIR]
+
+    with pytest.raises(ValueError, match="has 300 tokens but the checkpoint's embedding table has 200 rows"):
+        cli.run("from_tf", _flags(input=str(tmp_path / "tf"), output_dir=str(tmp_path / "o"),
+                                  vocab=_write_vocab(tmp_path / "big.txt", 300)))
+    assert not (tmp_path / "o").exists()
+    with caplog.at_level("WARNING"):
+        cli.run("from_tf", _flags(input=str(tmp_path / "tf"), output_dir=str(tmp_path / "o"),
+                                  vocab=_write_vocab(tmp_path / "small.txt", 150)))
+    assert "has 150 tokens and the checkpoint's embedding table 200 rows" in caplog.text
+    assert checkpoints.restore_params(str(tmp_path / "o"))[1].model.vocab_size == 200
 
 
 @pytest.mark.parametrize("given", ["out", "discriminator"])

@@ -105,6 +105,10 @@ def test_electric_config_errors_name_the_field():
 # The whole loss and its gradients against PyTorch
 
 
+def _without_lm_head(state: dict) -> dict:
+    return {k: v for k, v in state.items() if k != "generator_lm_head.weight"}
+
+
 class TorchElectric:
     """The original's Electric pieces in PyTorch: HF ELECTRA modules driven by hand-built masks.
 
@@ -134,8 +138,11 @@ class TorchElectric:
 
     def params_and_config(self):
         """The same weights as electra_jax parameters: HF -> electra_jax through the conversion table."""
-        tower_params = [convert.from_hf_state_dicts(self.disc.state_dict(), tower.state_dict(), self.disc_cfg.to_dict(),
-                                                    self.gen_cfg.to_dict()) for tower in (self.ltr, self.rtl)]
+        # Each tower's own lm head still holds its first word table (the embeddings were swapped for the shared
+        # module above) and the reference never reads it: leave it out, as the import refuses an untied head.
+        towers = [_without_lm_head(tower.state_dict()) for tower in (self.ltr, self.rtl)]
+        tower_params = [convert.from_hf_state_dicts(self.disc.state_dict(), tower, self.disc_cfg.to_dict(),
+                                                    self.gen_cfg.to_dict()) for tower in towers]
         (ltr, imported), (rtl, _) = tower_params
         config = imported_config(imported.model, SEQ, **{"objective.kind": "electric"})
         params = {k: ltr[k] for k in ("embeddings", "discriminator", "discriminator_predictions")}
@@ -147,7 +154,8 @@ class TorchElectric:
 
     def grads(self, config):
         """The PyTorch gradients in the electra_jax parameter tree (the conversion transforms are linear)."""
-        (ltr, _), (rtl, _) = [convert.from_hf_state_dicts(grads_by_name(self.disc), grads_by_name(tower),
+        (ltr, _), (rtl, _) = [convert.from_hf_state_dicts(grads_by_name(self.disc),
+                                                          _without_lm_head(grads_by_name(tower)),
                                                           self.disc_cfg.to_dict(), self.gen_cfg.to_dict())
                               for tower in (self.ltr, self.rtl)]
         grads = {k: ltr[k] for k in ("embeddings", "discriminator", "discriminator_predictions")}

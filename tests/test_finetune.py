@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import sys
 
 import flax.linen as nn
@@ -196,6 +197,30 @@ def test_init_from_hf_folder_loads_the_discriminator(tmp_path, shared_dir, uncas
         if name.endswith("word_embeddings"):
             value, want = value[:30522], want[:30522]
         np.testing.assert_allclose(value, want, rtol=1e-6, atol=1e-7, err_msg=name)
+
+
+def test_init_from_a_lone_masked_lm_folder_warns_that_it_may_be_a_generator(tmp_path, uncased_vocab, caplog):
+    """An HF ElectraForMaskedLM folder given to --init imports as a masked-LM model; if it is an ELECTRA generator
+    the user almost surely meant the discriminator, so that is said (naming it when it lies beside). A `convert
+    to_hf` export of a masked-LM baseline (OUT, holding generator/ alone) is that baseline: no warning."""
+    pytest.importorskip("safetensors")
+    from electra_jax import convert
+
+    mlm = config_lib.load("configs/pretrain.py:tiny", {"data.vocab": str(uncased_vocab), "objective.kind": "mlm"})
+    convert.save_hf(modeling.init_params(mlm, jax.random.key(3)), mlm, str(tmp_path / "mlm"),
+                    vocab_path=str(uncased_vocab))
+    params, electra = _pretrained(uncased_vocab)
+    convert.save_hf(params, electra, str(tmp_path / "electra"), vocab_path=str(uncased_vocab))
+    shutil.copytree(tmp_path / "mlm" / "generator", tmp_path / "downloaded")
+    missing = tmp_path / "no_glue"
+    for init, warns in ((tmp_path / "electra" / "generator", f"pass {tmp_path / 'electra' / 'discriminator'}"),
+                        (tmp_path / "downloaded", "pass its discriminator (ElectraForPreTraining) folder"),
+                        (tmp_path / "mlm", None), (tmp_path / "mlm" / "generator", None)):
+        caplog.clear()
+        with caplog.at_level("WARNING"), pytest.raises(FileNotFoundError, match="no_glue"):
+            finetune.train_and_evaluate(_config("sst2", "", **{"data.dir": str(missing)}), str(tmp_path / "run"),
+                                        init=str(init))
+        assert (warns in caplog.text) if warns else "ElectraForMaskedLM" not in caplog.text, (init, caplog.text)
 
 
 @pytest.mark.slow

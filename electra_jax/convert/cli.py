@@ -16,6 +16,8 @@ import shutil
 from collections.abc import Sequence
 from typing import Any
 
+from absl import logging
+
 from electra_jax.convert.hf import has_generator
 from electra_jax.convert.hf_folders import HF_DTYPES, load_hf, save_hf
 from electra_jax.convert.parity import check_parity
@@ -33,9 +35,41 @@ COMMAND_FLAGS = {
 }
 
 
+def _check_import_output_dir(output_dir: str) -> None:
+    """Refuses a pre-training workdir (or its checkpoints) as an import's --output_dir, before any reading.
+
+    A params export written there would hide the run's own steps: every reader of the folder (resume, --init,
+    to_hf) takes an export before the latest step.
+    """
+    from electra_jax import checkpoints
+
+    root = checkpoints.as_path(output_dir)
+    if not root.is_dir():
+        return
+    if ((root / checkpoints.CHECKPOINTS_SUBDIR).is_dir() or (root / checkpoints.STATE_ITEM).is_dir()
+            or any(c.is_dir() and c.name.isdigit() and (c / checkpoints.STATE_ITEM).is_dir() for c in root.iterdir())):
+        raise ValueError(f"--output_dir={output_dir} holds pre-training checkpoints; an imported checkpoint written "
+                         "there would be read instead of the run's own steps. Pick a new folder, and pass it as "
+                         "pretrain's --config.checkpoint.init for continued pre-training")
+
+
+def _check_vocab_size(vocab: str, config) -> None:
+    from electra_jax.data import tokenizer
+
+    size, rows = tokenizer(vocab, lower_case=config.data.lower_case).vocab_size, config.model.vocab_size
+    if size > rows:
+        raise ValueError(f"the vocabulary {vocab} has {size} tokens but the checkpoint's embedding table has "
+                         f"{rows} rows; pass the vocabulary the checkpoint was trained with")
+    if size < rows:  # some published folders pad the table; a vocabulary far smaller is probably another one
+        logging.warning("the vocabulary %s has %d tokens and the checkpoint's embedding table %d rows: the last %d "
+                        "rows are never read (padding, or the wrong vocabulary)", vocab, size, rows, rows - size)
+
+
 def _save_checkpoint(output_dir: str, params, config, vocab: str | None) -> None:
     from electra_jax import checkpoints
 
+    if vocab:
+        _check_vocab_size(vocab, config)
     os.makedirs(output_dir, exist_ok=True)
     if vocab:  # keep the vocabulary with the weights, so the checkpoint is self-contained
         copy = os.path.join(os.path.abspath(output_dir), os.path.basename(vocab))
@@ -60,6 +94,7 @@ def run(command: str, args: Any) -> None:
             check_parity(params, config, args.output_dir, args.tolerance)
     elif command == "from_hf":
         _require(args, "input", "output_dir")
+        _check_import_output_dir(args.output_dir)
         from electra_jax.checkpoint_formats import hf_folders
 
         # A `convert to_hf` OUT folder, or its discriminator/ with generator/ beside it, brings both networks, as
@@ -87,6 +122,7 @@ def run(command: str, args: Any) -> None:
             check_parity(params, config, None, args.tolerance, folders=folders)
     elif command == "from_tf":
         _require(args, "input", "output_dir")
+        _check_import_output_dir(args.output_dir)
         params, config, report = from_tf_checkpoint(args.input, args.num_heads, args.generator_num_heads)
         print(report.summary())
         _save_checkpoint(args.output_dir, params, config, args.vocab)

@@ -11,6 +11,7 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
+from absl import logging
 
 from electra_jax import modeling
 from electra_jax.config import base_pretrain_config, finalize, finalize_model, model_defaults
@@ -72,6 +73,8 @@ def to_hf_state_dicts(params, config) -> tuple[dict | None, dict | None, tuple[d
         return disc, gen, (disc_config, gen_config)
     disc_rules, gen_rules = hf_rules(cfg)
     disc = gen = disc_config = gen_config = None
+    if not cfg.mlm_only and "discriminator_predictions" not in params:
+        raise ValueError(f"these parameters have no replaced-token head: {modeling.HEADLESS}")
     if not cfg.mlm_only:
         disc = {rule.hf: export_tensor(get_path(params, rule.path), rule.kind, cfg) for rule in disc_rules}
         disc_config = hf_config_dict(cfg, generator=False)
@@ -146,6 +149,9 @@ def from_hf_state_dicts(disc_state_dict: dict, gen_state_dict: dict | None = Non
         if gen_hf_config is None:
             gen_hf_config = infer_hf_config(gen_state_dict)
     mlm_only = gen_state_dict is None and _is_mlm_only(disc_state_dict)
+    # An ElectraModel, or a fine-tuned ElectraFor* task model, has the encoder but no replaced-token head.
+    headless = (not mlm_only and gen_state_dict is None
+                and not any(k.startswith("discriminator_predictions.") for k in disc_state_dict))
     model = model_config_from_hf(disc_hf_config, gen_hf_config)
     config = ml_collections.ConfigDict({"model": model})
     if mlm_only:
@@ -153,6 +159,10 @@ def from_hf_state_dicts(disc_state_dict: dict, gen_state_dict: dict | None = Non
     cfg = modeling.ModelConfig.from_config(config, mlm_only=mlm_only)
     shapes = modeling.param_shapes(cfg)
     disc_rules, gen_rules = hf_rules(cfg)
+    if headless:
+        disc_rules = [rule for rule in disc_rules if rule.path[0] != "discriminator_predictions"]
+        logging.warning("the discriminator weights hold no discriminator_predictions: importing the encoder alone "
+                        "(%s)", modeling.HEADLESS)
     params: dict = {}
 
     def load(rules, state, which):
@@ -172,6 +182,7 @@ def from_hf_state_dicts(disc_state_dict: dict, gen_state_dict: dict | None = Non
                         f"{np.max(np.abs(shared - value)):.3g}); ELECTRA shares the embedding block, so these "
                         "two folders do not come from one pre-training run")
             set_path(params, rule.path, value)
+        _check_unused(rules, state, which, disc_hf_config if which != "generator" else gen_hf_config)
 
     if mlm_only:
         load(gen_rules, disc_state_dict, "masked-LM")
@@ -180,6 +191,34 @@ def from_hf_state_dicts(disc_state_dict: dict, gen_state_dict: dict | None = Non
     if gen_state_dict is not None:
         load(gen_rules, gen_state_dict, "generator")
     return params, config
+
+
+def _check_unused(rules, state: dict, which: str, hf_config: dict | None) -> None:
+    """Refuse an lm head that is not the word table (electra_jax ties them); name any other tensor left unread.
+
+    HF ELECTRA ties `generator_lm_head.weight` to the generator's word embeddings. A folder whose head was
+    trained apart (`tie_word_embeddings: false`) would import with the embeddings in its place and predict
+    different tokens, so it is an error; other unread tensors (a task head, say) are named in a warning.
+    """
+    used = {rule.hf for rule in rules}
+    has_lm_head = any(rule.hf == "generator_lm_head.bias" for rule in rules)
+    head = state.get("generator_lm_head.weight")
+    if has_lm_head:
+        word = state["electra.embeddings.word_embeddings.weight"]
+        if head is not None and (head.shape != word.shape or not np.array_equal(head, word)):
+            raise ValueError(
+                f"the {which}'s generator_lm_head.weight is not its word embeddings (untied output layer); "
+                "electra_jax ties the generator's output layer to its word table, so importing it would change "
+                "the generator's predictions")
+        if head is None and (hf_config or {}).get("tie_word_embeddings") is False:
+            raise ValueError(
+                f"the {which}'s config.json sets tie_word_embeddings: false but its weights hold no "
+                "generator_lm_head.weight; electra_jax ties the generator's output layer to its word table")
+        used.add("generator_lm_head.weight")
+    unused = sorted(k for k in state if k not in used and not k.endswith("position_ids"))
+    if unused:
+        logging.warning("the %s weights hold %d tensor(s) electra_jax does not read, left out of the import: %s%s",
+                        which, len(unused), ", ".join(unused[:8]), ", ..." if len(unused) > 8 else "")
 
 
 def infer_hf_config(state_dict: dict) -> dict:

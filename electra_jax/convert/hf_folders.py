@@ -6,12 +6,15 @@ Each folder holds config.json, model.safetensors (float32, or bfloat16 on reques
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
+import shutil
 
 import jax
 import ml_collections
 import numpy as np
+from absl import logging
 
 from electra_jax import cli, modeling
 from electra_jax.checkpoint_formats import find_vocab, hf_vocab
@@ -20,6 +23,13 @@ from electra_jax.convert.tokenizer_files import write_tokenizer_files
 
 
 HF_DTYPES = ("float32", "bfloat16")
+NETWORKS = ("discriminator", "generator")
+STAGING_DIR = ".to_hf-staging"
+# What `save_hf` and transformers' save_pretrained put in a model folder: an earlier export holding only these
+# is replaced by a new one.
+HF_FOLDER_FILES = ("config.json", "generation_config.json", "*.safetensors", "model.safetensors.index.json",
+                   "pytorch_model*.bin", "pytorch_model.bin.index.json", "vocab.txt", "*.model", "tokenizer.json",
+                   "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
 
 
 def _write_safetensors(state_dict: dict, path: str, dtype: str) -> None:
@@ -50,6 +60,8 @@ def save_hf(params, config, output_dir: str, vocab_path: str | None = None, dtyp
     A masked-LM baseline (objective.kind='mlm') has no discriminator: only OUT/generator/ is written (its
     encoder loads into any ElectraFor* class for fine-tuning). Parameters without a generator (a discriminator
     imported for fine-tuning) raise unless `discriminator_only`. Returns {"discriminator"|"generator": folder}.
+    An earlier export in `output_dir` is replaced whole, the network this export lacks included; a folder there
+    holding files that no HF export writes is refused rather than deleted.
     """
     if dtype not in HF_DTYPES:
         raise ValueError(f"dtype {dtype!r} is not one of {list(HF_DTYPES)}")
@@ -61,23 +73,55 @@ def save_hf(params, config, output_dir: str, vocab_path: str | None = None, dtyp
                          "OUT/discriminator alone")
     vocab, lower_case = find_vocab(config if isinstance(config, ml_collections.ConfigDict)
                                    else ml_collections.ConfigDict(config), vocab_path)
+    for name in NETWORKS:
+        _check_replaceable(os.path.join(output_dir, name))
     disc, gen, (disc_config, gen_config) = to_hf_state_dicts(params, cfg)
-    written = {}
+    # Each folder is written whole under a staging folder, then replaces the earlier export's: a failed export
+    # leaves the earlier one as it was, and no file of an earlier export (another tokenizer's vocabulary, the
+    # other network of an earlier pair) stays to be read back with this one.
+    staging = os.path.join(output_dir, STAGING_DIR)
+    shutil.rmtree(staging, ignore_errors=True)
+    staged = {}
     for name, state, hf_config in (("discriminator", disc, disc_config), ("generator", gen, gen_config)):
         if state is None or (name == "generator" and discriminator_only):
             continue
-        folder = os.path.join(output_dir, name)
+        folder = os.path.join(staging, name)
         # Tokenizer first: a wrong vocabulary fails before any model file is written.
         write_tokenizer_files(vocab, folder, cfg.vocab_size, lower_case, cfg.max_position_embeddings,
                               tokenizer_class)
-        hf_config = dict(hf_config, dtype=dtype)
-        with open(os.path.join(folder, "config.json"), "w") as f:
-            json.dump(hf_config, f, indent=2)
         # The lm_head weight is tied to the word embeddings; like save_pretrained, store it once.
         state = {k: v for k, v in state.items() if k != "generator_lm_head.weight"}
         _write_safetensors(state, os.path.join(folder, "model.safetensors"), dtype)
-        written[name] = folder
+        with open(os.path.join(folder, "config.json"), "w") as f:
+            json.dump(dict(hf_config, dtype=dtype), f, indent=2)
+        staged[name] = folder
+    written = {}
+    for name in NETWORKS:
+        final = os.path.join(output_dir, name)
+        if os.path.exists(final):
+            if name not in staged:
+                logging.warning("removing %s, left by an earlier export: this checkpoint has no %s to export, "
+                                "and a reader of %s would pair it with this export", final, name, output_dir)
+            shutil.rmtree(final)
+        if name in staged:
+            os.replace(staged[name], final)
+            written[name] = final
+    shutil.rmtree(staging, ignore_errors=True)
     return written
+
+
+def _check_replaceable(folder: str) -> None:
+    """Raises when an earlier export's `folder` holds anything an HF model folder does not (it would be lost)."""
+    if not os.path.exists(folder):
+        return
+    if not os.path.isdir(folder):
+        raise ValueError(f"{folder} is a file; an export writes a folder there: move it or pick another output folder")
+    foreign = sorted(n for n in os.listdir(folder)
+                     if not os.path.isfile(os.path.join(folder, n))
+                     or not any(fnmatch.fnmatch(n, pattern) for pattern in HF_FOLDER_FILES))
+    if foreign:
+        raise ValueError(f"{folder} holds {', '.join(foreign[:5])}, which an HF model export does not write; the "
+                         "export replaces that folder whole, so move them away or pick another output folder")
 
 
 def _read_hf_state_dict(folder: str) -> dict[str, np.ndarray]:

@@ -104,6 +104,10 @@ def from_tf_checkpoint(path: str, num_heads: int | None = None, generator_num_he
     shapes = modeling.param_shapes(cfg)
     disc_rules, gen_rules = hf_rules(cfg)
     rules = tf_rules(cfg) if (generator or mlm_only) else disc_rules
+    # A fine-tuned checkpoint (task_specific/...) keeps the encoder but not the replaced-token head.
+    headless = not (generator or mlm_only) and not any(n.startswith("discriminator_predictions/") for n in model_shapes)
+    if headless:
+        rules = [rule for rule in rules if rule.path[0] != "discriminator_predictions"]
     missing = [rule.tf for rule in rules if rule.tf not in model_shapes]
     if missing:
         raise ValueError(f"{path} lacks {len(missing)} variables the inferred config needs, e.g. {missing[:5]}")
@@ -118,6 +122,8 @@ def from_tf_checkpoint(path: str, num_heads: int | None = None, generator_num_he
         notes.append("no generator in the checkpoint: the import holds the discriminator only")
     if mlm_only:
         notes.append("no generator encoder and no discriminator head: imported as a masked-LM baseline")
+    if headless:
+        notes.append(f"no discriminator_predictions: the encoder alone ({modeling.HEADLESS})")
     global_step = int(reader.get_tensor("global_step")) if "global_step" in dict(listed) else None
     report = TFImportReport(loaded=sorted(used), optimizer_slots=slots, global_step=global_step,
                             unknown=sorted(n for n in model_shapes if n not in used), notes=notes)

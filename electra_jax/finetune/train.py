@@ -483,6 +483,19 @@ class TaskSession:
         return results
 
 
+def _warn_if_a_generator(init: str, folder: str) -> None:
+    """An ElectraForMaskedLM folder imports as a masked-LM model; say so unless it is a masked-LM baseline's
+    `convert to_hf` export (OUT/generator with no discriminator beside it)."""
+    sibling = os.path.join(os.path.dirname(os.path.abspath(folder)), "discriminator")
+    if os.path.basename(os.path.abspath(folder)) == "generator" and not os.path.isdir(sibling):
+        return
+    where = (f"pass {sibling}, " if os.path.isdir(sibling) else "pass its discriminator (ElectraForPreTraining) "
+             "folder instead, ")
+    logging.warning("--init=%s is an ElectraForMaskedLM folder: fine-tuning its encoder as a masked-LM model. "
+                    "If it is an ELECTRA generator, %sthe model ELECTRA fine-tunes (a generator scores far "
+                    "lower)", init, where)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, init: str | None = None) -> dict:
     """Fine-tunes config.task (once per seed) and writes workdir/results.json; returns its contents.
 
@@ -497,6 +510,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, init: st
 
         checkpoint = open_checkpoint(init, flag="--init")
         logging.info("initializing from the %s checkpoint %s", checkpoint.kind, checkpoint.path)
+        if checkpoint.kind == "hf" and checkpoint.config.objective.kind == "mlm":
+            _warn_if_a_generator(init, checkpoint.path)
         apply_checkpoint_model(config, checkpoint.config)
     tokenizer = _tokenizer_for(config, checkpoint)
     if checkpoint is None:
