@@ -223,6 +223,24 @@ def test_init_from_a_lone_masked_lm_folder_warns_that_it_may_be_a_generator(tmp_
         assert (warns in caplog.text) if warns else "ElectraForMaskedLM" not in caplog.text, (init, caplog.text)
 
 
+def test_a_vocabulary_of_another_size_than_the_init_table(tmp_path, shared_dir, uncased_vocab, caplog):
+    """More tokens than the --init model's 30522 rows would index past the table: an error. Fewer (the 28996 of
+    the cased BERT vocabulary) leave rows unread: a warning naming the counts."""
+    from electra_jax import checkpoints
+
+    params, config = _pretrained(uncased_vocab)
+    checkpoints.save_params(str(tmp_path / "export"), params, config)
+    bigger = tmp_path / "bigger.txt"
+    bigger.write_text(uncased_vocab.read_text() + "".join(f"extra{i}\n" for i in range(10)))
+    cased = shared_dir / "data" / "bert_vocab" / "cased" / "vocab.txt"
+    run, init = {"data.dir": str(tmp_path / "no_glue")}, str(tmp_path / "export")
+    with pytest.raises(ValueError, match="has 30532 tokens but the --init model's table has 30522"):
+        finetune.train_and_evaluate(_config("sst2", bigger, **run), str(tmp_path / "run"), init=init)
+    with caplog.at_level("WARNING"), pytest.raises(FileNotFoundError, match="no_glue"):
+        finetune.train_and_evaluate(_config("sst2", cased, **run), str(tmp_path / "run"), init=init)
+    assert "has 28996 tokens and the --init model's table 30522 rows: the last 1526 are never read" in caplog.text
+
+
 @pytest.mark.slow
 def test_finetune_run_from_hf_folder(tmp_path, shared_dir, uncased_vocab):
     pytest.importorskip("safetensors")

@@ -519,6 +519,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, init: st
     elif tokenizer.vocab_size > config.model.vocab_size:
         raise ValueError(f"the vocabulary {config.data.vocab} has {tokenizer.vocab_size} tokens but the --init "
                          f"model's table has {config.model.vocab_size}: pass the vocabulary it was pre-trained with")
+    elif tokenizer.vocab_size < config.model.vocab_size:  # published tables are sometimes padded; say it anyway
+        logging.warning("the vocabulary %s has %d tokens and the --init model's table %d rows: the last %d are never "
+                        "read (padding, or not the vocabulary it was pre-trained with)", config.data.vocab,
+                        tokenizer.vocab_size, config.model.vocab_size, config.model.vocab_size - tokenizer.vocab_size)
     config.model.padded_vocab_size = 0
     config_lib.finalize(config)
     session = TaskSession(config, tokenizer)
