@@ -27,6 +27,7 @@ import os
 from typing import Any
 
 import ml_collections
+from absl import logging
 
 from electra_jax import checkpoints as checkpoints_lib
 from electra_jax import modeling
@@ -157,6 +158,11 @@ def open_checkpoint(path: str, generator: str | None = None, flag: str = "checkp
 
         prefix = tf_checkpoint_prefix(path)
         params, config, report = convert.from_tf_checkpoint(prefix)
+        unknown = f" (e.g. {', '.join(report.unknown[:3])})" if report.unknown else ""
+        logging.info("read the TF checkpoint %s: %d variables at global_step %s; not imported: %d optimizer slots, "
+                     "%d unknown variables%s%s", prefix, len(report.loaded), report.global_step,
+                     len(report.optimizer_slots), len(report.unknown), unknown,
+                     "".join(f"; {note}" for note in report.notes))
         if not config.data.vocab:
             for folder in (os.path.dirname(prefix), os.path.dirname(os.path.dirname(prefix))):
                 if os.path.isfile(os.path.join(folder, "vocab.txt")):

@@ -332,6 +332,13 @@ def test_folders_without_the_replaced_token_head_import_for_fine_tuning(tmp_path
     assert any("no discriminator_predictions" in note for note in report.notes)
     np.testing.assert_array_equal(params["embeddings"]["word_embeddings"][:200],
                                   tf_vars["electra/embeddings/word_embeddings"])
+    # finetune --init and predict open it through open_checkpoint, whose log says what was left out.
+    with caplog.at_level("INFO"):
+        assert sorted(open_checkpoint(str(tmp_path / "tf")).params) == ["discriminator", "embeddings"]
+    assert ("variables at global_step 1234; not imported: 0 optimizer slots, 1 unknown variables (e.g. "
+            "task_specific/classify/output_weights); no generator") in caplog.text
+    assert "; no discriminator_predictions: the encoder alone" in caplog.text
+    assert f"read the TF checkpoint {tmp_path / 'tf' / 'model.ckpt'}: {len(report.loaded)} variables" in caplog.text
 
 
 def test_bfloat16_export_and_parity_check(tmp_path, capsys):
