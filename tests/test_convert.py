@@ -516,6 +516,9 @@ def test_errors_name_the_problem(tmp_path):
     with pytest.raises(ValueError, match="generator's electra.embeddings.LayerNorm.bias differs from the "
                                          "discriminator's"):
         convert.from_hf_state_dicts(disc_sd, other, disc_cfg, gen_cfg)
+    for key, value in (("layer_norm_eps", 1e-5), ("max_position_embeddings", 128), ("hidden_act", "relu")):
+        with pytest.raises(ValueError, match=f"the generator's {key} .* differs from the discriminator's"):
+            convert.from_hf_state_dicts(disc_sd, gen_sd, disc_cfg, dict(gen_cfg, **{key: value}))
 
     with pytest.raises(ValueError, match="has 301 tokens but the model's vocab_size is 300"):
         convert.save_hf(params, config, str(tmp_path / "o"), vocab_path=_write_vocab(tmp_path / "v.txt", 301))

@@ -111,6 +111,12 @@ def model_config_from_hf(disc_hf_config: dict, gen_hf_config: dict | None = None
         if int(gen["vocab_size"]) != model.vocab_size:
             raise ValueError(f"generator vocab_size {gen['vocab_size']} differs from the discriminator's "
                              f"{model.vocab_size}")
+        # electra_jax keeps one value of these for both networks, as the original derives both from one config.
+        for key, default in (("hidden_act", "gelu"), ("layer_norm_eps", 1e-12), ("max_position_embeddings", 512),
+                             ("type_vocab_size", 2), ("position_embedding_type", "absolute")):
+            if gen.get(key, default) != disc.get(key, default):
+                raise ValueError(f"the generator's {key} {gen.get(key, default)!r} differs from the "
+                                 f"discriminator's {disc.get(key, default)!r}; an ELECTRA pair shares it")
         model.generator_hidden_size = int(gen["hidden_size"])
         model.generator_num_heads = int(gen["num_attention_heads"])
         model.generator_intermediate_size = int(gen["intermediate_size"])
