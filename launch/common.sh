@@ -11,6 +11,10 @@ die() {
   exit 2
 }
 
+# ${name^^} and empty arrays under set -u need bash 4 or newer; macOS ships bash 3.2 as /bin/bash.
+((BASH_VERSINFO[0] >= 4)) || die "needs bash 4 or newer, not ${BASH_VERSION} (on macOS: brew install bash, then" \
+  "run the script with that bash)"
+
 # The sizes of configs/pretrain.py; any other --size dies.
 check_size() {
   case $1 in

@@ -45,7 +45,11 @@ if state_file and args[:3] == ["compute", "tpus", "queued-resources"]:
     active_reads = int(active_reads)
     if args[3] == "describe":
         if state == "MISSING":
-            sys.exit(1)
+            sys.exit("ERROR: (gcloud.compute.tpus.queued-resources.describe) NOT_FOUND: Resource not found")
+        if state == "UNREACHABLE":  # a passing network or credentials failure; the resource was preempted
+            open(state_file, "w").write("PREEMPTED 0")
+            sys.exit("ERROR: (gcloud.compute.tpus.queued-resources.describe) There was a problem refreshing "
+                     "your current auth tokens")
         if state == "ACTIVE":
             active_reads += 1
             if active_reads >= 2:  # preempted again after two healthy polls
@@ -54,6 +58,11 @@ if state_file and args[:3] == ["compute", "tpus", "queued-resources"]:
     elif args[3] == "delete":
         state = "MISSING"
     elif args[3] == "create":
+        failures = os.environ.get("FAKE_CREATE_FAILURES")  # a file holding how many creates fail first
+        left = int(open(failures).read()) if failures else 0
+        if left > 0:
+            open(failures, "w").write(str(left - 1))
+            sys.exit("ERROR: (gcloud.compute.tpus.queued-resources.create) RESOURCE_EXHAUSTED")
         state, active_reads = "ACTIVE", 0
     open(state_file, "w").write(f"{state} {active_reads}")
 """
@@ -99,6 +108,7 @@ sys.exit(int(statuses[0]) if statuses else 0)
 
 
 def _write_exe(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return path
@@ -209,8 +219,8 @@ def test_pod_up_dry_run(fake_env):
 
     # Training runs under keep_training.sh, which runs it again when it exits 42 (preempted after saving).
     after = start[start.index("nohup") + 1:]
-    assert after[:3] == ["bash", "$HOME/electra_jax/launch/tpu/keep_training.sh", "--"]
-    assert after[3].endswith("electra_venv/bin/python")
+    assert after[:5] == ["env", "--default-signal=INT", "bash", "$HOME/electra_jax/launch/tpu/keep_training.sh", "--"]
+    assert after[5].endswith("electra_venv/bin/python")
     args = _pretrain_args(start)
     assert "--config=configs/pretrain.py:base" in args
     assert "--workdir=gs://my-bucket/electra/base" in args
@@ -270,12 +280,74 @@ def test_pod_watch_recovers_from_preemption(fake_env, tmp_path):
     assert [argv[1:] for argv in dry if argv[4] != "describe"] == [c[1:] for c in calls if c[4] != "describe"]
 
 
+def test_pod_watch_outlives_a_gcloud_error_and_a_failed_recovery(fake_env, tmp_path):
+    """A describe that fails for another reason than NOT_FOUND is not a missing resource (no create while it may
+    still exist), and a recovery whose create fails is tried again at the next poll instead of ending the watch."""
+    state, failures = tmp_path / "state", tmp_path / "failures"
+    state.write_text("UNREACHABLE 0")
+    failures.write_text("1")
+    env = dict(fake_env, FAKE_STATE=str(state), FAKE_CREATE_FAILURES=str(failures))
+    result = _run(POD, "watch", "--bucket=gs://b", "--name=p", "--poll_seconds=0", "--max_restarts=2",
+                  "--repo=https://example.com/e.git", env=env, check=False)
+    assert result.returncode == 2 and "gave up after 2 recoveries" in result.stderr, result.stderr
+    assert "p is UNREACHABLE" in result.stderr and "recovery 1 failed (exit 1); trying again" in result.stderr
+    steps = [" ".join(c["argv"][3:5]) for c in _calls(env)]
+    assert steps == ["queued-resources describe",  # UNREACHABLE: noted, nothing else
+                     "queued-resources describe", "queued-resources delete", "queued-resources describe",
+                     "queued-resources create",  # PREEMPTED: recovery 1, whose create fails
+                     "queued-resources describe", "queued-resources describe", "queued-resources create",
+                     "queued-resources describe", "tpu-vm ssh", "tpu-vm ssh",  # MISSING: recovery 2, no delete
+                     "queued-resources describe"]  # preempted again: out of recoveries
+
+
 def test_pod_start_real_run_matches_dry_run(fake_env):
     args = ("start", "--bucket=gs://bk", "--size=small", "--eval_data=gs://bk/eval/*.tfrecord")
     dry = _dry(POD, *args, env=fake_env)
     _run(POD, *args, env=fake_env)
     assert [c["argv"] for c in _calls(fake_env)] == dry
     assert "--config.data.eval_files=gs://bk/eval/*.tfrecord" in _pretrain_args(_remote(dry[0]))
+
+
+STUB_KEEP_TRAINING = """#!/usr/bin/env bash
+trap 'echo INT > "$HOME/got_sigint"; exit 130' INT
+echo $$ > "$HOME/pid.tmp" && mv "$HOME/pid.tmp" "$HOME/pid"
+echo started >> "$HOME/starts"
+for _ in $(seq 600); do sleep 0.1; done
+"""
+
+POD_START_DRIVER = """set -u
+wait_for() { for _ in $(seq 300); do [[ -s $1 ]] && return 0; sleep 0.1; done; return 1; }
+bash -c "$REMOTE"
+wait_for "$HOME/pid" || { echo "never started"; exit 1; }
+bash -c "$REMOTE"
+kill -INT "$(cat "$HOME/pid")"
+wait_for "$HOME/got_sigint" || { kill "$(cat "$HOME/pid")"; echo "SIGINT not trapped"; exit 1; }
+"""
+
+
+def test_pod_start_runs_its_remote_line_once_and_stop_reaches_it(fake_env, tmp_path):
+    """pod.sh start's remote line, run by bash -c as ssh runs it: it starts keep_training.sh (a stub here) when
+    nothing runs, not a second time while it runs, and the SIGINT of `pod.sh stop` reaches its trap (a job started
+    with & from a non-interactive shell ignores SIGINT unless it is given back). pgrep only sees this test's own
+    session, so pretrain subprocesses of tests running beside it cannot count."""
+    real_pgrep, setsid = shutil.which("pgrep"), shutil.which("setsid")
+    if real_pgrep is None or setsid is None:
+        pytest.skip("needs pgrep and setsid (procps, util-linux)")
+    if subprocess.run(["env", "--default-signal=INT", "true"], capture_output=True).returncode != 0:
+        pytest.skip("this env(1) has no --default-signal (coreutils 8.31 or newer; TPU VMs' Ubuntu 22.04 has it)")
+    start = next(argv for argv in _dry(POD, "start", "--bucket=gs://bk", env=fake_env)
+                 if argv[:5] == ["gcloud", "compute", "tpus", "tpu-vm", "ssh"])
+    home = tmp_path / "home"
+    _write_exe(home / "electra_jax" / "launch" / "tpu" / "keep_training.sh", STUB_KEEP_TRAINING)
+    shims = tmp_path / "session_bin"
+    _write_exe(shims / "pgrep", f'#!/usr/bin/env bash\nexec {real_pgrep} -s 0 "$@"\n')
+    env = dict(fake_env, HOME=str(home), REMOTE=_flag(start, "--command"), PATH=f"{shims}:{fake_env['PATH']}")
+    result = subprocess.run([setsid, "bash", "-c", POD_START_DRIVER], env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (home / "starts").read_text() == "started\n"
+    assert "pretraining already runs on" in result.stdout
+    assert (home / "got_sigint").read_text() == "INT\n"
 
 
 def test_pod_stage(fake_env):
@@ -421,6 +493,35 @@ def test_slurm_in_job_per_gpu_real_run(fake_env, tmp_path):
     assert python_call["argv"][1:] == ["-m", "electra_jax.pretrain", "--config=configs/pretrain.py:base",
                                        f"--workdir={REPO}/workdirs/base", "--multihost"]
     assert Path(python_call["cwd"]) == REPO
+
+
+def test_slurm_in_job_per_node_real_run_names_every_gpu_of_the_node(fake_env, tmp_path):
+    """Under Slurm, jax.distributed.initialize() without local_device_ids takes [$SLURM_LOCALID] (jax's
+    clusters/cluster.py), i.e. GPU 0 alone for one process per node: the task must name all of the node's GPUs."""
+    fake_python = _write_exe(tmp_path / "python", FAKE_PYTHON)
+    env = dict(fake_env, SLURM_JOB_ID="77", SLURM_JOB_NODELIST="a100-node7,a100-node9", SLURM_JOB_NUM_NODES="2")
+    _run(SLURM, "--gpus_per_node=4", f"--python={fake_python}", f"--repo={REPO}", env=env)
+    srun_call, python_call = _calls(env)
+    assert _flag(srun_call["argv"], "--ntasks-per-node") == "1"
+    assert python_call["env"] == {"JAX_COORDINATOR_ADDRESS": "a100-node7:12345", "JAX_NUM_PROCESSES": "2",
+                                  "JAX_PROCESS_ID": "1", "JAX_LOCAL_DEVICE_IDS": "0,1,2,3"}
+
+
+def test_slurm_job_submitted_by_hand_is_checked_against_the_flags(fake_env):
+    """`sbatch launch/gpu/slurm.sh` applies only the #SBATCH lines: they ask for the GPUs and the TERM signal the
+    self-submission asks for, and a job whose tasks or GPUs per node differ from the flags is refused."""
+    header = [line.split(None, 1)[1] for line in SLURM.read_text().splitlines() if line.startswith("#SBATCH")]
+    assert {"--ntasks-per-node=1", "--gpus-per-node=8", "--signal=TERM@300"} <= set(header)
+    env = dict(fake_env, SLURM_JOB_ID="77", SLURM_JOB_NODELIST="gpu[01-02]", SLURM_JOB_NUM_NODES="2",
+               SLURM_NTASKS_PER_NODE="1", SLURM_GPUS_PER_NODE="a100:8")
+    per_gpu = _run(SLURM, "--per_gpu", env=env, check=False)
+    assert per_gpu.returncode == 2 and "has 1 tasks per node but --per_gpu with --gpus_per_node=8 needs 8" in \
+        per_gpu.stderr
+    fewer = _run(SLURM, "--gpus_per_node=4", env=env, check=False)
+    assert fewer.returncode == 2 and "has a100:8 GPUs per node but --gpus_per_node=4" in fewer.stderr
+    (srun,) = _dry(SLURM, env=env)  # the header's job with the default flags runs
+    assert "JAX_LOCAL_DEVICE_IDS=0,1,2,3,4,5,6,7;" in shlex.split(srun[-1])
+    assert _calls(env) == []
 
 
 @pytest.mark.parametrize("requeue", [True, False])

@@ -2,13 +2,18 @@
 #SBATCH --job-name=electra
 #SBATCH --nodes=2
 #SBATCH --ntasks-per-node=1
+#SBATCH --gpus-per-node=8
+#SBATCH --signal=TERM@300
 #SBATCH --exclusive
 #SBATCH --output=electra-%j.out
 # Pre-train ELECTRA on several GPU nodes with Slurm.
 #
-# Run it on the login node: it submits itself with sbatch (or run `sbatch launch/gpu/slurm.sh [flags]`
-# from the repository root). Inside the job it starts the processes with srun:
-#   default    one process per node, driving all of that node's GPUs;
+# Run it on the login node: it submits itself with sbatch, asking for what its flags need. (`sbatch
+# launch/gpu/slurm.sh [flags]` from the repository root also works, but then only the #SBATCH lines above ask:
+# 2 nodes, 8 GPUs each, one task per node; give sbatch its own --nodes/--gpus-per-node/--ntasks-per-node to
+# match, and a job whose tasks or GPUs per node differ from the flags is refused.) Inside the job it starts the
+# processes with srun:
+#   default    one process per node, driving all of that node's GPUs (JAX_LOCAL_DEVICE_IDS=0,...,G-1);
 #   --per_gpu  one process per GPU (JAX_LOCAL_DEVICE_IDS=$SLURM_LOCALID picks its GPU).
 # Every process gets JAX_COORDINATOR_ADDRESS (the first node of the job, --port), JAX_NUM_PROCESSES and
 # JAX_PROCESS_ID (= $SLURM_PROCID), and pretrain's --multihost flag makes it call
@@ -134,6 +139,18 @@ if [[ -z ${SLURM_JOB_ID:-} ]]; then
   fi
 fi
 
+# A job submitted by hand (sbatch launch/gpu/slurm.sh) has what its #SBATCH lines or sbatch's flags asked for.
+if [[ -n ${SLURM_NTASKS_PER_NODE:-} && ${SLURM_NTASKS_PER_NODE} != "$tasks_per_node" ]]; then
+  mode="one process per node"
+  ((!PER_GPU)) || mode="--per_gpu with --gpus_per_node=${GPUS_PER_NODE}"
+  die "this job has ${SLURM_NTASKS_PER_NODE} tasks per node but ${mode} needs ${tasks_per_node}: submit from the" \
+    "login node with bash launch/gpu/slurm.sh FLAGS (it asks sbatch for the right job), or pass sbatch" \
+    "--ntasks-per-node=${tasks_per_node}"
+fi
+if [[ -n ${SLURM_GPUS_PER_NODE:-} && ${SLURM_GPUS_PER_NODE##*:} != "$GPUS_PER_NODE" ]]; then
+  die "this job has ${SLURM_GPUS_PER_NODE} GPUs per node but --gpus_per_node=${GPUS_PER_NODE}: pass the same" \
+    "number to both (or submit with bash launch/gpu/slurm.sh FLAGS)"
+fi
 nodes=${SLURM_JOB_NUM_NODES:-${SLURM_NNODES:-$NODES}}
 num_processes=$((nodes * tasks_per_node))
 coordinator="$(first_node "${SLURM_JOB_NODELIST:?not inside a Slurm job}"):${PORT}"
@@ -150,6 +167,10 @@ task_env='export JAX_PROCESS_ID=$SLURM_PROCID;'
 if ((PER_GPU)); then
   # shellcheck disable=SC2016
   task_env+=' export JAX_LOCAL_DEVICE_IDS=$SLURM_LOCALID;'
+else
+  # Under Slurm, jax.distributed.initialize() with no local_device_ids takes [$SLURM_LOCALID] (one process per
+  # GPU, its default guess), which would leave a one-process-per-node task on GPU 0: name all the node's GPUs.
+  task_env+=" export JAX_LOCAL_DEVICE_IDS=$(seq -s, 0 $((GPUS_PER_NODE - 1)));"
 fi
 srun_cmd=(srun --nodes="$nodes" --ntasks-per-node="$tasks_per_node" --kill-on-bad-exit=1
   --export="ALL,JAX_COORDINATOR_ADDRESS=${coordinator},JAX_NUM_PROCESSES=${num_processes}")

@@ -133,6 +133,9 @@ REMOTE_REPO="${REMOTE_HOME}/electra_jax"
 REMOTE_VENV="${REMOTE_HOME}/electra_venv"
 REMOTE_LOGS="${REMOTE_HOME}/electra_logs"
 CODE_TARBALL="${TMPDIR:-/tmp}/electra_jax_code.tgz"
+# pgrep -f patterns (extended regexps) of a worker's training: the python process, or it and keep_training.sh.
+PYTHON_PATTERN='^[^ ]*python[^ ]* -m electra_jax[.]pretrain'
+RUNNING_PATTERN="${PYTHON_PATTERN}|^([^ ]*/)?bash [^ ]*keep_training[.]sh"
 
 # ---------------------------------------------------------------------------------------------------
 # Running or printing commands.
@@ -147,8 +150,19 @@ on_all_workers() {
 }
 
 queued_state() {
-  gcloud compute tpus queued-resources describe "$NAME" "${GCLOUD_SCOPE[@]}" --format='value(state.state)' \
-    2>/dev/null || echo "MISSING"
+  # MISSING only when gcloud says the resource does not exist; any other failure (network, expired credentials)
+  # is UNREACHABLE, which the loops wait out instead of recreating a resource that may still be there.
+  local err state
+  err=$(mktemp)
+  if state=$(gcloud compute tpus queued-resources describe "$NAME" "${GCLOUD_SCOPE[@]}" \
+    --format='value(state.state)' 2>"$err"); then
+    echo "$state"
+  elif grep -qiE 'NOT_FOUND|not found' "$err"; then
+    echo "MISSING"
+  else
+    echo "UNREACHABLE"
+  fi
+  rm -f "$err"
 }
 
 # ---------------------------------------------------------------------------------------------------
@@ -230,11 +244,15 @@ pretrain_command() {
 
 do_start() {
   bucket_required
-  # pgrep's pattern has a bracket so that it does not match the remote shell running this very line.
-  local remote="cd ${REMOTE_REPO} && mkdir -p ${REMOTE_LOGS} && if pgrep -f 'electra_jax[.]pretrain' >/dev/null;"
+  # The patterns are anchored at the start of a process's command line (a python running the module, or
+  # keep_training.sh between two runs), so they cannot match the remote shell running this very line, whose own
+  # text names both.
+  local remote="cd ${REMOTE_REPO} && mkdir -p ${REMOTE_LOGS} && if pgrep -f '${RUNNING_PATTERN}' >/dev/null;"
   remote+=" then echo \"pretraining already runs on \$(hostname)\";"
-  # keep_training.sh runs it again whenever it exits 42 (preempted after saving) while the VM stays up.
-  remote+=" else nohup bash ${REMOTE_REPO}/launch/tpu/keep_training.sh -- $(pretrain_command)"
+  # keep_training.sh runs it again whenever it exits 42 (preempted after saving) while the VM stays up. A job
+  # started with & from a non-interactive shell ignores SIGINT, and bash cannot trap a signal ignored at entry:
+  # env --default-signal=INT gives `pod.sh stop` back its SIGINT, during start-up and between restarts too.
+  remote+=" else nohup env --default-signal=INT bash ${REMOTE_REPO}/launch/tpu/keep_training.sh -- $(pretrain_command)"
   remote+=" >>${REMOTE_LOGS}/pretrain.log 2>&1 </dev/null & fi"
   on_all_workers "$remote"
   note "logs: launch/tpu/pod.sh logs --name=$NAME --zone=$ZONE; metrics: gsutil cat $WORKDIR/metrics.jsonl"
@@ -242,7 +260,7 @@ do_start() {
 
 do_status() {
   run gcloud compute tpus queued-resources describe "$NAME" "${GCLOUD_SCOPE[@]}" --format='value(state.state)'
-  on_all_workers "echo \"\$(hostname): \$(pgrep -fc '^[^ ]*python[^ ]* -m electra_jax[.]pretrain' || true) pretrain process(es)\"; tail -n 2 ${REMOTE_LOGS}/pretrain.log 2>/dev/null || true"
+  on_all_workers "echo \"\$(hostname): \$(pgrep -fc '${PYTHON_PATTERN}' || true) pretrain process(es)\"; tail -n 2 ${REMOTE_LOGS}/pretrain.log 2>/dev/null || true"
 }
 
 do_logs() {
@@ -276,7 +294,7 @@ do_watch() {
     recover PREEMPTED
     return
   fi
-  local restarts=0 state
+  local restarts=0 state status
   while true; do
     state=$(queued_state)
     case $state in
@@ -285,7 +303,12 @@ do_watch() {
         ((restarts < MAX_RESTARTS)) || die "gave up after $restarts recoveries"
         restarts=$((restarts + 1))
         note "$(date -u +%FT%TZ) $NAME is $state: recovery $restarts of at most $MAX_RESTARTS"
-        recover "$state"
+        # In a subshell of its own (started with &, so that set -e still stops it at the first failed step): a
+        # recovery that fails (no capacity yet, a gcloud error) is tried again at the next poll, not the watcher's end.
+        (recover "$state") &
+        status=0
+        wait $! || status=$?
+        ((status == 0)) || note "$(date -u +%FT%TZ) recovery $restarts failed (exit $status); trying again at the next poll"
         ;;
       *) note "$(date -u +%FT%TZ) $NAME is $state" ;;
     esac
