@@ -234,14 +234,44 @@ class Checkpointer:
         """Restores (state, {process_index: data position}, config dict) at `step` into the abstract target.
 
         `abstract_state` holds jax.ShapeDtypeStructs carrying the *current* mesh's shardings, so a run can
-        resume on a different mesh or device count than the one that saved it.
+        resume on a different mesh or device count than the one that saved it. Every host must call it; when
+        the read fails on any host, every host raises (CorruptCheckpointError on those whose own read worked).
         """
+        try:
+            restored, error = self._read(step, abstract_state), None
+        except Exception as caught:  # raised below, once every host knows
+            restored, error = None, caught
+        if not _all_processes(error is None):
+            if error is not None:
+                raise error
+            raise CorruptCheckpointError(f"checkpoint step {step} in {self.directory} could not be read on another "
+                                         "host (its log names the cause)")
+        return restored
+
+    def _read(self, step: int, abstract_state: Any) -> tuple[Any, dict[int, Any], dict]:
+        """This host's part of restoring `step`, with no collective: the callers agree on the outcome.
+
+        orbax's CheckpointManager.restore ends with a barrier that a host whose read failed never reaches. The
+        other hosts then wait in it, and the failed host's next collective (the agreement) met their barrier
+        instead: the intact older step was called unreadable on the failed host while the rest hung. The
+        handler reads the same folders without that barrier.
+        """
+        if step not in self.manager.all_steps():  # the manager lists finalized steps only
+            raise FileNotFoundError(f"no complete checkpoint step {step} in {self.directory}")
         target = abstract_state.to_dict() if hasattr(abstract_state, "to_dict") else abstract_state
-        restored = self.manager.restore(step, args=ocp.args.Composite(**{
-            STATE_ITEM: ocp.args.StandardRestore(target),
-            DATA_ITEM: ocp.args.JsonRestore(),
-            CONFIG_ITEM: ocp.args.JsonRestore(),
-        }))
+        handler = ocp.CompositeCheckpointHandler(**{
+            STATE_ITEM: ocp.StandardCheckpointHandler(),
+            DATA_ITEM: ocp.JsonCheckpointHandler(),
+            CONFIG_ITEM: ocp.JsonCheckpointHandler(),
+        })
+        try:
+            restored = handler.restore(self.directory / str(step), args=ocp.args.Composite(**{
+                STATE_ITEM: ocp.args.StandardRestore(target),
+                DATA_ITEM: ocp.args.JsonRestore(),
+                CONFIG_ITEM: ocp.args.JsonRestore(),
+            }))
+        finally:
+            handler.close()
         state = restored[STATE_ITEM]
         if hasattr(abstract_state, "from_dict"):
             state = type(abstract_state).from_dict(state)
@@ -303,7 +333,7 @@ class Checkpointer:
         attempts = 2 if "://" in str(self.directory) else 1
         for attempt in range(attempts):
             try:
-                return self.restore(step, abstract_state)
+                return self._read(step, abstract_state)
             except Exception:
                 if attempt + 1 == attempts:
                     raise

@@ -412,6 +412,22 @@ def test_a_vocabulary_beside_init_that_is_not_the_checkpoints_warns(tmp_path, sh
         assert tok.lower_case is lower_case
         assert (warning in caplog.text) if warning else "--init" not in caplog.text, (vocab, caplog.text)
 
+    # No --config.data.vocab: the checkpoint's vocabulary and casing win, and a config that said otherwise is told.
+    for lower_case, warning in [(True, "pre-trained with lower_case=False: this run tokenizes that way, not with "
+                                       "config.data.lower_case=True"), (False, None)]:
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            tok = _tokenizer_for(_config("sst2", "", **{"data.lower_case": lower_case}), checkpoint)
+        assert tok.lower_case is False
+        assert tok.encode("Hello") == _cased_ids(cased, ["Hello"])
+        assert (warning in caplog.text) if warning else "lower_case" not in caplog.text, caplog.text
+
+
+def _cased_ids(vocab, words: list[str]) -> list[int]:
+    """The ids of whole words in a WordPiece vocab.txt, read by line number (the file's own order)."""
+    lines = vocab.read_text(encoding="utf-8").splitlines()
+    return [lines.index(w) for w in words]
+
 
 # --- Slow: real SST-2 learning, from scratch and after a short pre-training ------------------------------------
 

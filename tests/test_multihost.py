@@ -3,7 +3,8 @@ collectives), four CPU devices each, per-host input rows, a checkpoint written a
 
 Checks: the two-process run matches one process with eight devices step for step, and a two-process run
 resumed from the two-process checkpoint ends exactly where the uninterrupted one did, and one process restores
-that checkpoint onto another mesh (8-way dp instead of 2 x 4 fsdp) and continues with the same losses.
+that checkpoint onto another mesh (8-way dp instead of 2 x 4 fsdp) and continues with the same losses (slow);
+and a checkpoint read that fails on one host only makes both fall back to the older step together (fast).
 """
 
 import json
@@ -108,3 +109,56 @@ def test_two_processes_match_one_process_and_resume(tmp_path):
     assert sorted(moved) == list(range(4, STEPS + 1))
     for step in moved:
         assert moved[step] == pytest.approx(got[step], rel=1e-5), step
+
+
+def _two_process_restore(tmp_path: Path, mode: str) -> list[dict]:
+    """Runs tests/multihost_restore_worker.py as two processes; returns their RESULT dicts, process 0 first."""
+    port, procs, logs = _free_port(), [], []
+    for pid in range(2):
+        logs.append(tmp_path / f"{mode}.{pid}.log")
+        procs.append(subprocess.Popen(
+            [sys.executable, str(REPO / "tests" / "multihost_restore_worker.py"), str(port), str(pid),
+             str(tmp_path / mode / "checkpoints"), mode],
+            cwd=REPO, env=_env(tmp_path / "cache", 2, PYTHONPATH=str(REPO)), stdout=open(logs[-1], "w"),
+            stderr=subprocess.STDOUT))
+    try:
+        for p in procs:  # a host left waiting for the other fails here instead of hanging the suite
+            p.wait(timeout=120)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    texts = [log.read_text() for log in logs]
+    results = [json.loads(line[len("RESULT "):]) for text in texts for line in text.splitlines()
+               if line.startswith("RESULT ")]
+    assert [r["pid"] for r in results] == [0, 1], [text[-3000:] for text in texts]
+    return results
+
+
+def _expected_shards(step: int, pid: int) -> list:
+    # 8 rows over 4 devices (2 per process): device k holds rows 2k, 2k+1 of arange(32).reshape(8, 4) + 100*step.
+    full = [[100 * step + 4 * r + c for c in range(4)] for r in range(8)]
+    return [[[2 * k, 2 * k + 2, 1], full[2 * k:2 * k + 2]] for k in (2 * pid, 2 * pid + 1)]
+
+
+def test_a_read_that_fails_on_one_host_makes_both_fall_back_together(tmp_path):
+    """Before: the failing host skipped orbax's end-of-restore barrier, its agreement all-gather met the other
+    host's barrier (name mismatch), so it called the intact step 1 unreadable and stopped while the other hung."""
+    intact = _two_process_restore(tmp_path, "none")
+    for pid, r in enumerate(intact):
+        assert (r["step"], r["data"], r["steps_left"]) == (2, {"0": {"pos": 2}, "1": {"pos": 2}}, [1, 2]), r
+        assert r["shards"] == _expected_shards(2, pid)
+
+    fell_back = _two_process_restore(tmp_path, "latest")
+    for pid, r in enumerate(fell_back):
+        assert "error" not in r, r
+        assert (r["step"], r["data"], r["steps_left"]) == (1, {"0": {"pos": 1}, "1": {"pos": 1}}, [1]), r
+        assert r["shards"] == _expected_shards(1, pid)
+    assert (tmp_path / "latest" / "quarantine" / "2-corrupt" / "state").is_dir()  # moved aside, not deleted
+    log0, log1 = ((tmp_path / f"latest.{pid}.log").read_text() for pid in range(2))
+    assert "CHECKPOINT STEP 2" in log0 and "unreadable on another host" in log0
+    assert "injected read error on host 1" in log1 and "TO STEP 1" in log1
+
+    direct = _two_process_restore(tmp_path, "direct")  # finetune's resume: no fallback, but no host goes on
+    assert direct[0]["error"] == "CorruptCheckpointError" and "another host" in direct[0]["message"], direct
+    assert direct[1]["error"] == "OSError" and "injected read error" in direct[1]["message"], direct

@@ -372,7 +372,12 @@ def _tokenizer_for(config: ml_collections.ConfigDict, checkpoint) -> Any:
         if checkpoint is not None and checkpoint.vocab:
             _check_vocab_matches(vocab, bool(config.data.lower_case), checkpoint)
     else:
+        asked = bool(config.data.lower_case)
         vocab, config.data.lower_case = find_vocab(checkpoint.config, flag="--config.data.vocab")
+        if bool(config.data.lower_case) != asked:  # the default cannot be told from an explicit value: say so
+            logging.warning("the --init checkpoint was pre-trained with lower_case=%s: this run tokenizes that way, "
+                            "not with config.data.lower_case=%s (a --config.data.lower_case applies only beside "
+                            "--config.data.vocab)", config.data.lower_case, asked)
     config.data.vocab = vocab
     return make_tokenizer(vocab, lower_case=config.data.lower_case)
 
