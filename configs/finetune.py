@@ -94,6 +94,8 @@ def get_config(arg: str = "sst2"):
     data.tfds_data_dir = ""
     data.vocab = ""  # vocab.txt or .model; else from the --init checkpoint or HF folder
     data.lower_case = True
+    # WordPiece: None strips accents exactly when lower-casing (the original); True/False as HF's strip_accents
+    data.strip_accents = ml_collections.config_dict.placeholder(bool)
     data.max_seq_length = spec.max_seq_length
     data.double_unordered = True  # MRPC and STS-B training pairs doubled with A/B swapped
     data.doc_stride = 128

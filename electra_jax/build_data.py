@@ -83,7 +83,8 @@ def _check_output_dir(output_dir: str) -> None:
 
 def validate_arguments(*, vocab: str, output_dir: str, max_seq_length: int, input, tfds, tfds_data_dir,
                        tfds_text_key: str, tfds_num_splits: int, num_shards: int, num_processes: int, seed: int,
-                       lower_case: bool, blanks_separate_docs: bool, format: str) -> _Plan:  # noqa: A002
+                       lower_case: bool, blanks_separate_docs: bool, format: str,  # noqa: A002
+                       strip_accents: bool | None = None) -> _Plan:
     """Checks every argument and resolves the inputs; writes nothing. Raises ValueError naming the flag."""
     from electra_jax.data.tokenization import tokenizer
 
@@ -105,7 +106,8 @@ def validate_arguments(*, vocab: str, output_dir: str, max_seq_length: int, inpu
         raise ValueError(f"--tfds_num_splits={tfds_num_splits} must be at least 1.")
     if not vocab or not os.path.isfile(vocab):
         raise ValueError(f"--vocab={vocab}: no such file; pass a WordPiece vocab.txt or a SentencePiece .model.")
-    tok = tokenizer(vocab, lower_case=lower_case)  # fails here on a vocabulary without the special tokens
+    # Fails here on a vocabulary without the special tokens (or strip_accents=True for a SentencePiece model).
+    tok = tokenizer(vocab, lower_case=lower_case, strip_accents=strip_accents)
     _check_output_dir(output_dir)
     if "tfrecord" in formats:
         try:
@@ -119,7 +121,7 @@ def validate_arguments(*, vocab: str, output_dir: str, max_seq_length: int, inpu
         digest = file_sha256(vocab)
         for path in files:
             if is_token_file(path):
-                check_vocab(path, digest, lower_case)
+                check_vocab(path, digest, lower_case, tok.strip_accents if tok.kind == "wordpiece" else None)
         units = [Unit(index=i, path=os.path.abspath(f)) for i, f in enumerate(files)]
         sources = files
     else:
@@ -138,7 +140,7 @@ def validate_arguments(*, vocab: str, output_dir: str, max_seq_length: int, inpu
     random.Random(seed).shuffle(order)
     units = [units[i] for i in order]
     config = BuildConfig(vocab=os.path.abspath(vocab), lower_case=lower_case, max_seq_length=max_seq_length,
-                         blanks_separate_docs=blanks_separate_docs, formats=formats)
+                         blanks_separate_docs=blanks_separate_docs, formats=formats, strip_accents=strip_accents)
     num_processes = max(1, min(num_processes or os.cpu_count() or 1, len(units)))
     return _Plan(units, sources, config, tok, formats, num_processes)
 
@@ -251,6 +253,7 @@ def build_pretraining_data(
     progress: bool = True,
     format: str = "tfrecord",  # noqa: A002 - mirrors the --format flag
     allow_empty: bool = False,
+    strip_accents: bool | None = None,
 ) -> dict:
     """Builds the shards and metadata.json; returns the metadata dict. Input that makes no examples is an error
     unless `allow_empty` (a held-out split that may turn out empty: its metadata then says 0 examples)."""
@@ -260,7 +263,7 @@ def build_pretraining_data(
         vocab=vocab, output_dir=output_dir, max_seq_length=max_seq_length, input=input, tfds=tfds,
         tfds_data_dir=tfds_data_dir, tfds_text_key=tfds_text_key, tfds_num_splits=tfds_num_splits,
         num_shards=num_shards, num_processes=num_processes, seed=seed, lower_case=lower_case,
-        blanks_separate_docs=blanks_separate_docs, format=format)
+        blanks_separate_docs=blanks_separate_docs, format=format, strip_accents=strip_accents)
     tok = plan.tokenizer
     output_dir = os.path.expanduser(output_dir)
     staging = os.path.join(output_dir, STAGING_DIR)
@@ -318,6 +321,7 @@ def build_pretraining_data(
             "vocab_kind": tok.kind,
             "vocab_size": tok.vocab_size,
             "lower_case": lower_case,
+            "strip_accents": strip_accents,  # None: exactly when lower_case (the original)
             "special_ids": tok.special_ids,
             "max_seq_length": max_seq_length,
             **{field.name: getattr(stats, field.name) for field in dataclasses.fields(stats)},
@@ -358,6 +362,9 @@ def define_flags() -> None:
     flags.DEFINE_integer("num_processes", 0, "Worker processes (0 = all cores).")
     flags.DEFINE_integer("seed", 0, "Seed of the packing randomness and the file order.")
     flags.DEFINE_bool("lower_case", True, "Lower-case (and strip accents) when tokenizing.")
+    flags.DEFINE_bool("strip_accents", None, "WordPiece: strip accents; unset (the original) strips exactly when "
+                      "--lower_case. --nostrip_accents keeps them in lower-cased text, as some published uncased "
+                      "models do.")
     flags.DEFINE_bool("blanks_separate_docs", True, "Blank lines end documents (else they are skipped).")
     flags.DEFINE_enum("format", "tfrecord", list(FORMATS), "tfrecord: the original ELECTRA TFRecords (needs "
                       "TensorFlow); numpy: memory-mapped .npy shards read without TensorFlow "
@@ -377,7 +384,7 @@ def main(argv: Sequence[str]) -> None:
         tfds_text_key=FLAGS.tfds_text_key, tfds_num_splits=FLAGS.tfds_num_splits,
         num_shards=FLAGS.num_shards, num_processes=FLAGS.num_processes, seed=FLAGS.seed,
         lower_case=FLAGS.lower_case, blanks_separate_docs=FLAGS.blanks_separate_docs, format=FLAGS.format,
-        allow_empty=FLAGS.allow_empty)
+        allow_empty=FLAGS.allow_empty, strip_accents=FLAGS.strip_accents)
     logging.info("Wrote %d examples (%d tokens) to %d shards in %s (%.0f tokens/s)", meta["num_examples"],
                  meta["num_tokens"], len(meta["shards"]), FLAGS.output_dir, meta["tokens_per_second"])
     print(json.dumps({k: meta[k] for k in ("num_examples", "num_tokens", "num_discarded_tokens", "build_seconds",

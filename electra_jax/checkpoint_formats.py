@@ -33,7 +33,8 @@ from electra_jax import checkpoints as checkpoints_lib
 from electra_jax import modeling
 
 KINDS = ("electra_jax", "to_hf", "hf", "tf")
-HF_VOCAB_FILES = ("vocab.txt", "sentencepiece.model", "spiece.model")
+# tokenizer.json last: transformers 5's save_pretrained writes it (and tokenizer_config.json) without vocab.txt.
+HF_VOCAB_FILES = ("vocab.txt", "sentencepiece.model", "spiece.model", "tokenizer.json")
 
 
 @dataclasses.dataclass
@@ -53,6 +54,11 @@ class Checkpoint:
     @property
     def lower_case(self) -> bool:
         return bool(self.config.data.get("lower_case", True))
+
+    @property
+    def strip_accents(self) -> bool | None:
+        """None: accents are stripped exactly when lower-casing (the original)."""
+        return self.config.data.get("strip_accents")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -120,17 +126,22 @@ def detect(path: str) -> str:
 # Opening
 
 
-def hf_vocab(folder: str) -> tuple[str | None, bool]:
-    """(vocabulary file in an HF folder or None, do_lower_case)."""
+def hf_vocab(folder: str) -> tuple[str | None, bool, bool | None]:
+    """(vocabulary file in an HF folder or None, do_lower_case, strip_accents) from its tokenizer_config.json.
+
+    strip_accents None (HF's default) strips exactly when lower-casing, as the original.
+    """
     tokenizer_config = os.path.join(folder, "tokenizer_config.json")
-    lower_case = True
+    settings = {}
     if os.path.isfile(tokenizer_config):
         with open(tokenizer_config) as f:
-            lower_case = bool(json.load(f).get("do_lower_case", True))
-    for name in HF_VOCAB_FILES:
-        if os.path.isfile(os.path.join(folder, name)):
-            return os.path.join(folder, name), lower_case
-    return None, lower_case
+            settings = json.load(f)
+    lower_case = bool(settings.get("do_lower_case", True))
+    strip_accents = settings.get("strip_accents")
+    strip_accents = None if strip_accents is None else bool(strip_accents)
+    vocab = next((os.path.join(folder, name) for name in HF_VOCAB_FILES
+                  if os.path.isfile(os.path.join(folder, name))), None)
+    return vocab, lower_case, strip_accents
 
 
 def open_checkpoint(path: str, generator: str | None = None, flag: str = "checkpoint") -> Checkpoint:
@@ -158,16 +169,18 @@ def open_checkpoint(path: str, generator: str | None = None, flag: str = "checkp
 
         prefix = tf_checkpoint_prefix(path)
         params, config, report = convert.from_tf_checkpoint(prefix)
-        unknown = f" (e.g. {', '.join(report.unknown[:3])})" if report.unknown else ""
-        logging.info("read the TF checkpoint %s: %d variables at global_step %s; not imported: %d optimizer slots, "
-                     "%d unknown variables%s%s", prefix, len(report.loaded), report.global_step,
-                     len(report.optimizer_slots), len(report.unknown), unknown,
-                     "".join(f"; {note}" for note in report.notes))
         if not config.data.vocab:
             for folder in (os.path.dirname(prefix), os.path.dirname(os.path.dirname(prefix))):
                 if os.path.isfile(os.path.join(folder, "vocab.txt")):
                     config.data.vocab = os.path.join(folder, "vocab.txt")
                     break
+        note = convert.set_casing(config)
+        report.notes.extend([note] if note else [])
+        unknown = f" (e.g. {', '.join(report.unknown[:3])})" if report.unknown else ""
+        logging.info("read the TF checkpoint %s: %d variables at global_step %s; not imported: %d optimizer slots, "
+                     "%d unknown variables%s%s", prefix, len(report.loaded), report.global_step,
+                     len(report.optimizer_slots), len(report.unknown), unknown,
+                     "".join(f"; {note}" for note in report.notes))
         return Checkpoint(params, config, kind, prefix, report=report)
     params, config = checkpoints_lib.restore_params(path)
     found = _records_vocab(config) if not _existing(config.data.get("vocab", "")) else None

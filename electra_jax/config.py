@@ -159,6 +159,8 @@ def base_pretrain_config() -> ml_collections.ConfigDict:
     data.max_seq_length = 128
     data.vocab = ""  # vocab.txt or .model; also read from the records' metadata.json when empty
     data.lower_case = True
+    # WordPiece: None strips accents exactly when lower-casing (the original); True/False as HF's strip_accents
+    data.strip_accents = ml_collections.config_dict.placeholder(bool)
     data.shuffle_buffer = 10000  # tfrecord: the shuffle buffer; numpy: the block size of the block shuffle
     data.pad_id = 0
     data.unk_id = 100

@@ -47,12 +47,15 @@ def load(path: str, generator: str | None = None) -> tuple[dict, Any]:
 
 
 def load_tokenizer(config: Any, vocab: str | None = None, lower_case: bool | None = None):
-    """The tokenizer of a checkpoint: `vocab`, else config.data.vocab, else the records' metadata.json."""
+    """The tokenizer of a checkpoint: `vocab`, else config.data.vocab, else the records' metadata.json; with the
+    checkpoint's casing (unless `lower_case` is given) and config.data.strip_accents."""
     from electra_jax.checkpoint_formats import find_vocab
     from electra_jax.data import tokenizer
 
     path, configured_lower_case = find_vocab(config, vocab)
-    return tokenizer(path, lower_case=configured_lower_case if lower_case is None else lower_case)
+    data = config.get("data", {}) if hasattr(config, "get") else {}
+    return tokenizer(path, lower_case=configured_lower_case if lower_case is None else lower_case,
+                     strip_accents=data.get("strip_accents"))
 
 
 # ---------------------------------------------------------------------------------------------------------

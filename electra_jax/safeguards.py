@@ -138,7 +138,8 @@ def check_resumable(saved: Mapping, config: ml_collections.ConfigDict | Mapping,
 # A fine-tuning workdir's checkpoints continue one task on one data set from one model: a rerun in the same
 # --workdir with another task, data folder or training cap must not resume it (and report its scores under the
 # new name). Epochs, logging, eval and checkpoint settings and the optimizer's values may change.
-FINETUNE_MUST_MATCH = ("task", "model.", "data.dir", "data.tfds", "data.lower_case", "data.max_seq_length",
+FINETUNE_MUST_MATCH = ("task", "model.", "data.dir", "data.tfds", "data.lower_case", "data.strip_accents",
+                       "data.max_seq_length",
                        "data.double_unordered", "data.doc_stride", "data.max_query_length", "data.tag_scheme",
                        "train.batch_size", "train.max_train_examples")
 # The generator's sizes do not enter a fine-tuned model (they describe the --init checkpoint's other network).

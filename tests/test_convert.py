@@ -341,6 +341,89 @@ def test_folders_without_the_replaced_token_head_import_for_fine_tuning(tmp_path
     assert f"read the TF checkpoint {tmp_path / 'tf' / 'model.ckpt'}: {len(report.loaded)} variables" in caplog.text
 
 
+def _accented_vocab(path: Path, size: int = 333) -> str:
+    """_write_vocab's tokens with German and French words, accented and not, at the end."""
+    words = ["über", "uber", "straße", "strasse", "café", "cafe", "müller", "muller", "##ü", "##é", "ü", "é"]
+    vocab = _write_vocab(path, size - len(words))
+    with open(vocab, "a") as f:
+        f.write("\n".join(words) + "\n")
+    return vocab
+
+
+def test_an_uncased_folder_that_keeps_accents_tokenizes_as_hf_through_fine_tuning_and_export(tmp_path, caplog):
+    """An HF folder whose tokenizer_config.json says do_lower_case: true, strip_accents: false (as published
+    German ELECTRAs do): finetune --init, predict and a to_hf export of it tokenize as HF's AutoTokenizer of the
+    folder, not with the original's tie (which strips 'über' to 'uber')."""
+    from electra_jax import predict
+    from electra_jax.finetune.train import _tokenizer_for
+
+    vocab = _accented_vocab(tmp_path / "v.txt")
+    disc, _, _, _ = random_hf_pair((32, 48, 2, 3, 64, 16, 1, 64, 333, False), seed=0)
+    disc.save_pretrained(tmp_path / "d")
+    (tmp_path / "d" / "vocab.txt").write_text(Path(vocab).read_text())
+    (tmp_path / "d" / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "ElectraTokenizer", "do_lower_case": True, "strip_accents": False}))
+    text = ["Über die Straße, Café Müller!", "uber cafe MULLER über"]
+    hf = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "d"))
+    want = hf(text, add_special_tokens=False)["input_ids"]
+    tied = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "d"), strip_accents=None)
+    assert tied(text, add_special_tokens=False)["input_ids"] != want  # the setting matters for this text
+
+    checkpoint = open_checkpoint(str(tmp_path / "d"))
+    assert (checkpoint.lower_case, checkpoint.strip_accents) == (True, False)
+    finetune_config = config_lib.load("configs/finetune.py:sst2,tiny", {"data.vocab": ""})
+    assert finetune_config.data.strip_accents is None  # the default: the original's tie
+    assert _tokenizer_for(finetune_config, checkpoint).encode_batch(text) == want
+    assert finetune_config.data.strip_accents is False  # recorded in the fine-tuned run's config
+    assert predict.load_tokenizer(checkpoint.config).encode_batch(text) == want
+    # The same vocabulary given beside --init with the default setting: told that it strips what was kept.
+    beside = config_lib.load("configs/finetune.py:sst2,tiny", {"data.vocab": str(tmp_path / "d" / "vocab.txt")})
+    with caplog.at_level("WARNING"):
+        assert _tokenizer_for(beside, checkpoint).encode_batch(text) != want
+    assert ("pre-trained with strip_accents=False but this run tokenizes with strip_accents=True; pass "
+            "--config.data.strip_accents=False") in caplog.text
+
+    for kind in ("BertTokenizer", "PreTrainedTokenizerFast"):  # vocab.txt rebuilt by HF, or tokenizer.json as is
+        out = convert.save_hf(checkpoint.params, checkpoint.config, str(tmp_path / kind), discriminator_only=True,
+                              tokenizer_class=kind)["discriminator"]
+        exported = json.loads((Path(out) / "tokenizer_config.json").read_text())
+        assert (exported["do_lower_case"], exported["strip_accents"]) == (True, False)
+        assert transformers.AutoTokenizer.from_pretrained(out)(text, add_special_tokens=False)["input_ids"] == want
+
+
+def test_a_folder_saved_whole_by_transformers_reads_its_vocabulary_from_tokenizer_json(tmp_path):
+    """transformers 5's save_pretrained writes tokenizer.json and tokenizer_config.json but no vocab.txt: the
+    import reads the WordPiece vocabulary from tokenizer.json (in id order), fine-tuning tokenizes as HF's
+    AutoTokenizer of the folder, and a to_hf export writes that vocabulary as vocab.txt."""
+    from electra_jax.data import tokenization
+    from electra_jax.finetune.train import _tokenizer_for
+
+    (tmp_path / "v").mkdir()
+    vocab = _accented_vocab(tmp_path / "v" / "vocab.txt")
+    disc, _, _, _ = random_hf_pair((32, 48, 2, 3, 64, 16, 1, 64, 333, False), seed=0)
+    disc.save_pretrained(tmp_path / "d")
+    transformers.BertTokenizer.from_pretrained(str(tmp_path / "v"), do_lower_case=True, strip_accents=False
+                                               ).save_pretrained(tmp_path / "d")
+    (tmp_path / "d" / "vocab.txt").unlink(missing_ok=True)  # as transformers 5 leaves it (older versions wrote one)
+    text = ["Über die Straße, Café Müller!", "uber cafe MULLER über straße"]
+    want = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "d"))(text, add_special_tokens=False)["input_ids"]
+
+    checkpoint = open_checkpoint(str(tmp_path / "d"))
+    assert checkpoint.vocab == str(tmp_path / "d" / "tokenizer.json") and checkpoint.strip_accents is False
+    tok = _tokenizer_for(config_lib.load("configs/finetune.py:sst2,tiny", {"data.vocab": ""}), checkpoint)
+    assert tok.vocab_size == 333 and tok.encode_batch(text) == want
+    out = convert.save_hf(checkpoint.params, checkpoint.config, str(tmp_path / "out"),
+                          discriminator_only=True)["discriminator"]
+    assert (Path(out) / "vocab.txt").read_text(encoding="utf-8") == Path(vocab).read_text(encoding="utf-8")
+    assert transformers.AutoTokenizer.from_pretrained(out)(text, add_special_tokens=False)["input_ids"] == want
+
+    spec = json.loads((tmp_path / "d" / "tokenizer.json").read_text(encoding="utf-8"))
+    spec["model"] = {"type": "Unigram", "vocab": [["[PAD]", 0.0]]}
+    (tmp_path / "unigram.json").write_text(json.dumps(spec))
+    with pytest.raises(ValueError, match="holds a Unigram model, not WordPiece"):
+        tokenization.tokenizer(tmp_path / "unigram.json")
+
+
 def test_bfloat16_export_and_parity_check(tmp_path, capsys):
     config = _config(32, 48, 2, 3, 80, 0.25, 400)
     params = _random_params(config)
@@ -496,6 +579,32 @@ def test_tf_checkpoint_untied_and_discriminator_only(tmp_path):
     assert not convert.has_generator(params) and "discriminator only" in report.summary()
 
 
+def test_a_tf_checkpoint_beside_a_cased_vocabulary_imports_as_cased(tmp_path, capsys):
+    """A TF checkpoint does not record its casing: a vocabulary holding upper-case tokens (which a lower-casing
+    tokenizer never produces, so the model was trained cased) makes the import cased, with a note; the BERT
+    uncased vocabulary and a vocabulary-less import keep the original's lower-casing; from_tf --lower_case says."""
+    tf_vars = original_tf_variables(200, 32, 64, 1, 128, 64, 256, 64, np.random.default_rng(1))
+    write_tf_checkpoint(tf_vars, str(tmp_path / "tf" / "model.ckpt"), with_slots=False)
+    cased = SPECIALS + ["The", "Paris", "the", "##s"] + [f"w{i}" for i in range(191)]
+    (tmp_path / "tf" / "vocab.txt").write_text("\n".join(cased) + "\n")
+    checkpoint = open_checkpoint(str(tmp_path / "tf"))
+    assert checkpoint.lower_case is False
+    assert any("holds upper-case tokens: read as a cased model" in note for note in checkpoint.report.notes)
+    uncased = SPECIALS + ["the", "paris", "##s"] + [f"w{i}" for i in range(192)]
+    (tmp_path / "tf" / "vocab.txt").write_text("\n".join(uncased) + "\n")
+    assert open_checkpoint(str(tmp_path / "tf")).lower_case is True
+    (tmp_path / "tf" / "vocab.txt").unlink()
+    assert open_checkpoint(str(tmp_path / "tf")).lower_case is True
+
+    (tmp_path / "cased.txt").write_text("\n".join(cased) + "\n")
+    for lower_case, expected in ((None, False), (True, True)):
+        out = tmp_path / f"out_{lower_case}"
+        cli.run("from_tf", _flags(input=str(tmp_path / "tf"), output_dir=str(out), vocab=str(tmp_path / "cased.txt"),
+                                  lower_case=lower_case))
+        assert checkpoints.restore_params(str(out))[1].data.lower_case is expected
+        assert ("read as a cased model" in capsys.readouterr().out) is (lower_case is None)
+
+
 # ------------------------------------------------------------------------------------------------
 # Errors a user can act on
 
@@ -592,7 +701,7 @@ def test_exported_sentencepiece_tokenizer_equals_electra_jax(shared_dir, tmp_pat
 def _flags(**values):
     defaults = dict(checkpoint=None, output_dir=None, dtype="float32", vocab=None, tokenizer_class="BertTokenizer",
                     discriminator_only=False, input=None, generator=None, hf_dir=None, check=False, tolerance=None,
-                    num_heads=None, generator_num_heads=None)
+                    num_heads=None, generator_num_heads=None, lower_case=None)
     defaults.update(values)
     return types.SimpleNamespace(**defaults)
 

@@ -557,7 +557,6 @@ def test_disk_full_from_a_fault_injecting_file_layer_stops_with_the_cause(tmp_pa
     _assert_disk_full_stopped_cleanly(workdir, failed_step=3 * EVERY)
 
 
-@pytest.mark.slow  # builds records with TensorFlow; the check itself is tested above without it
 def test_token_ids_beyond_the_vocabulary_stop_before_the_first_update(tmp_path, cache_dir, shared_dir,
                                                                     uncased_vocab):
     """Records built with the 30,522-token BERT vocabulary, their metadata.json gone, fed to a 512-token model."""
@@ -566,14 +565,15 @@ def test_token_ids_beyond_the_vocabulary_stop_before_the_first_update(tmp_path, 
     text.write_text("\n".join(source[:400]) + "\n")
     built = subprocess.run([sys.executable, "-m", "electra_jax.build_data", f"--input={text}",
                             f"--vocab={uncased_vocab}", f"--output_dir={tmp_path / 'records'}",
-                            "--max_seq_length=32", "--num_shards=1", "--num_processes=1"],
+                            "--max_seq_length=32", "--num_shards=1", "--num_processes=1", "--format=numpy"],
                            cwd=REPO, env=env(cache_dir), capture_output=True, text=True, timeout=600)
     assert built.returncode == 0, built.stderr[-3000:]
     (tmp_path / "records" / "metadata.json").unlink()
     workdir = tmp_path / "wrong_vocab"
     proc = subprocess.run(
         [sys.executable, "-m", "electra_jax.pretrain", f"--workdir={workdir}", *SMALL_FLAGS,
-         "--config.data.synthetic=False", f"--config.data.train_files={tmp_path / 'records'}/*.tfrecord*"],
+         "--config.data.synthetic=False", "--config.data.format=numpy",
+         f"--config.data.train_files={tmp_path / 'records'}/*.npy"],
         cwd=REPO, env=env(cache_dir), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 1, proc.stderr[-3000:]
     (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("pretrain: error:")]  # TF says "errors" too

@@ -85,3 +85,47 @@ def test_another_vocabulary_or_a_corrupt_file_is_refused(tmp_path, texts, packed
     broken.write_bytes((packed / "1962-Kennedy.tokens.xz").read_bytes()[:-200])
     with pytest.raises(ValueError, match=r"Corrupt token file .*broken\.tokens\.xz"):
         read_token_file(str(broken))
+
+
+def test_records_that_keep_accents_hold_hf_ids_and_reach_the_config(tmp_path, uncased_vocab, caplog):
+    """build_data --lower_case --nostrip_accents (as German uncased models are built): every example holds HF
+    BertTokenizer(do_lower_case=True, strip_accents=False)'s ids of its line, metadata.json says so, pretrain's
+    config takes it, and a token corpus packed with the original's tie is refused rather than mixed in."""
+    transformers = pytest.importorskip("transformers", reason="the reference tokenizer is HF transformers'")
+    from electra_jax import config as config_lib
+    from electra_jax.data.numpy_records import read_all
+    from electra_jax.data.records import apply_records_metadata
+
+    lines = ["Über die Straße zu Müller.", "Ein Café in São Paulo, naïve façade!", "Dvořák und Ångström",
+             "résumé RÉSUMÉ resume", "Ölförderung äußerst schön"]
+    (tmp_path / "de.txt").write_text("\n\n".join(lines) + "\n", encoding="utf-8")
+    (tmp_path / "hf").mkdir()
+    (tmp_path / "hf" / "vocab.txt").write_bytes(Path(uncased_vocab).read_bytes())
+    hf = transformers.BertTokenizer.from_pretrained(str(tmp_path / "hf"), do_lower_case=True, strip_accents=False)
+    want = hf(lines, add_special_tokens=False)["input_ids"]
+    tied = transformers.BertTokenizer.from_pretrained(str(tmp_path / "hf"), do_lower_case=True)
+    assert tied(lines, add_special_tokens=False)["input_ids"] != want  # the text has accents that matter
+
+    kw = dict(vocab=str(uncased_vocab), max_seq_length=64, num_shards=1, num_processes=1, progress=False,
+              format="numpy", strip_accents=False)
+    meta = build_pretraining_data(output_dir=str(tmp_path / "text"), input=str(tmp_path / "de.txt"), **kw)
+    assert (meta["lower_case"], meta["strip_accents"]) == (True, False)
+    rows = read_all(str(tmp_path / "text" / "*.npy"), 64)
+    got = [ids[mask == 1][1:-1].tolist() for ids, mask in zip(rows["input_ids"], rows["input_mask"])]
+    assert got == want
+
+    config = config_lib.load("configs/pretrain.py:tiny", {"data.format": "numpy", "data.max_seq_length": 64,
+                                                          "data.train_files": str(tmp_path / "text" / "*.npy")})
+    assert config.data.strip_accents is None
+    with caplog.at_level("WARNING"):
+        assert apply_records_metadata(config).data.strip_accents is False
+    assert "data.strip_accents = False from" in caplog.text and "keeping accents (config had None)" in caplog.text
+
+    pack_corpus(str(tmp_path / "de.txt"), str(uncased_vocab), str(tmp_path / "tied"))
+    with pytest.raises(ValueError, match="de.tokens.xz was tokenized with strip_accents=True but this build strips "
+                                         "accents: False; pass --strip_accents=true"):
+        build_pretraining_data(output_dir=str(tmp_path / "out"), input=str(tmp_path / "tied" / "*.tokens.xz"), **kw)
+    pack_corpus(str(tmp_path / "de.txt"), str(uncased_vocab), str(tmp_path / "kept"), strip_accents=False)
+    build_pretraining_data(output_dir=str(tmp_path / "tokens"), input=str(tmp_path / "kept" / "*.tokens.xz"), **kw)
+    np.testing.assert_array_equal(np.load(tmp_path / "tokens" / "pretrain_data-0-of-1.npy"),
+                                  np.load(tmp_path / "text" / "pretrain_data-0-of-1.npy"))

@@ -30,7 +30,9 @@ needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared data not 
 # re-typed here in plain Python (no tokenizers library) so the comparison does not share code.
 # --------------------------------------------------------------------------------------------------------
 class ReferenceFullTokenizer:
-    def __init__(self, vocab_file: Path, do_lower_case: bool, strip_accents: bool = True):
+    def __init__(self, vocab_file: Path, do_lower_case: bool, strip_accents: bool | None = None):
+        # strip_accents None: the original (accents go exactly when lower-casing); True/False as HF's
+        # BasicTokenizer, which strips after lower-casing, or alone when strip_accents is True.
         self.vocab = {}
         with open(vocab_file, encoding="utf-8") as f:
             for index, token in enumerate(f):
@@ -74,9 +76,8 @@ class ReferenceFullTokenizer:
         for token in text.strip().split():
             if self.do_lower_case:
                 token = token.lower()
-                if self.strip_accents:
-                    token = "".join(c for c in unicodedata.normalize("NFD", token)
-                                    if unicodedata.category(c) != "Mn")
+            if self.do_lower_case if self.strip_accents is None else self.strip_accents:
+                token = "".join(c for c in unicodedata.normalize("NFD", token) if unicodedata.category(c) != "Mn")
             pieces, start_new = [], True
             for c in token:
                 if self._is_punctuation(c):
@@ -142,13 +143,13 @@ def corpus_lines():
     return _corpus_lines()
 
 
-def _hf_bert_tokenizer(vocab: Path, lower: bool, tmp_path: Path):
+def _hf_bert_tokenizer(vocab: Path, lower: bool, tmp_path: Path, strip_accents: bool | None = None):
     transformers = pytest.importorskip("transformers")
     folder = tmp_path / ("hf_" + ("lower" if lower else "cased"))
     folder.mkdir()
     shutil.copy(vocab, folder / "vocab.txt")
     # BertTokenizer(vocab_file=...) silently ignores the file in transformers 5: load from the folder.
-    hf = transformers.BertTokenizer.from_pretrained(str(folder), do_lower_case=lower)
+    hf = transformers.BertTokenizer.from_pretrained(str(folder), do_lower_case=lower, strip_accents=strip_accents)
     hf.backend_tokenizer.model.max_input_chars_per_word = 200  # the original allows 200, HF 100
     return hf
 
@@ -220,6 +221,44 @@ def test_sample_of_real_lines_equals_original_fulltokenizer(case, corpus_lines):
     got = ours.encode_batch(sample)
     for line, g in zip(sample, got):
         assert g == ref.encode(line), f"mismatch on {line!r}"
+
+
+# (vocabulary, lower_case, strip_accents) apart from the original's tie: an uncased model that keeps its
+# accents (as published German ELECTRAs do) and a cased one that strips them.
+ACCENT_SETTINGS = [("uncased", True, False), ("cased", False, True)]
+ACCENTED = ["Über die Straße gehen Müller & Söhne: naïve café, façade, résumé, Ångström, São Paulo, Łódź",
+            "ÀÉÎÕÜ àéîõü ñ ç e\u0301 a\u0300 Ǆ ǅ ǆ ﬁ", "ΟΔΟΙ λόγος Ἀθῆναι", "Dvořák Škoda Čapek"]
+
+
+@needs_shared
+@pytest.mark.parametrize("case,lower,strip", ACCENT_SETTINGS)
+def test_strip_accents_apart_from_casing_equals_the_reference_and_hf(case, lower, strip, corpus_lines, tmp_path):
+    ours = tokenization.tokenizer(VOCABS[case], lower_case=lower, strip_accents=strip)
+    assert (ours.lower_case, ours.strip_accents) == (lower, strip)
+    ref = ReferenceFullTokenizer(VOCABS[case], do_lower_case=lower, strip_accents=strip)
+    tied = ReferenceFullTokenizer(VOCABS[case], do_lower_case=lower)  # the original's setting
+    texts = ACCENTED + EDGE_CASES
+    assert ours.encode_batch(texts) == [ref.encode(t) for t in texts]
+    assert ours.encode(ACCENTED[0]) != tied.encode(ACCENTED[0])  # the switch changes the ids
+    hf = _hf_bert_tokenizer(VOCABS[case], lower, tmp_path, strip_accents=strip)
+    # HF lower-cases a word-final capital sigma otherwise than the original (tokenization's docstring).
+    sample = [line for line in corpus_lines[::7] if "Σ" not in line] + ACCENTED
+    expected = hf(sample, add_special_tokens=False)["input_ids"]
+    for line, e, g in zip(sample, expected, ours.encode_batch(sample)):
+        assert g == e, f"mismatch on {line!r}"
+    # The default (None) is the original's tie, and a SentencePiece model cannot be asked to strip.
+    assert tokenization.tokenizer(VOCABS[case], lower_case=lower).strip_accents == lower
+    (tmp_path / "sp.model").write_bytes(b"\x00not read")
+    with pytest.raises(ValueError, match="strip_accents=True is a WordPiece setting"):
+        tokenization.tokenizer(tmp_path / "sp.model", strip_accents=True)
+
+
+@needs_shared
+def test_the_published_vocabularies_casing_is_told_from_their_tokens():
+    """What a TF checkpoint import goes by (it does not record its casing): BERT's cased vocabulary holds
+    upper-case tokens, the uncased one none outside its bracketed specials."""
+    assert tokenization.vocab_is_cased(VOCABS["cased"]) is True
+    assert tokenization.vocab_is_cased(VOCABS["uncased"]) is False
 
 
 @needs_shared

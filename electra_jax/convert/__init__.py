@@ -30,10 +30,10 @@ from electra_jax.convert.hf import (
 from electra_jax.convert.hf_folders import HF_DTYPES, load_hf, save_hf
 from electra_jax.convert.mapping import Rule, hf_rules, tf_rules
 from electra_jax.convert.parity import check_parity
-from electra_jax.convert.tf import TFImportReport, from_tf_checkpoint, model_config_from_tf
+from electra_jax.convert.tf import TFImportReport, from_tf_checkpoint, model_config_from_tf, set_casing
 from electra_jax.convert.tokenizer_files import HF_TOKENIZER_CLASSES, write_tokenizer_files
 
 __all__ = ["HF_DTYPES", "HF_TOKENIZER_CLASSES", "Rule", "TFImportReport", "check_parity", "from_hf_state_dicts",
            "from_tf_checkpoint", "full_config", "has_generator", "hf_config_dict", "hf_rules", "infer_hf_config",
-           "load_hf", "model_config_from_hf", "model_config_from_tf", "save_hf", "tf_rules", "to_hf_state_dicts",
-           "write_tokenizer_files"]
+           "load_hf", "model_config_from_hf", "model_config_from_tf", "save_hf", "set_casing", "tf_rules",
+           "to_hf_state_dicts", "write_tokenizer_files"]

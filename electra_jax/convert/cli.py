@@ -21,7 +21,7 @@ from absl import logging
 from electra_jax.convert.hf import has_generator
 from electra_jax.convert.hf_folders import HF_DTYPES, load_hf, save_hf
 from electra_jax.convert.parity import check_parity
-from electra_jax.convert.tf import from_tf_checkpoint
+from electra_jax.convert.tf import from_tf_checkpoint, set_casing
 from electra_jax.convert.tokenizer_files import HF_TOKENIZER_CLASSES
 
 COMMANDS = ("to_hf", "from_hf", "from_tf", "check")
@@ -30,7 +30,7 @@ COMMAND_FLAGS = {
     "to_hf": ("checkpoint", "output_dir", "dtype", "vocab", "tokenizer_class", "discriminator_only", "check",
               "tolerance"),
     "from_hf": ("input", "generator", "output_dir", "check", "tolerance"),
-    "from_tf": ("input", "output_dir", "vocab", "num_heads", "generator_num_heads"),
+    "from_tf": ("input", "output_dir", "vocab", "lower_case", "num_heads", "generator_num_heads"),
     "check": ("checkpoint", "hf_dir", "tolerance"),
 }
 
@@ -124,6 +124,9 @@ def run(command: str, args: Any) -> None:
         _require(args, "input", "output_dir")
         _check_import_output_dir(args.output_dir)
         params, config, report = from_tf_checkpoint(args.input, args.num_heads, args.generator_num_heads)
+        config.data.vocab = args.vocab or ""
+        note = set_casing(config, args.lower_case)
+        report.notes.extend([note] if note else [])
         print(report.summary())
         _save_checkpoint(args.output_dir, params, config, args.vocab)
         print(f"wrote {args.output_dir}")
@@ -190,6 +193,8 @@ def define_flags() -> None:
     flags.DEFINE_float("tolerance", None, "check, and to_hf/from_hf with --check: largest allowed |logit difference| "
                        "(default 1e-4 for a float32 "
                        "export, 5% of the logit scale for bfloat16).")
+    flags.DEFINE_bool("lower_case", None, "from_tf: whether the model lower-cases its input, which a TF checkpoint "
+                      "does not record; default: cased exactly when --vocab holds upper-case tokens.")
     flags.DEFINE_integer("num_heads", None, "from_tf: discriminator heads (default hidden_size // 64, as the "
                          "original).")
     flags.DEFINE_integer("generator_num_heads", None, "from_tf: generator heads (default width // 64).")

@@ -248,7 +248,7 @@ def to_numpy(value):
 
 
 def full_config(model_config: ml_collections.ConfigDict, mlm_only: bool = False, vocab: str = "",
-                lower_case: bool = True) -> ml_collections.ConfigDict:
+                lower_case: bool = True, strip_accents: bool | None = None) -> ml_collections.ConfigDict:
     """A complete pre-training config around an imported model section (what `checkpoints.save_params` stores)."""
     config = base_pretrain_config()
     config.size = "imported"
@@ -257,5 +257,7 @@ def full_config(model_config: ml_collections.ConfigDict, mlm_only: bool = False,
     config.objective.kind = "mlm" if mlm_only else "electra"
     config.data.vocab = vocab
     config.data.lower_case = bool(lower_case)
+    if strip_accents is not None:
+        config.data.strip_accents = bool(strip_accents)
     config.data.max_seq_length = min(config.data.max_seq_length, config.model.max_position_embeddings)
     return finalize(config)

@@ -71,8 +71,9 @@ def save_hf(params, config, output_dir: str, vocab_path: str | None = None, dtyp
         raise ValueError("this checkpoint holds no generator (it was probably imported from a discriminator-only "
                          "HF folder); pass --discriminator_only (discriminator_only=True) to export "
                          "OUT/discriminator alone")
-    vocab, lower_case = find_vocab(config if isinstance(config, ml_collections.ConfigDict)
-                                   else ml_collections.ConfigDict(config), vocab_path)
+    config = config if isinstance(config, ml_collections.ConfigDict) else ml_collections.ConfigDict(config)
+    vocab, lower_case = find_vocab(config, vocab_path)
+    strip_accents = config.get("data", {}).get("strip_accents")
     for name in NETWORKS:
         _check_replaceable(os.path.join(output_dir, name))
     disc, gen, (disc_config, gen_config) = to_hf_state_dicts(params, cfg)
@@ -88,7 +89,7 @@ def save_hf(params, config, output_dir: str, vocab_path: str | None = None, dtyp
         folder = os.path.join(staging, name)
         # Tokenizer first: a wrong vocabulary fails before any model file is written.
         write_tokenizer_files(vocab, folder, cfg.vocab_size, lower_case, cfg.max_position_embeddings,
-                              tokenizer_class)
+                              tokenizer_class, strip_accents=strip_accents)
         # The lm_head weight is tied to the word embeddings; like save_pretrained, store it once.
         state = {k: v for k, v in state.items() if k != "generator_lm_head.weight"}
         _write_safetensors(state, os.path.join(folder, "model.safetensors"), dtype)
@@ -188,7 +189,7 @@ def load_hf(folder: str, generator_folder: str | None = None) -> tuple[dict, ml_
     disc_state = _read_hf_state_dict(folder)
     gen_state = _read_hf_state_dict(generator_folder) if generator_folder else None
     params, model_config = from_hf_state_dicts(disc_state, gen_state, disc_config, gen_config)
-    vocab, lower_case = hf_vocab(folder)
+    vocab, lower_case, strip_accents = hf_vocab(folder)
     config = full_config(model_config.model, mlm_only="objective" in model_config, vocab=vocab or "",
-                         lower_case=lower_case)
+                         lower_case=lower_case, strip_accents=strip_accents)
     return params, config

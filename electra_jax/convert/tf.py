@@ -7,6 +7,7 @@ come from the mapping table (`Rule.tf`). TensorFlow is imported inside `from_tf_
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 
 import ml_collections
@@ -38,6 +39,23 @@ class TFImportReport:
         lines += [f"  {name}" for name in self.unknown]
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
+
+
+def set_casing(config, lower_case: bool | None = None) -> str | None:
+    """Sets config.data.lower_case of a TF import, which the checkpoint does not record: `lower_case` when given,
+    else cased exactly when config.data.vocab holds upper-case tokens (the original's cased models), else the
+    original's default (lower-cased). Returns a note for the import report when the vocabulary decided."""
+    from electra_jax.data.tokenization import vocab_is_cased
+
+    if lower_case is not None:
+        config.data.lower_case = bool(lower_case)
+        return None
+    vocab = str(config.data.get("vocab", "") or "")
+    if vocab and "://" not in vocab and os.path.isfile(vocab) and vocab_is_cased(vocab):
+        config.data.lower_case = False
+        return (f"the vocabulary {vocab} holds upper-case tokens: read as a cased model (data.lower_case=False; "
+                "the TF checkpoint does not record its casing)")
+    return None
 
 
 def _count_layers(shapes: dict, prefix: str) -> int:

@@ -27,7 +27,7 @@ def _wordpiece_backend(tok) -> Any:
     backend = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]", continuing_subword_prefix="##",
                                          max_input_chars_per_word=MAX_INPUT_CHARS_PER_WORD))
     backend.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
-                                                    strip_accents=tok.lower_case, lowercase=tok.lower_case)
+                                                    strip_accents=tok.strip_accents, lowercase=tok.lower_case)
     backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     backend.decoder = decoders.WordPiece(prefix="##")
     return backend
@@ -69,7 +69,8 @@ def _sentencepiece_backend(tok) -> Any:
 
 
 def write_tokenizer_files(vocab_path: str, output_dir: str, model_vocab_size: int, lower_case: bool = True,
-                          model_max_length: int = 512, tokenizer_class: str = "BertTokenizer") -> None:
+                          model_max_length: int = 512, tokenizer_class: str = "BertTokenizer",
+                          strip_accents: bool | None = None) -> None:
     """Writes tokenizer files that `AutoTokenizer.from_pretrained(output_dir)` loads and that give
     electra_jax's ids (plus [CLS] ... [SEP]).
 
@@ -78,7 +79,8 @@ def write_tokenizer_files(vocab_path: str, output_dir: str, model_vocab_size: in
     ELECTRA models) transformers 5 rebuilds the tokenizer from vocab.txt and uses HF's 100-character
     limit; 'PreTrainedTokenizerFast' loads tokenizer.json verbatim and keeps 200. SentencePiece: the `.model`
     is copied and converted to `tokenizer.json` (class PreTrainedTokenizerFast; no HF slow tokenizer class
-    takes an ELECTRA-style SentencePiece vocabulary).
+    takes an ELECTRA-style SentencePiece vocabulary). `strip_accents` None strips accents exactly when
+    lower-casing (the original); True/False is written as HF's `strip_accents`.
     """
     from tokenizers import processors
 
@@ -86,14 +88,20 @@ def write_tokenizer_files(vocab_path: str, output_dir: str, model_vocab_size: in
 
     if tokenizer_class not in HF_TOKENIZER_CLASSES:
         raise ValueError(f"tokenizer_class {tokenizer_class!r} is not one of {list(HF_TOKENIZER_CLASSES)}")
-    tok = load_tokenizer(vocab_path, lower_case=lower_case)
+    tok = load_tokenizer(vocab_path, lower_case=lower_case, strip_accents=strip_accents)
     if tok.vocab_size != model_vocab_size:
         raise ValueError(f"the vocabulary {vocab_path} has {tok.vocab_size} tokens but the model's vocab_size is "
                          f"{model_vocab_size}; pass the vocabulary the model was trained with (--vocab=PATH)")
     os.makedirs(output_dir, exist_ok=True)
     if tok.kind == "wordpiece":
         backend = _wordpiece_backend(tok)
-        shutil.copyfile(vocab_path, os.path.join(output_dir, "vocab.txt"))
+        if vocab_path.endswith(".json"):  # an HF tokenizer.json: its WordPiece vocabulary, one token a line
+            from electra_jax.data.tokenization import load_wordpiece_vocab
+
+            with open(os.path.join(output_dir, "vocab.txt"), "w", encoding="utf-8") as f:
+                f.write("".join(f"{token}\n" for token in load_wordpiece_vocab(vocab_path)))
+        else:
+            shutil.copyfile(vocab_path, os.path.join(output_dir, "vocab.txt"))
     else:
         backend = _sentencepiece_backend(tok)
         shutil.copyfile(vocab_path, os.path.join(output_dir, "sentencepiece.model"))
@@ -105,7 +113,7 @@ def write_tokenizer_files(vocab_path: str, output_dir: str, model_vocab_size: in
     tokenizer_config = {
         "tokenizer_class": tokenizer_class,
         "do_lower_case": bool(lower_case),
-        "strip_accents": None,  # None = strip exactly when lower-casing, as the original
+        "strip_accents": None if strip_accents is None else bool(strip_accents),  # None: as do_lower_case
         "tokenize_chinese_chars": True,
         "model_max_length": int(model_max_length),
         "clean_up_tokenization_spaces": True,

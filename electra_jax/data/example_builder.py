@@ -253,6 +253,7 @@ class BuildConfig:
     blanks_separate_docs: bool
     tokenize_batch_lines: int = 4096
     formats: tuple[str, ...] = ("tfrecord",)  # what process_unit returns: "tfrecord" bytes and/or "numpy" rows
+    strip_accents: bool | None = None  # WordPiece; None: exactly when lower_case (the original)
 
 
 @dataclass(frozen=True)
@@ -274,15 +275,15 @@ class Unit:
         return f"tfds:{self.tfds_name}:{self.tfds_split} slice {k}/{n}"
 
 
-_TOKENIZERS: dict[tuple[str, bool], Tokenizer] = {}
+_TOKENIZERS: dict[tuple[str, bool, bool | None], Tokenizer] = {}
 
 
-def _get_tokenizer(vocab: str, lower_case: bool) -> Tokenizer:
-    key = (vocab, lower_case)
+def _get_tokenizer(vocab: str, lower_case: bool, strip_accents: bool | None = None) -> Tokenizer:
+    key = (vocab, lower_case, strip_accents)
     if key not in _TOKENIZERS:
         from electra_jax.data.tokenization import tokenizer
 
-        _TOKENIZERS[key] = tokenizer(vocab, lower_case=lower_case)
+        _TOKENIZERS[key] = tokenizer(vocab, lower_case=lower_case, strip_accents=strip_accents)
     return _TOKENIZERS[key]
 
 
@@ -322,7 +323,7 @@ def unit_examples(unit: Unit, config: BuildConfig, seed: int, lines: Iterable[st
     Each unit gets a fresh builder seeded by unit_seed(seed, unit.index), so output does not depend on the
     number of processes.
     """
-    tok = _get_tokenizer(config.vocab, config.lower_case)
+    tok = _get_tokenizer(config.vocab, config.lower_case, config.strip_accents)
     builder = ExampleBuilder(config.max_seq_length, tok.cls_id, tok.sep_id,
                              random.Random(unit_seed(seed, unit.index)))
     if lines is None and unit.path is not None and is_token_file(unit.path):
@@ -371,7 +372,7 @@ def process_unit(args: tuple[Unit, BuildConfig, int]) -> tuple[int, dict[str, An
     (electra_jax.data.numpy_records).
     """
     unit, config, seed = args
-    tok = _get_tokenizer(config.vocab, config.lower_case)
+    tok = _get_tokenizer(config.vocab, config.lower_case, config.strip_accents)
     examples, stats = unit_examples(unit, config, seed)
     examples = list(examples)
     payloads: dict[str, Any] = {}

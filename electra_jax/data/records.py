@@ -15,6 +15,7 @@ from absl import logging
 
 from electra_jax import config as config_lib
 from electra_jax.data.pipeline import glob_files
+from electra_jax.data.tokenization import strips_accents
 
 METADATA_FILE = "metadata.json"
 
@@ -83,8 +84,9 @@ def apply_records_metadata(config: ml_collections.ConfigDict) -> ml_collections.
 def _vocabulary_from_metadata(config: ml_collections.ConfigDict, path: str, meta: dict) -> None:
     """The vocabulary and casing the records were tokenized with go into the config, which the checkpoint keeps:
     to_hf, finetune --init and predict tokenize with them. A config.data.vocab with other contents is refused (the
-    ids would be read as another vocabulary's words); the records' casing wins over config.data.lower_case, with a
-    warning, since a cased vocabulary exported as lowercasing would lowercase every input."""
+    ids would be read as another vocabulary's words); the records' casing and accent handling win over
+    config.data.lower_case and strip_accents, with a warning, since a cased vocabulary exported as lowercasing would
+    lowercase every input."""
     configured = str(config.data.vocab or "")
     built_with, digest = meta.get("vocab"), meta.get("vocab_sha256")
     if configured and digest and "://" not in configured and os.path.isfile(configured):
@@ -98,10 +100,21 @@ def _vocabulary_from_metadata(config: ml_collections.ConfigDict, path: str, meta
     if built_with and not configured:
         config.data.vocab = built_with
     lower_case = meta.get("lower_case")
-    if lower_case is not None and bool(lower_case) != bool(config.data.lower_case):
+    if lower_case is None:
+        return
+    if bool(lower_case) != bool(config.data.lower_case):
         logging.warning("data.lower_case = %s from %s: the records were tokenized %s (config had %s)",
                         bool(lower_case), path, "lowercased" if lower_case else "cased", config.data.lower_case)
         config.data.lower_case = bool(lower_case)
+    # Metadata written before strip_accents was recorded: the original's tie, which the build then had.
+    strip_accents = meta.get("strip_accents")
+    asked = config.data.get("strip_accents")
+    if meta.get("vocab_kind", "wordpiece") == "wordpiece" and (
+            strips_accents(lower_case, strip_accents) != strips_accents(lower_case, asked)):
+        logging.warning("data.strip_accents = %s from %s: the records were tokenized %s accents (config had %s)",
+                        strip_accents, path, "stripping" if strips_accents(lower_case, strip_accents) else "keeping",
+                        asked)
+    config.data.strip_accents = None if strip_accents is None else bool(strip_accents)
 
 
 def _vocabulary_without_metadata(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

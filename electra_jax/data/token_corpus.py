@@ -68,6 +68,7 @@ def pack_text_file(text_path: str, output_path: str, tokenizer, vocab_sha256: st
     ids = np.concatenate(pieces) if pieces else np.zeros(0, ids_dtype)
     header = {"source": os.path.basename(text_path), "vocab_sha256": vocab_sha256,
               "vocab_size": tokenizer.vocab_size, "lower_case": bool(tokenizer.lower_case),
+              "strip_accents": bool(tokenizer.strip_accents),
               "num_lines": len(lines), "num_blank_lines": int(np.count_nonzero(lengths == _BLANK)),
               "num_tokens": int(ids.size), "ids_dtype": np.dtype(ids_dtype).name}
     tmp = output_path + ".tmp"
@@ -122,8 +123,13 @@ def token_lines(path: str) -> Iterator[tuple[bool, list[int]]]:
             start += length
 
 
-def check_vocab(path: str, vocab_sha256: str, lower_case: bool) -> dict[str, Any]:
-    """The header of a token file built with this vocabulary and casing; ValueError naming what differs."""
+def check_vocab(path: str, vocab_sha256: str, lower_case: bool, strip_accents: bool | None = None
+                ) -> dict[str, Any]:
+    """The header of a token file built with this vocabulary and casing; ValueError naming what differs.
+
+    `strip_accents` (a WordPiece tokenizer's, None to skip the check) is compared with the file's, which files
+    written before it was recorded had exactly when lower-casing.
+    """
     header = read_header(path)
     if header.get("vocab_sha256") != vocab_sha256:
         raise ValueError(f"{path} was tokenized with another vocabulary (sha256 {header.get('vocab_sha256')}, "
@@ -132,17 +138,22 @@ def check_vocab(path: str, vocab_sha256: str, lower_case: bool) -> dict[str, Any
     if bool(header.get("lower_case", True)) != bool(lower_case):
         raise ValueError(f"{path} was tokenized with lower_case={header.get('lower_case')} but --lower_case="
                          f"{lower_case}; pass the same casing or rebuild it from the text")
+    stripped = bool(header.get("strip_accents", header.get("lower_case", True)))
+    if strip_accents is not None and stripped != bool(strip_accents):
+        raise ValueError(f"{path} was tokenized with strip_accents={stripped} but this build strips accents: "
+                         f"{bool(strip_accents)}; pass --strip_accents={str(stripped).lower()} or rebuild it from "
+                         "the text")
     return header
 
 
-def pack_corpus(inputs: str | Sequence[str], vocab: str, output_dir: str, lower_case: bool = True
-                ) -> list[dict[str, Any]]:
+def pack_corpus(inputs: str | Sequence[str], vocab: str, output_dir: str, lower_case: bool = True,
+                strip_accents: bool | None = None) -> list[dict[str, Any]]:
     """Tokenizes every text file matching the globs into output_dir/STEM.tokens.xz; returns their headers."""
     from electra_jax.data.example_builder import expand_text_globs
     from electra_jax.data.tokenization import tokenizer as make_tokenizer
 
     files = expand_text_globs(inputs)
-    tok = make_tokenizer(vocab, lower_case=lower_case)
+    tok = make_tokenizer(vocab, lower_case=lower_case, strip_accents=strip_accents)
     digest = file_sha256(vocab)
     names = [os.path.splitext(os.path.basename(path))[0] + TOKENS_SUFFIX for path in files]
     if len(set(names)) != len(names):
@@ -164,7 +175,7 @@ def main(argv: Sequence[str]) -> None:
     args = flags.FLAGS
     if not (args.input and args.vocab and args.output_dir):
         raise SystemExit("--input, --vocab and --output_dir are required")
-    headers = pack_corpus(args.input, args.vocab, args.output_dir, args.lower_case)
+    headers = pack_corpus(args.input, args.vocab, args.output_dir, args.lower_case, args.strip_accents)
     tokens, size = sum(h["num_tokens"] for h in headers), sum(h["bytes"] for h in headers)
     print(json.dumps({"files": len(headers), "num_tokens": tokens, "bytes": size,
                       "bytes_per_token": round(size / max(tokens, 1), 3)}))
@@ -179,4 +190,5 @@ if __name__ == "__main__":
     flags.DEFINE_string("vocab", None, "The WordPiece vocab.txt or SentencePiece .model to tokenize with.")
     flags.DEFINE_string("output_dir", None, "Where to write one NAME.tokens.xz per input file.")
     flags.DEFINE_bool("lower_case", True, "Lower-case (and strip accents) when tokenizing, as build_data does.")
+    flags.DEFINE_bool("strip_accents", None, "WordPiece: strip accents; unset strips exactly when --lower_case.")
     cli.run(main)

@@ -1,15 +1,17 @@
 """WordPiece and SentencePiece tokenizers behind one interface.
 
-`tokenizer(vocab_path, lower_case=True)` returns a `WordPieceTokenizer` for a BERT-style `vocab.txt` and a
-`SentencePieceTokenizer` for a SentencePiece `.model`. Both expose `encode`, `encode_batch`, `decode`,
-`convert_ids_to_tokens`, `convert_tokens_to_ids`, `vocab_size` and the ids of the five special tokens.
+`tokenizer(vocab_path, lower_case=True, strip_accents=None)` returns a `WordPieceTokenizer` for a BERT-style
+`vocab.txt` and a `SentencePieceTokenizer` for a SentencePiece `.model`. Both expose `encode`, `encode_batch`,
+`decode`, `convert_ids_to_tokens`, `convert_tokens_to_ids`, `vocab_size` and the ids of the five special tokens.
 
 The WordPiece tokenizer reproduces the original BERT/ELECTRA `FullTokenizer` (model/tokenization.py):
 text cleaning, CJK spacing, lower-casing with NFD accent stripping (only when lower-casing), punctuation
-splitting and greedy longest-match-first WordPiece with a 200-character word limit. It runs on the Rust
-`tokenizers` library (BertNormalizer + BertPreTokenizer + WordPiece) for speed; the one place where Rust
-and Python lower-casing differ (the context-dependent final sigma of Python's `str.lower`) is handled in
-Python so that the ids stay identical to the original.
+splitting and greedy longest-match-first WordPiece with a 200-character word limit. `strip_accents` None
+strips exactly when lower-casing (the original, which has no separate switch); True or False sets it apart,
+as HF's BertTokenizer `strip_accents` does (some published uncased models, e.g. German ones, keep accents).
+It runs on the Rust `tokenizers` library (BertNormalizer + BertPreTokenizer + WordPiece) for speed; the one
+place where Rust and Python lower-casing differ (the context-dependent final sigma of Python's `str.lower`) is
+handled in Python so that the ids stay identical to the original.
 """
 
 from __future__ import annotations
@@ -40,11 +42,12 @@ def _special_ids_or_raise(path: str, lookup: dict[str, int]) -> dict[str, int]:
 
 
 class _TokenizerBase:
-    """Shared attributes: the vocabulary path, `vocab_size`, `lower_case` and the special ids."""
+    """Shared attributes: the vocabulary path, `vocab_size`, `lower_case`, `strip_accents` and the special ids."""
 
     kind: str = ""
     path: str
     lower_case: bool
+    strip_accents: bool
     vocab_size: int
     pad_id: int
     unk_id: int
@@ -75,7 +78,7 @@ class _TokenizerBase:
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(path={self.path!r}, vocab_size={self.vocab_size}, "
-                f"lower_case={self.lower_case})")
+                f"lower_case={self.lower_case}, strip_accents={self.strip_accents})")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -84,7 +87,13 @@ class _TokenizerBase:
 
 
 def load_wordpiece_vocab(path: str) -> list[str]:
-    """Reads a vocab.txt as the original `load_vocab`: one token per line, surrounding whitespace stripped."""
+    """Reads a vocab.txt as the original `load_vocab`: one token per line, surrounding whitespace stripped.
+
+    An HF `tokenizer.json` (what transformers 5's save_pretrained writes instead of vocab.txt) gives the
+    vocabulary of its WordPiece model, in id order.
+    """
+    if path.endswith(".json"):
+        return _tokenizer_json_vocab(path)
     with open(path, "rb") as f:
         data = f.read()
     if b"\x00" in data:
@@ -96,6 +105,26 @@ def load_wordpiece_vocab(path: str) -> list[str]:
     if lines and lines[-1] == "":
         lines.pop()
     return [line.strip() for line in lines]
+
+
+def _tokenizer_json_vocab(path: str) -> list[str]:
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            model = json.load(f).get("model") or {}
+    except (OSError, ValueError, AttributeError) as e:
+        raise ValueError(f"Vocabulary {path} is not an HF tokenizer.json ({e})") from e
+    if model.get("type") != "WordPiece" or not isinstance(model.get("vocab"), dict):
+        raise ValueError(f"Vocabulary {path} holds a {model.get('type')} model, not WordPiece: electra_jax reads a "
+                         "tokenizer.json of a BERT/ELECTRA WordPiece tokenizer (or pass its vocab.txt or .model)")
+    if model.get("continuing_subword_prefix", "##") != "##":
+        raise ValueError(f"Vocabulary {path} marks word pieces with {model['continuing_subword_prefix']!r}, not "
+                         "'##' as BERT/ELECTRA do")
+    by_id = sorted((int(i), token) for token, i in model["vocab"].items())
+    if [i for i, _ in by_id] != list(range(len(by_id))):
+        raise ValueError(f"Vocabulary {path}: the WordPiece ids are not 0..{len(by_id) - 1} without gaps")
+    return [token for _, token in by_id]
 
 
 def _is_control(char: str) -> bool:
@@ -140,11 +169,12 @@ class WordPieceTokenizer(_TokenizerBase):
 
     kind = "wordpiece"
 
-    def __init__(self, vocab_path: str, lower_case: bool = True):
+    def __init__(self, vocab_path: str, lower_case: bool = True, strip_accents: bool | None = None):
         from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
 
         self.path = str(vocab_path)
         self.lower_case = bool(lower_case)
+        self.strip_accents = strips_accents(self.lower_case, strip_accents)
         self._id_to_token = load_wordpiece_vocab(self.path)
         # Later duplicates win, as in the original OrderedDict-based load_vocab.
         self.vocab = {token: i for i, token in enumerate(self._id_to_token)}
@@ -154,9 +184,9 @@ class WordPieceTokenizer(_TokenizerBase):
         tok = Tokenizer(models.WordPiece(
             vocab=self.vocab, unk_token="[UNK]", continuing_subword_prefix="##",
             max_input_chars_per_word=MAX_INPUT_CHARS_PER_WORD))
-        # Accents are stripped exactly when lower-casing, as in the original (strip_accents defaults True).
+        # By default accents are stripped exactly when lower-casing, as in the original.
         tok.normalizer = normalizers.BertNormalizer(
-            clean_text=True, handle_chinese_chars=True, strip_accents=self.lower_case,
+            clean_text=True, handle_chinese_chars=True, strip_accents=self.strip_accents,
             lowercase=self.lower_case)
         tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         tok.decoder = decoders.WordPiece(prefix="##")
@@ -198,11 +228,15 @@ class SentencePieceTokenizer(_TokenizerBase):
 
     kind = "sentencepiece"
 
-    def __init__(self, model_path: str, lower_case: bool = True):
+    def __init__(self, model_path: str, lower_case: bool = True, strip_accents: bool | None = None):
         import sentencepiece as spm
 
         self.path = str(model_path)
         self.lower_case = bool(lower_case)
+        if strip_accents:
+            raise ValueError(f"strip_accents=True is a WordPiece setting; the SentencePiece model {self.path} "
+                             "normalizes text by its own rules (leave strip_accents unset)")
+        self.strip_accents = False
         try:
             self._sp = spm.SentencePieceProcessor(model_file=self.path)
         except (OSError, RuntimeError) as e:
@@ -237,16 +271,39 @@ class SentencePieceTokenizer(_TokenizerBase):
 Tokenizer = WordPieceTokenizer | SentencePieceTokenizer
 
 
-def tokenizer(vocab_path: str | os.PathLike, lower_case: bool = True) -> Tokenizer:
-    """Loads a WordPiece `vocab.txt` or a SentencePiece `.model` (chosen by the file's extension/content)."""
+def vocab_is_cased(vocab_path: str | os.PathLike) -> bool | None:
+    """Whether a WordPiece vocabulary is a cased one: some ordinary token (not a bracketed [SPECIAL]) holds an
+    upper-case letter, which a lower-casing tokenizer never produces. None for a SentencePiece model."""
+    path = os.fspath(vocab_path)
+    if path.endswith(".model"):
+        return None
+    with open(path, "rb") as f:
+        if b"\x00" in f.read(4096):
+            return None
+    return any(token != token.lower() for token in load_wordpiece_vocab(path)
+               if not (token.startswith("[") and token.endswith("]")))
+
+
+def strips_accents(lower_case: bool, strip_accents: bool | None) -> bool:
+    """Whether a WordPiece tokenizer with these settings strips accents (None: exactly when lower-casing)."""
+    return bool(lower_case) if strip_accents is None else bool(strip_accents)
+
+
+def tokenizer(vocab_path: str | os.PathLike, lower_case: bool = True, strip_accents: bool | None = None
+              ) -> Tokenizer:
+    """Loads a WordPiece `vocab.txt` (or an HF `tokenizer.json` of one) or a SentencePiece `.model` (chosen by the
+    file's extension/content).
+
+    `strip_accents` None (the original) strips accents exactly when `lower_case`; see the module docstring.
+    """
     path = os.fspath(vocab_path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Vocabulary file {path} does not exist (pass a vocab.txt or a .model file).")
     if path.endswith(".model"):
-        return SentencePieceTokenizer(path, lower_case=lower_case)
+        return SentencePieceTokenizer(path, lower_case=lower_case, strip_accents=strip_accents)
     with open(path, "rb") as f:
         head = f.read(4096)
     # A vocab.txt never holds NUL bytes; a SentencePiece model (binary protobuf) does (float scores).
     if b"\x00" in head:
-        return SentencePieceTokenizer(path, lower_case=lower_case)
-    return WordPieceTokenizer(path, lower_case=lower_case)
+        return SentencePieceTokenizer(path, lower_case=lower_case, strip_accents=strip_accents)
+    return WordPieceTokenizer(path, lower_case=lower_case, strip_accents=strip_accents)

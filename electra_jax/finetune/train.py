@@ -38,6 +38,7 @@ from electra_jax import modeling, optim
 from electra_jax import sharding as sharding_lib
 from electra_jax import train_state as train_state_lib
 from electra_jax.data.pipeline import to_global_batch
+from electra_jax.data.tokenization import strips_accents
 from electra_jax.finetune import tasks as tasks_lib
 from electra_jax.finetune.model import FinetuneModel, apply_checkpoint_model, merge_pretrained
 from electra_jax.finetune.task import DataFormatError, Task, TaskData
@@ -359,7 +360,8 @@ def _median(dicts: list[dict]) -> dict:
 
 
 def _tokenizer_for(config: ml_collections.ConfigDict, checkpoint) -> Any:
-    """The run's tokenizer: config.data.vocab, else the --init checkpoint's vocabulary (and its casing)."""
+    """The run's tokenizer: config.data.vocab, else the --init checkpoint's vocabulary (and its casing and accent
+    handling)."""
     from electra_jax.checkpoint_formats import find_vocab
     from electra_jax.data import tokenizer as make_tokenizer
 
@@ -370,21 +372,28 @@ def _tokenizer_for(config: ml_collections.ConfigDict, checkpoint) -> Any:
                              "records its vocabulary supplies it automatically")
         vocab, _ = find_vocab(config, vocab=config.data.vocab, flag="--config.data.vocab")
         if checkpoint is not None and checkpoint.vocab:
-            _check_vocab_matches(vocab, bool(config.data.lower_case), checkpoint)
+            _check_vocab_matches(vocab, bool(config.data.lower_case), config.data.get("strip_accents"), checkpoint)
     else:
-        asked = bool(config.data.lower_case)
+        asked, asked_strip = bool(config.data.lower_case), config.data.get("strip_accents")
         vocab, config.data.lower_case = find_vocab(checkpoint.config, flag="--config.data.vocab")
+        config.data.strip_accents = checkpoint.strip_accents
         if bool(config.data.lower_case) != asked:  # the default cannot be told from an explicit value: say so
             logging.warning("the --init checkpoint was pre-trained with lower_case=%s: this run tokenizes that way, "
                             "not with config.data.lower_case=%s (a --config.data.lower_case applies only beside "
                             "--config.data.vocab)", config.data.lower_case, asked)
+        if asked_strip is not None and asked_strip != strips_accents(config.data.lower_case, checkpoint.strip_accents):
+            logging.warning("the --init checkpoint was pre-trained with strip_accents=%s: this run tokenizes that "
+                            "way, not with config.data.strip_accents=%s (it applies only beside "
+                            "--config.data.vocab)", checkpoint.strip_accents, asked_strip)
     config.data.vocab = vocab
-    return make_tokenizer(vocab, lower_case=config.data.lower_case)
+    return make_tokenizer(vocab, lower_case=config.data.lower_case, strip_accents=config.data.strip_accents)
 
 
-def _check_vocab_matches(vocab: str, lower_case: bool, checkpoint) -> None:
+
+def _check_vocab_matches(vocab: str, lower_case: bool, strip_accents: bool | None, checkpoint) -> None:
     """Warns when a --config.data.vocab given beside --init is not the checkpoint's vocabulary, or is read with
-    other casing than the checkpoint was pre-trained with: its embeddings would be read as other words."""
+    other casing or accent handling than the checkpoint was pre-trained with: its embeddings would be read as
+    other words."""
     from electra_jax.data.token_corpus import file_sha256
 
     theirs = checkpoint.vocab
@@ -399,6 +408,11 @@ def _check_vocab_matches(vocab: str, lower_case: bool, checkpoint) -> None:
                         "--config.data.lower_case=%s; pass --config.data.lower_case=%s (or drop "
                         "--config.data.vocab to take both from the checkpoint)", checkpoint.lower_case, lower_case,
                         checkpoint.lower_case)
+    elif strips_accents(lower_case, strip_accents) != (theirs_strip := strips_accents(checkpoint.lower_case,
+                                                                         checkpoint.strip_accents)):
+        logging.warning("the --init checkpoint was pre-trained with strip_accents=%s but this run tokenizes with "
+                        "strip_accents=%s; pass --config.data.strip_accents=%s (or drop --config.data.vocab to "
+                        "take it from the checkpoint)", theirs_strip, not theirs_strip, theirs_strip)
 
 
 class TaskSession:
