@@ -35,6 +35,8 @@ from electra_jax import modeling
 KINDS = ("electra_jax", "to_hf", "hf", "tf")
 # tokenizer.json last: transformers 5's save_pretrained writes it (and tokenizer_config.json) without vocab.txt.
 HF_VOCAB_FILES = ("vocab.txt", "sentencepiece.model", "spiece.model", "tokenizer.json")
+# Tokenizer classes that load tokenizer.json as written (its normalizer, not tokenizer_config.json's casing).
+FAST_AS_WRITTEN = ("PreTrainedTokenizerFast", "TokenizersBackend")
 
 
 @dataclasses.dataclass
@@ -127,21 +129,34 @@ def detect(path: str) -> str:
 
 
 def hf_vocab(folder: str) -> tuple[str | None, bool, bool | None]:
-    """(vocabulary file in an HF folder or None, do_lower_case, strip_accents) from its tokenizer_config.json.
+    """(vocabulary file in an HF folder or None, do_lower_case, strip_accents), as HF's AutoTokenizer reads them.
 
-    strip_accents None (HF's default) strips exactly when lower-casing, as the original.
+    The casing comes from tokenizer_config.json (BertTokenizer/ElectraTokenizer default to lower-casing, and
+    strip_accents None strips exactly when lower-casing, as the original); a PreTrainedTokenizerFast applies
+    tokenizer.json as written, so its BertNormalizer decides. A tokenizer.json is a vocabulary only when it holds
+    a WordPiece model (a Unigram or BPE one is left out, with a warning).
     """
+    from electra_jax.data import tokenization
+
     tokenizer_config = os.path.join(folder, "tokenizer_config.json")
     settings = {}
     if os.path.isfile(tokenizer_config):
         with open(tokenizer_config) as f:
             settings = json.load(f)
-    lower_case = bool(settings.get("do_lower_case", True))
-    strip_accents = settings.get("strip_accents")
-    strip_accents = None if strip_accents is None else bool(strip_accents)
+    lower_case, strip_accents = settings.get("do_lower_case", True), settings.get("strip_accents")
+    spec = os.path.join(folder, "tokenizer.json")
     vocab = next((os.path.join(folder, name) for name in HF_VOCAB_FILES
                   if os.path.isfile(os.path.join(folder, name))), None)
-    return vocab, lower_case, strip_accents
+    if vocab == spec and tokenization.tokenizer_json_model(spec) != "WordPiece":
+        logging.warning("%s holds a %s model, not a WordPiece vocabulary: no vocabulary imported from %s (pass "
+                        "the checkpoint's vocab.txt or .model with --vocab)", spec,
+                        tokenization.tokenizer_json_model(spec), folder)
+        vocab = None
+    if settings.get("tokenizer_class") in FAST_AS_WRITTEN and os.path.isfile(spec):
+        casing = tokenization.tokenizer_json_casing(spec)
+        if casing is not None:
+            lower_case, strip_accents = casing
+    return vocab, bool(lower_case), None if strip_accents is None else bool(strip_accents)
 
 
 def open_checkpoint(path: str, generator: str | None = None, flag: str = "checkpoint") -> Checkpoint:

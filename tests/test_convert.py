@@ -424,6 +424,44 @@ def test_a_folder_saved_whole_by_transformers_reads_its_vocabulary_from_tokenize
         tokenization.tokenizer(tmp_path / "unigram.json")
 
 
+def test_a_folder_whose_tokenizer_json_is_not_wordpiece_or_loads_as_written(tmp_path, caplog, capsys):
+    """A folder whose only tokenizer is a Unigram tokenizer.json imports with no vocabulary (and says so) instead
+    of failing on it; a PreTrainedTokenizerFast folder, which HF loads from tokenizer.json as written, takes its
+    casing from the BertNormalizer there, as HF's AutoTokenizer does (a BertTokenizer folder lower-cases unless
+    tokenizer_config.json says do_lower_case: false, whatever tokenizer.json's normalizer says)."""
+    from electra_jax.finetune.train import _tokenizer_for
+
+    (tmp_path / "v").mkdir()
+    _accented_vocab(tmp_path / "v" / "vocab.txt")
+    disc, _, _, _ = random_hf_pair((32, 48, 2, 3, 64, 16, 1, 64, 333, False), seed=0)
+    text = ["Über die Straße, Café Müller!", "uber cafe MULLER über straße"]
+    for name, cls in (("fast", "PreTrainedTokenizerFast"), ("bert", "BertTokenizer")):
+        disc.save_pretrained(tmp_path / name)
+        transformers.BertTokenizer.from_pretrained(str(tmp_path / "v"), do_lower_case=False, strip_accents=False
+                                                   ).save_pretrained(tmp_path / name)
+        (tmp_path / name / "vocab.txt").unlink(missing_ok=True)
+        settings = json.loads((tmp_path / name / "tokenizer_config.json").read_text())
+        settings = {k: v for k, v in settings.items() if k not in ("do_lower_case", "strip_accents")}
+        (tmp_path / name / "tokenizer_config.json").write_text(json.dumps(dict(settings, tokenizer_class=cls)))
+        hf = transformers.AutoTokenizer.from_pretrained(str(tmp_path / name))
+        want = hf(text, add_special_tokens=False)["input_ids"]
+        checkpoint = open_checkpoint(str(tmp_path / name))
+        assert (checkpoint.lower_case, checkpoint.strip_accents) == ((False, False) if name == "fast" else (True, None))
+        tok = _tokenizer_for(config_lib.load("configs/finetune.py:sst2,tiny", {"data.vocab": ""}), checkpoint)
+        assert tok.encode_batch(text) == want
+    assert want != transformers.AutoTokenizer.from_pretrained(str(tmp_path / "fast"))(
+        text, add_special_tokens=False)["input_ids"]  # the two folders' tokenizers differ on this text
+
+    spec = json.loads((tmp_path / "fast" / "tokenizer.json").read_text(encoding="utf-8"))
+    spec["model"] = {"type": "Unigram", "unk_id": 0, "vocab": [["[PAD]", 0.0], ["a", -1.0]]}
+    (tmp_path / "fast" / "tokenizer.json").write_text(json.dumps(spec))
+    with caplog.at_level("WARNING"):
+        cli.run("from_hf", _flags(input=str(tmp_path / "fast"), output_dir=str(tmp_path / "back")))
+    assert "holds a Unigram model, not a WordPiece vocabulary: no vocabulary imported" in caplog.text
+    assert "(no vocabulary found in the HF folder)" in capsys.readouterr().out
+    assert checkpoints.restore_params(str(tmp_path / "back"))[1].data.vocab == ""
+
+
 def test_bfloat16_export_and_parity_check(tmp_path, capsys):
     config = _config(32, 48, 2, 3, 80, 0.25, 400)
     params = _random_params(config)

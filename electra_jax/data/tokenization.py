@@ -107,14 +107,41 @@ def load_wordpiece_vocab(path: str) -> list[str]:
     return [line.strip() for line in lines]
 
 
-def _tokenizer_json_vocab(path: str) -> list[str]:
+def _read_tokenizer_json(path: str) -> dict:
     import json
 
     try:
         with open(path, encoding="utf-8") as f:
-            model = json.load(f).get("model") or {}
-    except (OSError, ValueError, AttributeError) as e:
+            spec = json.load(f)
+    except (OSError, ValueError) as e:
         raise ValueError(f"Vocabulary {path} is not an HF tokenizer.json ({e})") from e
+    if not isinstance(spec, dict):
+        raise ValueError(f"Vocabulary {path} is not an HF tokenizer.json (it holds no JSON object)")
+    return spec
+
+
+def tokenizer_json_model(path: str) -> str | None:
+    """The model type of an HF tokenizer.json ("WordPiece", "Unigram", "BPE", ...), None when it names none."""
+    model = _read_tokenizer_json(path).get("model")
+    return model.get("type") if isinstance(model, dict) else None
+
+
+def tokenizer_json_casing(path: str) -> tuple[bool, bool | None] | None:
+    """(lowercase, strip_accents) of the BertNormalizer in an HF tokenizer.json (alone or in a Sequence), which
+    PreTrainedTokenizerFast applies as written; None when it has no BertNormalizer."""
+    normalizer = _read_tokenizer_json(path).get("normalizer") or {}
+    candidates = (normalizer.get("normalizers") or []) if normalizer.get("type") == "Sequence" else [normalizer]
+    for norm in candidates:
+        if isinstance(norm, dict) and norm.get("type") == "BertNormalizer":
+            strip = norm.get("strip_accents")
+            return bool(norm.get("lowercase", True)), None if strip is None else bool(strip)
+    return None
+
+
+def _tokenizer_json_vocab(path: str) -> list[str]:
+    model = _read_tokenizer_json(path).get("model") or {}
+    if not isinstance(model, dict):
+        raise ValueError(f"Vocabulary {path} is not an HF tokenizer.json (its 'model' is not an object)")
     if model.get("type") != "WordPiece" or not isinstance(model.get("vocab"), dict):
         raise ValueError(f"Vocabulary {path} holds a {model.get('type')} model, not WordPiece: electra_jax reads a "
                          "tokenizer.json of a BERT/ELECTRA WordPiece tokenizer (or pass its vocab.txt or .model)")
