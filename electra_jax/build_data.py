@@ -43,7 +43,8 @@ from electra_jax.data.numpy_records import SHARD_GLOB as NUMPY_SHARD_GLOB
 from electra_jax.data.numpy_records import SHARD_PATTERN as NUMPY_SHARD_PATTERN
 from electra_jax.data.numpy_records import NumpyShardWriter, record_dtype
 from electra_jax.data.pipeline import INCOMPLETE_MARKER
-from electra_jax.data.token_corpus import check_vocab, file_sha256, is_token_file
+from electra_jax.data.token_corpus import check_vocab, is_token_file
+from electra_jax.data.tokenization import vocab_digests, vocab_sha256
 
 FLAGS = flags.FLAGS
 
@@ -118,10 +119,10 @@ def validate_arguments(*, vocab: str, output_dir: str, max_seq_length: int, inpu
 
     if input is not None:
         files = expand_text_globs(input)
-        digest = file_sha256(vocab)
+        digests = vocab_digests(vocab)
         for path in files:
             if is_token_file(path):
-                check_vocab(path, digest, lower_case, tok.strip_accents if tok.kind == "wordpiece" else None)
+                check_vocab(path, digests, lower_case, tok.strip_accents if tok.kind == "wordpiece" else None)
         units = [Unit(index=i, path=os.path.abspath(f)) for i, f in enumerate(files)]
         sources = files
     else:
@@ -317,7 +318,7 @@ def build_pretraining_data(
             "format": " + ".join(FORMAT_DESCRIPTIONS[kind] for kind in plan.formats),
             "formats": list(plan.formats),
             "vocab": os.path.abspath(vocab),
-            "vocab_sha256": file_sha256(vocab),
+            "vocab_sha256": vocab_sha256(vocab),  # of the tokens, as a vocab.txt holds them
             "vocab_kind": tok.kind,
             "vocab_size": tok.vocab_size,
             "lower_case": lower_case,

@@ -129,3 +129,78 @@ def test_records_that_keep_accents_hold_hf_ids_and_reach_the_config(tmp_path, un
     build_pretraining_data(output_dir=str(tmp_path / "tokens"), input=str(tmp_path / "kept" / "*.tokens.xz"), **kw)
     np.testing.assert_array_equal(np.load(tmp_path / "tokens" / "pretrain_data-0-of-1.npy"),
                                   np.load(tmp_path / "text" / "pretrain_data-0-of-1.npy"))
+
+
+def test_a_tokenizer_json_and_its_vocab_txt_are_one_vocabulary_everywhere(tmp_path, texts, packed, uncased_vocab,
+                                                                           shared_dir, caplog):
+    """HF's tokenizer.json of BERT's uncased vocab.txt (what transformers 5 saves) is recorded under the vocab.txt's
+    own sha256 (hashlib of its bytes): corpora packed with one build with the other, records built from the
+    vocab.txt accept the tokenizer.json as config.data.vocab, the evidence bundle carries it as that vocab.txt,
+    and finetune --init beside it says nothing. Another vocabulary, or the same tokens in another order, is
+    still refused."""
+    import hashlib
+    import json
+
+    transformers = pytest.importorskip("transformers", reason="the tokenizer.json is written by HF transformers")
+    from electra_jax import config as config_lib
+    from electra_jax.checkpoint_formats import Checkpoint
+    from electra_jax.data import tokenization
+    from electra_jax.data.records import apply_records_metadata
+    from electra_jax.experiments.bundle import pack
+    from electra_jax.finetune.train import _check_vocab_matches
+
+    (tmp_path / "v").mkdir()
+    (tmp_path / "v" / "vocab.txt").write_bytes(Path(uncased_vocab).read_bytes())
+    transformers.BertTokenizer.from_pretrained(str(tmp_path / "v")).save_pretrained(tmp_path / "hf")
+    spec = tmp_path / "hf" / "tokenizer.json"
+    want = hashlib.sha256(Path(uncased_vocab).read_bytes()).hexdigest()
+    assert tokenization.vocab_sha256(spec) == tokenization.vocab_sha256(uncased_vocab) == want == file_sha256(
+        str(uncased_vocab))
+    cased = shared_dir / "data" / "bert_vocab" / "cased" / "vocab.txt"
+    swapped = json.loads(spec.read_text(encoding="utf-8"))
+    vocab = swapped["model"]["vocab"]
+    vocab["the"], vocab["a"] = vocab["a"], vocab["the"]
+    (tmp_path / "swapped.json").write_text(json.dumps(swapped), encoding="utf-8")
+    crlf = tmp_path / "crlf.txt"
+    crlf.write_bytes(Path(uncased_vocab).read_bytes().replace(b"\n", b"\r\n"))
+    assert tokenization.same_vocabulary(spec, uncased_vocab) and tokenization.same_vocabulary(crlf, spec)
+    assert not tokenization.same_vocabulary(tmp_path / "swapped.json", uncased_vocab)
+    assert not tokenization.same_vocabulary(cased, uncased_vocab)
+
+    header = pack_corpus(str(texts / "edge.txt"), str(spec), str(tmp_path / "tokens"))[0]
+    assert header["vocab_sha256"] == want
+    kw = dict(max_seq_length=64, num_shards=1, num_processes=1, progress=False, format="numpy")
+    build_pretraining_data(vocab=str(uncased_vocab), output_dir=str(tmp_path / "a"),
+                           input=str(tmp_path / "tokens" / "*.tokens.xz"), **kw)
+    meta = build_pretraining_data(vocab=str(spec), output_dir=str(tmp_path / "b"),
+                                  input=str(packed / "1961-*.tokens.xz"), **kw)
+    assert meta["vocab_sha256"] == want
+    with pytest.raises(ValueError, match="was tokenized with another vocabulary"):
+        build_pretraining_data(vocab=str(tmp_path / "swapped.json"), output_dir=str(tmp_path / "c"),
+                               input=str(packed / "1961-*.tokens.xz"), **kw)
+
+    records = str(tmp_path / "b" / "*.npy")
+    for configured, ok in ((spec, True), (uncased_vocab, True), (crlf, True), (tmp_path / "swapped.json", False)):
+        config = config_lib.load("configs/pretrain.py:tiny", {"data.format": "numpy", "data.max_seq_length": 64,
+                                                              "data.train_files": records,
+                                                              "data.vocab": str(configured)})
+        if ok:
+            assert apply_records_metadata(config).data.vocab == str(configured)
+        else:
+            with pytest.raises(ValueError, match="is not the vocabulary the records were built with"):
+                apply_records_metadata(config)
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name, source in (("train_01.txt", "1961-Kennedy.txt"), ("heldout.txt", "edge.txt")):
+        (corpus / name).write_bytes((texts / source).read_bytes())
+    pack(str(corpus), str(spec), str(shared_dir / "data" / "glue"), str(tmp_path / "bundle"))
+    assert (tmp_path / "bundle" / "vocab.txt").read_bytes() == Path(uncased_vocab).read_bytes()
+
+    checkpoint = Checkpoint({}, config_lib.load("configs/finetune.py:sst2,tiny", {"data.vocab": str(spec)}),
+                            "to_hf", str(tmp_path / "hf"))
+    for vocab_path, warns in ((uncased_vocab, False), (crlf, False), (tmp_path / "swapped.json", True)):
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            _check_vocab_matches(str(vocab_path), True, None, checkpoint)
+        assert ("differs from the vocabulary the --init checkpoint names" in caplog.text) is warns, vocab_path

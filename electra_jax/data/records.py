@@ -90,9 +90,10 @@ def _vocabulary_from_metadata(config: ml_collections.ConfigDict, path: str, meta
     configured = str(config.data.vocab or "")
     built_with, digest = meta.get("vocab"), meta.get("vocab_sha256")
     if configured and digest and "://" not in configured and os.path.isfile(configured):
-        from electra_jax.data.token_corpus import file_sha256
+        from electra_jax.data.tokenization import same_vocabulary, vocab_digests
 
-        if file_sha256(configured) != digest:
+        if digest not in vocab_digests(configured) and not (
+                built_with and os.path.isfile(built_with) and same_vocabulary(configured, built_with)):
             raise ValueError(
                 f"config.data.vocab={configured} is not the vocabulary the records were built with ({path} names "
                 f"{built_with}, sha256 {digest[:12]}...); drop --config.data.vocab to use the records' vocabulary, "

@@ -123,17 +123,21 @@ def token_lines(path: str) -> Iterator[tuple[bool, list[int]]]:
             start += length
 
 
-def check_vocab(path: str, vocab_sha256: str, lower_case: bool, strip_accents: bool | None = None
+def check_vocab(path: str, vocab_sha256: str | Sequence[str], lower_case: bool, strip_accents: bool | None = None
                 ) -> dict[str, Any]:
     """The header of a token file built with this vocabulary and casing; ValueError naming what differs.
+
+    `vocab_sha256` is the vocabulary's digest, or all of them (`tokenization.vocab_digests`: a file recorded under
+    any is accepted).
 
     `strip_accents` (a WordPiece tokenizer's, None to skip the check) is compared with the file's, which files
     written before it was recorded had exactly when lower-casing.
     """
     header = read_header(path)
-    if header.get("vocab_sha256") != vocab_sha256:
+    digests = (vocab_sha256,) if isinstance(vocab_sha256, str) else tuple(vocab_sha256)
+    if header.get("vocab_sha256") not in digests:
         raise ValueError(f"{path} was tokenized with another vocabulary (sha256 {header.get('vocab_sha256')}, "
-                         f"{header.get('vocab_size')} entries) than --vocab (sha256 {vocab_sha256}); pass the "
+                         f"{header.get('vocab_size')} entries) than --vocab (sha256 {digests[0]}); pass the "
                          "vocabulary it was built with, or rebuild it from the text")
     if bool(header.get("lower_case", True)) != bool(lower_case):
         raise ValueError(f"{path} was tokenized with lower_case={header.get('lower_case')} but --lower_case="
@@ -151,10 +155,11 @@ def pack_corpus(inputs: str | Sequence[str], vocab: str, output_dir: str, lower_
     """Tokenizes every text file matching the globs into output_dir/STEM.tokens.xz; returns their headers."""
     from electra_jax.data.example_builder import expand_text_globs
     from electra_jax.data.tokenization import tokenizer as make_tokenizer
+    from electra_jax.data.tokenization import vocab_sha256
 
     files = expand_text_globs(inputs)
     tok = make_tokenizer(vocab, lower_case=lower_case, strip_accents=strip_accents)
-    digest = file_sha256(vocab)
+    digest = vocab_sha256(vocab)
     names = [os.path.splitext(os.path.basename(path))[0] + TOKENS_SUFFIX for path in files]
     if len(set(names)) != len(names):
         raise ValueError(f"input files share a name stem ({sorted(names)}); pack each folder separately")

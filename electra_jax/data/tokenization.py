@@ -16,6 +16,7 @@ handled in Python so that the ids stay identical to the original.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -302,13 +303,45 @@ def vocab_is_cased(vocab_path: str | os.PathLike) -> bool | None:
     """Whether a WordPiece vocabulary is a cased one: some ordinary token (not a bracketed [SPECIAL]) holds an
     upper-case letter, which a lower-casing tokenizer never produces. None for a SentencePiece model."""
     path = os.fspath(vocab_path)
-    if path.endswith(".model"):
+    if _is_sentencepiece(path):
         return None
-    with open(path, "rb") as f:
-        if b"\x00" in f.read(4096):
-            return None
     return any(token != token.lower() for token in load_wordpiece_vocab(path)
                if not (token.startswith("[") and token.endswith("]")))
+
+
+def vocab_digests(vocab_path: str | os.PathLike) -> tuple[str, ...]:
+    """The sha256 digests that name a vocabulary: first that of its tokens as a vocab.txt writes them (one a line,
+    in id order), so that a tokenizer.json and the vocab.txt of the same tokens agree (for a vocab.txt in that form,
+    as BERT's and ELECTRA's are, it is the file's digest); then the file's own, which records written before may
+    hold. A SentencePiece model has its file's digest alone."""
+    from electra_jax.data.token_corpus import file_sha256
+
+    path = os.fspath(vocab_path)
+    digest = file_sha256(path)
+    if _is_sentencepiece(path):
+        return (digest,)
+    tokens = hashlib.sha256(("\n".join(load_wordpiece_vocab(path)) + "\n").encode("utf-8")).hexdigest()
+    return (tokens,) if tokens == digest else (tokens, digest)
+
+
+def vocab_sha256(vocab_path: str | os.PathLike) -> str:
+    """The digest build_data and token corpora record of a vocabulary (the first of `vocab_digests`)."""
+    return vocab_digests(vocab_path)[0]
+
+
+def same_vocabulary(path: str | os.PathLike, other: str | os.PathLike) -> bool:
+    """Whether two vocabulary files hold the same tokens in the same order (a vocab.txt and a tokenizer.json may)."""
+    return os.path.abspath(path) == os.path.abspath(other) or bool(set(vocab_digests(path)) &
+                                                                  set(vocab_digests(other)))
+
+
+def _is_sentencepiece(path: str) -> bool:
+    """A `.model` file, or one holding NUL bytes: a vocab.txt never does, a SentencePiece model (a binary
+    protobuf with float scores) does."""
+    if path.endswith(".model"):
+        return True
+    with open(path, "rb") as f:
+        return b"\x00" in f.read(4096)
 
 
 def strips_accents(lower_case: bool, strip_accents: bool | None) -> bool:
@@ -326,11 +359,6 @@ def tokenizer(vocab_path: str | os.PathLike, lower_case: bool = True, strip_acce
     path = os.fspath(vocab_path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Vocabulary file {path} does not exist (pass a vocab.txt or a .model file).")
-    if path.endswith(".model"):
-        return SentencePieceTokenizer(path, lower_case=lower_case, strip_accents=strip_accents)
-    with open(path, "rb") as f:
-        head = f.read(4096)
-    # A vocab.txt never holds NUL bytes; a SentencePiece model (binary protobuf) does (float scores).
-    if b"\x00" in head:
+    if _is_sentencepiece(path):
         return SentencePieceTokenizer(path, lower_case=lower_case, strip_accents=strip_accents)
     return WordPieceTokenizer(path, lower_case=lower_case, strip_accents=strip_accents)

@@ -50,6 +50,7 @@ def _corpus_files(corpus_dir: Path) -> tuple[list[Path], list[Path]]:
 def pack(corpus_dir: str, vocab: str, glue_dir: str, output_dir: str, tasks: Sequence[str] = tuple(TASKS),
          max_mib: float = DEFAULT_MAX_MIB, lower_case: bool = True) -> dict[str, Any]:
     """Writes the bundle (see the module docstring); returns its manifest."""
+    from electra_jax.data.tokenization import load_wordpiece_vocab, vocab_digests, vocab_sha256
     from electra_jax.data.tokenization import tokenizer as make_tokenizer
 
     out = Path(output_dir)
@@ -62,9 +63,13 @@ def pack(corpus_dir: str, vocab: str, glue_dir: str, output_dir: str, tasks: Seq
     with tarfile.open(out / GLUE_ARCHIVE, "w:xz") as archive:
         for path in members:
             archive.add(path, arcname=str(path.relative_to(glue)))
-    shutil.copyfile(vocab, out / "vocab.txt")
-    digest = file_sha256(vocab)
     tok = make_tokenizer(vocab, lower_case=lower_case)
+    if tok.kind != "wordpiece":
+        raise ValueError(f"--vocab={vocab} is a SentencePiece model: the evidence bundle carries a WordPiece "
+                         "vocab.txt (or an HF tokenizer.json of one)")
+    # Written from the tokens: a tokenizer.json vocabulary travels as the vocab.txt it holds.
+    (out / "vocab.txt").write_text("".join(t + "\n" for t in load_wordpiece_vocab(vocab)), encoding="utf-8")
+    digest, digests = vocab_sha256(vocab), vocab_digests(vocab)
 
     train, held_out = _corpus_files(Path(corpus_dir))
     corpus: dict[str, Any] = {"train": [], "heldout": [], "left_out": []}
@@ -76,7 +81,7 @@ def pack(corpus_dir: str, vocab: str, glue_dir: str, output_dir: str, tasks: Seq
             if is_token_file(str(path)):
                 shutil.copyfile(path, target)
                 header = {**read_header(str(target)), "bytes": target.stat().st_size}
-                if header["vocab_sha256"] != digest:
+                if header["vocab_sha256"] not in digests:
                     raise ValueError(f"{path} was tokenized with another vocabulary than {vocab}")
             else:
                 header = pack_text_file(str(path), str(target), tok, digest)

@@ -111,9 +111,9 @@ def _corpus_source(budget: Budget, corpus_dir: str, tfds: str, tfds_eval_split: 
         corpus = {"kind": "built"}
     vocab_path, vocab_kind, train_vocab = inputs.resolve_vocab(vocab or budget.vocab, corpus, out)
     if corpus["kind"] == "tokenized":
-        from electra_jax.data.token_corpus import file_sha256
+        from electra_jax.data.tokenization import vocab_digests
 
-        if file_sha256(str(vocab_path)) != corpus["vocab_sha256"]:
+        if corpus["vocab_sha256"] not in vocab_digests(vocab_path):
             raise ValueError(f"--corpus_dir={corpus_dir} was tokenized with another vocabulary than {vocab_path}; "
                              "pass --vocab=PATH of the vocabulary it was built with")
     return corpus, vocab_path, vocab_kind, train_vocab

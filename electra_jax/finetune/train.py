@@ -394,12 +394,12 @@ def _check_vocab_matches(vocab: str, lower_case: bool, strip_accents: bool | Non
     """Warns when a --config.data.vocab given beside --init is not the checkpoint's vocabulary, or is read with
     other casing or accent handling than the checkpoint was pre-trained with: its embeddings would be read as
     other words."""
-    from electra_jax.data.token_corpus import file_sha256
+    from electra_jax.data.tokenization import same_vocabulary
 
     theirs = checkpoint.vocab
     if "://" in vocab or "://" in theirs or not os.path.isfile(theirs):
         return
-    if os.path.abspath(vocab) != os.path.abspath(theirs) and file_sha256(vocab) != file_sha256(theirs):
+    if not same_vocabulary(vocab, theirs):  # token lists: a vocab.txt and a tokenizer.json of it are the same
         logging.warning("--config.data.vocab=%s differs from the vocabulary the --init checkpoint names (%s): its "
                         "embeddings are read as this vocabulary's words; drop --config.data.vocab to use the "
                         "checkpoint's", vocab, theirs)
