@@ -175,6 +175,37 @@ def test_get_final_text_projects_back():
     assert squad.get_final_text("1895", "(1895-1943).", lower_case=True) == "1895"
 
 
+def test_answers_keep_their_accents_as_the_tokenizer_does(tmp_path):
+    """An uncased tokenizer that keeps accents (published German ELECTRAs) predicts the pieces 'köln'; the
+    answer is projected back onto the context as the word 'Köln' (a hand reading of the context), not the whole
+    'Köln,' that a projection stripping accents falls back to. The original's tie and a cased tokenizer that
+    strips accents project to the same word."""
+    import json
+
+    assert squad.get_final_text("köln", "Köln,", lower_case=True, strip_accents=False) == "Köln"
+    assert squad.get_final_text("koln", "Köln,", lower_case=True) == "Köln"  # the original: strips when lower-casing
+    assert squad.get_final_text("Koln", "Köln,", lower_case=False, strip_accents=True) == "Köln"
+    assert squad.get_final_text("Köln", "Köln,", lower_case=False) == "Köln"
+
+    context = "Sie wohnt in Köln, sagt Müller."
+    words = ["sie", "wohnt", "in", "köln", "koln", "sagt", "müller", "muller", ",", ".", "wo", "?"]
+    (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words) + "\n",
+                                        encoding="utf-8")
+    qas = [{"id": "q", "question": "Wo wohnt sie?", "answers": [{"text": "Köln", "answer_start": 13}]}]
+    (tmp_path / "dev.json").write_text(json.dumps({"version": "1.1", "data": [
+        {"title": "t", "paragraphs": [{"context": context, "qas": qas}]}]}), encoding="utf-8")
+    examples = squad.read_squad_file(str(tmp_path / "dev.json"), "dev", v2=False)
+    for strip_accents, piece in ((False, "köln"), (None, "koln")):
+        tok = tokenizer(str(tmp_path / "vocab.txt"), lower_case=True, strip_accents=strip_accents)
+        _, metas = squad.featurize_squad(examples, tok, max_seq_length=32, doc_stride=16, max_query_length=8,
+                                         is_training=False)
+        start = metas[0].tokens.index(piece)
+        predictions, _ = squad.squad_predictions(
+            examples, metas, np.array([[0.0]]), np.array([[start]]), np.array([[[0.0]]]), np.array([[[start]]]),
+            np.array([0.0]), lower_case=True, strip_accents=strip_accents)
+        assert predictions == {"q": "Köln"}, strip_accents
+
+
 def test_squad_decoding_picks_best_valid_span(tmp_path, tok):
     examples = squad.read_squad_file(str(squad_json(tmp_path / "dev.json")), "dev", v2=False)
     features, metas = squad.featurize_squad(examples[:1], tok, max_seq_length=128, doc_stride=64,

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from electra_jax.data.tokenization import strips_accents
 from electra_jax.finetune import scoring
 from electra_jax.finetune.task import (
     DataFormatError,
@@ -79,7 +80,8 @@ class SquadTask(Task):
     def score(self, data: TaskData, outputs, config, output_dir=None) -> dict[str, float]:
         predictions, null_scores = squad_predictions(
             data.dev_examples, data.extras["metas"], *(outputs[k] for k in EVAL_OUTPUTS),
-            config.qa.n_best_size, config.qa.max_answer_length, config.data.lower_case)
+            config.qa.n_best_size, config.qa.max_answer_length, config.data.lower_case,
+            config.data.get("strip_accents"))
         if output_dir:
             from electra_jax.checkpoints import as_path
 
@@ -377,17 +379,20 @@ def featurize_squad(examples: Sequence[QAExample], tokenizer, max_seq_length: in
 # Decoding
 
 
-def _basic_tokenize(text: str, lower_case: bool) -> list[str]:
-    """The original BasicTokenizer (cleaning, accent stripping when lower-casing, punctuation splits)."""
+def _basic_tokenize(text: str, lower_case: bool, strip_accents: bool | None = None) -> list[str]:
+    """The original BasicTokenizer (cleaning, lower-casing, accent stripping, punctuation splits); accents go as
+    the WordPiece tokenizer strips them (None: exactly when lower-casing, as the original)."""
     from tokenizers import normalizers, pre_tokenizers
 
-    normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=lower_case,
+    normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
+                                            strip_accents=strips_accents(lower_case, strip_accents),
                                             lowercase=lower_case)
     return [w for w, _ in pre_tokenizers.BertPreTokenizer().pre_tokenize_str(normalizer.normalize_str(text))]
 
 
-def get_final_text(pred_text: str, orig_text: str, lower_case: bool) -> str:
-    """Projects the normalized word-piece answer back onto the original text (qa_metrics.get_final_text)."""
+def get_final_text(pred_text: str, orig_text: str, lower_case: bool, strip_accents: bool | None = None) -> str:
+    """Projects the normalized word-piece answer back onto the original text (qa_metrics.get_final_text), with the
+    tokenizer's casing and accent handling (a tokenizer that keeps accents predicts 'köln', not 'koln')."""
 
     def strip_spaces(text):
         chars, ns_to_s = [], {}
@@ -398,7 +403,7 @@ def get_final_text(pred_text: str, orig_text: str, lower_case: bool) -> str:
             chars.append(c)
         return "".join(chars), ns_to_s
 
-    tok_text = " ".join(_basic_tokenize(orig_text, lower_case))
+    tok_text = " ".join(_basic_tokenize(orig_text, lower_case, strip_accents))
     start_position = tok_text.find(pred_text)
     if start_position == -1:
         return orig_text
@@ -418,7 +423,8 @@ def get_final_text(pred_text: str, orig_text: str, lower_case: bool) -> str:
 def squad_predictions(examples: Sequence[QAExample], metas: Sequence[QAFeatureMeta], start_top_log_probs: np.ndarray,
                       start_top_index: np.ndarray, end_top_log_probs: np.ndarray, end_top_index: np.ndarray,
                       answerable_logits: np.ndarray, n_best_size: int = 20, max_answer_length: int = 30,
-                      lower_case: bool = True) -> tuple[dict[str, str], dict[str, float]]:
+                      lower_case: bool = True, strip_accents: bool | None = None
+                      ) -> tuple[dict[str, str], dict[str, float]]:
     """The joint-prediction decoding of qa_metrics.write_predictions.
 
     Inputs are per window: start_top_* [F, K], end_top_* [F, K, K], answerable_logits [F]. Returns the best
@@ -459,7 +465,7 @@ def squad_predictions(examples: Sequence[QAExample], metas: Sequence[QAFeatureMe
             tok_text = " ".join(tok_text.strip().split())
             orig_start, orig_end = meta.token_to_orig_map[start], meta.token_to_orig_map[end]
             orig_text = " ".join(example.doc_tokens[orig_start:orig_end + 1])
-            final_text = get_final_text(tok_text, orig_text, lower_case)
+            final_text = get_final_text(tok_text, orig_text, lower_case, strip_accents)
             if final_text in seen:
                 continue
             seen.add(final_text)
