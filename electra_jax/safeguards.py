@@ -147,11 +147,16 @@ FINETUNE_MAY_CHANGE = RESUME_MAY_CHANGE + ("model.generator_",)
 
 
 def _with_local_dir(config: Mapping) -> dict:
-    """The config dict with data.dir as an absolute path (a URL as given)."""
+    """The config dict with data.dir as an absolute path (a URL as given) and data.strip_accents as the tokenizer
+    applies it (None strips exactly when lower-casing: None and true are one setting for an uncased run)."""
+    from electra_jax.data.tokenization import strips_accents
+
     data = dict(config.get("data") or {})
     folder = data.get("dir")
     if isinstance(folder, str) and folder:
         data["dir"] = str(as_path(folder))
+    if "strip_accents" in data:
+        data["strip_accents"] = strips_accents(data.get("lower_case", True), data["strip_accents"])
     return {**config, "data": data} if "data" in config else dict(config)
 
 

@@ -195,6 +195,24 @@ def test_finetune_resume_compares_the_data_folder_not_its_spelling():
         safeguards.check_finetune_resumable({"model": {}}, same, Path("/w/checkpoints/6"))
 
 
+def test_finetune_resume_compares_the_accent_handling_the_tokenizer_applies():
+    """strip_accents None strips exactly when lower-casing (the original's tie, by hand): None and true are one
+    setting for an uncased run and None and false for a cased one; an uncased run that kept accents is refused
+    with the tie, and a config from before the field existed is accepted."""
+    def run(lower_case, strip_accents=None, **data):
+        return {"task": "sst2", "data": {"lower_case": lower_case, "strip_accents": strip_accents, **data}}
+
+    where = Path("/w/checkpoints/6")
+    for saved, now in [(run(True), run(True, True)), (run(False), run(False, False)), (run(True, False),
+                                                                                       run(True, False))]:
+        safeguards.check_finetune_resumable(saved, now, where)
+        safeguards.check_finetune_resumable(now, saved, where)
+    safeguards.check_finetune_resumable({"task": "sst2", "data": {"lower_case": True}}, run(True), where)
+    for saved, now in [(run(True, False), run(True)), (run(False), run(False, True)), (run(True), run(False))]:
+        with pytest.raises(checkpoints.ResumeMismatchError, match=r"data\.(strip_accents|lower_case)"):
+            safeguards.check_finetune_resumable(saved, now, where)
+
+
 def test_resume_differences_separate_what_may_change():
     saved = checkpoints.config_to_dict(_config())
     now = checkpoints.config_to_dict(_config(**{
