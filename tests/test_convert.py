@@ -627,10 +627,18 @@ def test_a_tf_checkpoint_beside_a_cased_vocabulary_imports_as_cased(tmp_path, ca
     (tmp_path / "tf" / "vocab.txt").write_text("\n".join(cased) + "\n")
     checkpoint = open_checkpoint(str(tmp_path / "tf"))
     assert checkpoint.lower_case is False
-    assert any("holds upper-case tokens: read as a cased model" in note for note in checkpoint.report.notes)
+    assert any("holds upper-case tokens (2 of 195: 'The', 'Paris'): read as a cased model" in note
+               for note in checkpoint.report.notes)
     uncased = SPECIALS + ["the", "paris", "##s"] + [f"w{i}" for i in range(192)]
     (tmp_path / "tf" / "vocab.txt").write_text("\n".join(uncased) + "\n")
     assert open_checkpoint(str(tmp_path / "tf")).lower_case is True
+    # One stray upper-case token among 1,000 (under 0.5%): still the original's lower-casing, and the note says so.
+    stray = SPECIALS + ["Zürich"] + [f"w{i}" for i in range(999)]
+    (tmp_path / "tf" / "vocab.txt").write_text("\n".join(stray) + "\n")
+    checkpoint = open_checkpoint(str(tmp_path / "tf"))
+    assert checkpoint.lower_case is True
+    assert any("holds 1 upper-case token(s) of 1000 ('Zürich'), too few for a cased vocabulary" in note
+               for note in checkpoint.report.notes)
     (tmp_path / "tf" / "vocab.txt").unlink()
     assert open_checkpoint(str(tmp_path / "tf")).lower_case is True
 

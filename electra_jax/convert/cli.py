@@ -194,7 +194,8 @@ def define_flags() -> None:
                        "(default 1e-4 for a float32 "
                        "export, 5% of the logit scale for bfloat16).")
     flags.DEFINE_bool("lower_case", None, "from_tf: whether the model lower-cases its input, which a TF checkpoint "
-                      "does not record; default: cased exactly when --vocab holds upper-case tokens.")
+                      "does not record; default: cased exactly when --vocab is a cased one (0.5% or more of its "
+                      "tokens hold upper-case letters).")
     flags.DEFINE_integer("num_heads", None, "from_tf: discriminator heads (default hidden_size // 64, as the "
                          "original).")
     flags.DEFINE_integer("generator_num_heads", None, "from_tf: generator heads (default width // 64).")

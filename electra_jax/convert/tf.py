@@ -43,18 +43,28 @@ class TFImportReport:
 
 def set_casing(config, lower_case: bool | None = None) -> str | None:
     """Sets config.data.lower_case of a TF import, which the checkpoint does not record: `lower_case` when given,
-    else cased exactly when config.data.vocab holds upper-case tokens (the original's cased models), else the
-    original's default (lower-cased). Returns a note for the import report when the vocabulary decided."""
-    from electra_jax.data.tokenization import vocab_is_cased
+    else cased exactly when config.data.vocab is a cased one (`vocab_is_cased`: upper-case tokens, as the
+    original's cased models have), else the original's default (lower-cased). Returns a note for the import
+    report when the vocabulary decided, or held a few upper-case tokens but not enough to."""
+    from electra_jax.data.tokenization import upper_case_tokens, vocab_is_cased
 
     if lower_case is not None:
         config.data.lower_case = bool(lower_case)
         return None
     vocab = str(config.data.get("vocab", "") or "")
-    if vocab and "://" not in vocab and os.path.isfile(vocab) and vocab_is_cased(vocab):
+    if not (vocab and "://" not in vocab and os.path.isfile(vocab)):
+        return None
+    upper, total = upper_case_tokens(vocab) or ([], 0)
+    shown = ", ".join(repr(t) for t in upper[:5]) + (", ..." if len(upper) > 5 else "")
+    if vocab_is_cased(vocab):
         config.data.lower_case = False
-        return (f"the vocabulary {vocab} holds upper-case tokens: read as a cased model (data.lower_case=False; "
-                "the TF checkpoint does not record its casing)")
+        return (f"the vocabulary {vocab} holds upper-case tokens ({len(upper)} of {total}: {shown}): read as a "
+                "cased model (data.lower_case=False; the TF checkpoint does not record its casing; from_tf "
+                "--lower_case overrides)")
+    if upper:
+        return (f"the vocabulary {vocab} holds {len(upper)} upper-case token(s) of {total} ({shown}), too few for "
+                "a cased vocabulary: read as lower-cased (pass from_tf --nolower_case if the model was trained "
+                "cased)")
     return None
 
 
