@@ -362,7 +362,7 @@ def define_flags() -> None:
     flags.DEFINE_integer("num_shards", 128, "Number of output shards (per format).")
     flags.DEFINE_integer("num_processes", 0, "Worker processes (0 = all cores).")
     flags.DEFINE_integer("seed", 0, "Seed of the packing randomness and the file order.")
-    flags.DEFINE_bool("lower_case", True, "Lower-case (and strip accents) when tokenizing.")
+    flags.DEFINE_bool("lower_case", True, "Lower-case when tokenizing (accents: see --strip_accents).")
     flags.DEFINE_bool("strip_accents", None, "WordPiece: strip accents; unset (the original) strips exactly when "
                       "--lower_case. --nostrip_accents keeps them in lower-cased text, as some published uncased "
                       "models do.")

@@ -422,6 +422,16 @@ def test_a_vocabulary_beside_init_that_is_not_the_checkpoints_warns(tmp_path, sh
         assert tok.encode("Hello") == _cased_ids(cased, ["Hello"])
         assert (warning in caplog.text) if warning else "lower_case" not in caplog.text, caplog.text
 
+    # An uncased checkpoint with the original's tie strips accents (by hand: it lower-cases): a run that asked to
+    # keep them is told the setting it gets, True, not the raw None.
+    uncased = Checkpoint({}, _config("sst2", str(uncased_vocab)), "native", str(tmp_path))
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        tok = _tokenizer_for(_config("sst2", "", **{"data.strip_accents": False}), uncased)
+    assert tok.strip_accents is True
+    assert ("pre-trained with strip_accents=True: this run tokenizes that way, not with "
+            "config.data.strip_accents=False") in caplog.text
+
 
 def _cased_ids(vocab, words: list[str]) -> list[int]:
     """The ids of whole words in a WordPiece vocab.txt, read by line number (the file's own order)."""

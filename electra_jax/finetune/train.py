@@ -381,10 +381,11 @@ def _tokenizer_for(config: ml_collections.ConfigDict, checkpoint) -> Any:
             logging.warning("the --init checkpoint was pre-trained with lower_case=%s: this run tokenizes that way, "
                             "not with config.data.lower_case=%s (a --config.data.lower_case applies only beside "
                             "--config.data.vocab)", config.data.lower_case, asked)
-        if asked_strip is not None and asked_strip != strips_accents(config.data.lower_case, checkpoint.strip_accents):
+        stripped = strips_accents(config.data.lower_case, checkpoint.strip_accents)
+        if asked_strip is not None and asked_strip != stripped:
             logging.warning("the --init checkpoint was pre-trained with strip_accents=%s: this run tokenizes that "
                             "way, not with config.data.strip_accents=%s (it applies only beside "
-                            "--config.data.vocab)", checkpoint.strip_accents, asked_strip)
+                            "--config.data.vocab)", stripped, asked_strip)
     config.data.vocab = vocab
     return make_tokenizer(vocab, lower_case=config.data.lower_case, strip_accents=config.data.strip_accents)
 
