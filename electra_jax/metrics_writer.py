@@ -13,9 +13,12 @@ import tempfile
 import os
 import sys
 import time
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import Any, TypeVar
 
 from absl import logging
+
+T = TypeVar("T")
 
 # bf16 dense matmul peaks per chip (vendor figures); MFU is null on devices not listed here (e.g. CPUs).
 PEAK_FLOPS_BY_DEVICE_KIND = {
@@ -192,6 +195,30 @@ class Progress:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+def with_progress(items: Iterable[T], total: int, mode: str, what: str, enabled: bool = True,
+                  log_every_s: float = 30.0) -> Iterator[T]:
+    """Yields `items` (`total` of them), showing how far a long pass has come: a tqdm bar that goes away when it is
+    done (mode 'bar', or 'auto' in a terminal or notebook) or, in 'log' mode, a line at most every `log_every_s`
+    seconds with the count and an ETA (a pass shorter than that logs nothing)."""
+    if not enabled or mode not in ("auto", "bar", "log"):
+        yield from items
+        return
+    if mode == "bar" or (mode == "auto" and _is_interactive()):
+        from tqdm.auto import tqdm
+
+        with tqdm(items, total=total, desc=what, unit="batch", leave=False, dynamic_ncols=True) as bar:
+            yield from bar
+        return
+    start = last = time.time()
+    for done, item in enumerate(items, 1):
+        yield item
+        now = time.time()
+        if now - last >= log_every_s and done < total:
+            logging.info("%s: %d/%d batches, %.0f s, ETA %s", what, done, total, now - start,
+                         _format_eta((total - done) * (now - start) / done))
+            last = now
 
 
 def _format_eta(seconds: float) -> str:

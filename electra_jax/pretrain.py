@@ -33,7 +33,7 @@ from electra_jax import sharding as sharding_lib
 from electra_jax import train_state as train_state_lib
 from electra_jax.data.inputs import EVAL_SEED_OFFSET, check_eval_files, make_input
 from electra_jax.data.records import apply_records_metadata
-from electra_jax.metrics_writer import MetricsWriter, Progress, peak_flops_per_device
+from electra_jax.metrics_writer import MetricsWriter, Progress, peak_flops_per_device, with_progress
 from electra_jax.safeguards import NonFiniteLossError  # noqa: F401  (re-exported: pretrain.NonFiniteLossError)
 
 
@@ -78,8 +78,9 @@ def eval_batches(trainer, config, per_host_batch_size: int):
 
 def evaluate(trainer, compiled, params, config, per_host_batch_size: int) -> dict[str, float]:
     """config.train.eval_steps batches from the start of the eval input, same masks every time."""
-    return train_state_lib.accumulate_eval(compiled.eval_step(params, batch, rng)
-                                           for batch, rng in eval_batches(trainer, config, per_host_batch_size))
+    batches = with_progress(eval_batches(trainer, config, per_host_batch_size), config.train.eval_steps,
+                            config.train.progress, "eval", enabled=jax.process_index() == 0)
+    return train_state_lib.accumulate_eval(compiled.eval_step(params, batch, rng) for batch, rng in batches)
 
 
 def _restore_or_init(config, trainer, checkpointer, train_input):
@@ -119,11 +120,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     Returns a summary: the final step, the last train metrics, the last eval metrics, whether the run stopped
     early on a preemption signal (and which: `stop_signal`), and how many updates were skipped.
     """
-    from electra_jax.data.pipeline import to_global_batch
-
     config = config_lib.finalize(config)
     config = apply_records_metadata(config)
-    workdir = str(safeguards.prepare_workdir(workdir))  # absolute, or gs://... kept as it is
+    # A run that fails before it writes anything (a glob that matches nothing, a compile error) leaves no empty
+    # workdir behind.
+    with safeguards.new_workdir(workdir) as root:  # absolute, or gs://... kept as it is
+        return _train_and_evaluate(config, str(root))
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+    from electra_jax.data.pipeline import to_global_batch
+
     is_main = jax.process_index() == 0
 
     mesh = sharding_lib.make_mesh(config.mesh)

@@ -1,6 +1,7 @@
 """Safeguards of a long pre-training run: each failure stops it with one line naming the cause and the fix.
 
-* `prepare_workdir`: a workdir that is a file or cannot be written is refused before anything starts.
+* `prepare_workdir`: a workdir that is a file or cannot be written is refused before anything starts;
+  `new_workdir` also removes the folders it created when the run fails before writing a file into them.
 * `check_resumable`: resuming compares the checkpoint's config with the new one and names the fields that a
   resumed run may not change (the model, the objective, the data format, batch size, seed).
 * `check_token_ids`: token ids outside [0, vocab_size) (records from another vocabulary) are caught in the
@@ -11,9 +12,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import jax
@@ -52,6 +54,42 @@ def prepare_workdir(path: str | os.PathLike) -> Path:
         raise CheckpointError(f"the workdir {root} cannot be written ({error.strerror}); choose a folder you can "
                               "write to with --workdir, or fix its permissions") from error
     return root
+
+
+@contextlib.contextmanager
+def new_workdir(path: str | os.PathLike) -> Iterator[Path]:
+    """`prepare_workdir(path)` for the block; when the block raises, the folders this created (the workdir and
+    missing parents) are removed again if they hold no file (empty subfolders such as checkpoints/ go with
+    them), so a run that fails at start-up leaves no empty workdir behind. Files are never removed, and a
+    folder that existed before stays."""
+    root = as_path(path)
+    created = []
+    if jax.process_index() == 0 and "://" not in str(root):
+        folder = Path(os.path.abspath(root))
+        while not folder.exists() and folder != folder.parent:
+            created.append(folder)
+            folder = folder.parent
+    prepared = prepare_workdir(path)
+    try:
+        yield prepared
+    except BaseException:
+        for folder in created:  # the workdir first, then its parents
+            if not _remove_if_no_files(folder):
+                break
+        raise
+
+
+def _remove_if_no_files(folder: Path) -> bool:
+    """Removes `folder` when neither it nor a subfolder holds a file (or link); True when it is gone."""
+    try:
+        tree = list(os.walk(folder, topdown=False))  # deepest first
+        if any(filenames or any(os.path.islink(os.path.join(d, sub)) for sub in subs) for d, subs, filenames in tree):
+            return False
+        for dirpath, _, _ in tree:
+            os.rmdir(dirpath)
+    except OSError:
+        return False
+    return not os.path.exists(folder)
 
 
 # Config fields that define the run a checkpoint continues: a resumed run must keep them. Everything else

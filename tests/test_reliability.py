@@ -139,6 +139,36 @@ def test_predict_empty_text_says_it_is_empty(tmp_path):
     assert missing.stderr.strip().splitlines() == ["predict: error: give --checkpoint (--checkpoint=PATH --text=TEXT)"]
 
 
+def test_a_run_that_fails_at_start_leaves_no_empty_workdir(tmp_path):
+    """pretrain into a new folder (two levels missing) with a glob that matches nothing fails and leaves neither
+    level behind; a folder the user made stays, and new_workdir never removes a file or a folder that holds one."""
+    from electra_jax import pretrain
+
+    for workdir, remains in ((tmp_path / "new" / "wd", False), (tmp_path / "mine", True)):
+        if remains:
+            workdir.mkdir()
+        with pytest.raises(ValueError, match="No record files match"):
+            pretrain.train_and_evaluate(_config(**{"data.synthetic": False, "data.format": "numpy",
+                                                   "data.train_files": str(tmp_path / "none" / "*.npy")}), str(workdir))
+        assert workdir.exists() is remains and (tmp_path / "new").exists() is False
+
+    with pytest.raises(RuntimeError):
+        with safeguards.new_workdir(tmp_path / "a" / "b") as root:
+            (root / "checkpoints" / "1").mkdir(parents=True)  # empty folders only: all removed
+            raise RuntimeError
+    assert not (tmp_path / "a").exists()
+    with pytest.raises(RuntimeError):
+        with safeguards.new_workdir(tmp_path / "c" / "d") as root:
+            (root / "checkpoints").mkdir()
+            (root / "metrics.jsonl").write_text("{}\n")
+            raise RuntimeError
+    assert (tmp_path / "c" / "d" / "metrics.jsonl").read_text() == "{}\n" and (tmp_path / "c" / "d" / "checkpoints"
+                                                                                ).is_dir()
+    with safeguards.new_workdir(tmp_path / "e") as root:  # no failure: kept, empty as it is
+        pass
+    assert root.is_dir()
+
+
 def test_error_message_of_os_errors_names_the_file_and_the_fix():
     full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/w/metrics.jsonl")
     assert cli.error_message(full) == ("No space left on device (/w/metrics.jsonl); free space on that disk or point "

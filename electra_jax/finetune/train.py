@@ -42,8 +42,9 @@ from electra_jax.data.tokenization import strips_accents
 from electra_jax.finetune import tasks as tasks_lib
 from electra_jax.finetune.model import FinetuneModel, apply_checkpoint_model, merge_pretrained
 from electra_jax.finetune.task import DataFormatError, Task, TaskData
-from electra_jax.metrics_writer import MetricsWriter, Progress
-from electra_jax.safeguards import NonFiniteLossError, check_finetune_position, check_finetune_resumable
+from electra_jax.metrics_writer import MetricsWriter, Progress, with_progress
+from electra_jax.safeguards import (NonFiniteLossError, check_finetune_position, check_finetune_resumable,
+                                    new_workdir)
 
 RESULTS_FILE = "results.json"
 
@@ -159,7 +160,9 @@ def evaluate(trainer, compiled, params, data: TaskData, config, stacked: bool = 
     rng = jax.device_put(np.zeros((2,), np.uint32), trainer.replicated)
     axis = 1 if stacked else 0
     collected: dict[str, list] = {}
-    for start in range(0, data.num_dev, batch_size):
+    starts = range(0, data.num_dev, batch_size)
+    for start in with_progress(starts, len(starts), config.train.progress, f"dev set ({data.num_dev} rows)",
+                               enabled=jax.process_index() == 0):
         rows = np.arange(start, min(start + batch_size, data.num_dev))
         real = len(rows)
         rows = np.concatenate([rows, np.zeros(batch_size - real, rows.dtype)])
@@ -547,4 +550,5 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, init: st
     config_lib.finalize(config)
     session = TaskSession(config, tokenizer)
     pretrained = nn.unbox(checkpoint.params) if checkpoint is not None else None
-    return session.fine_tune(workdir, pretrained, init=init)
+    with new_workdir(workdir):  # a run that fails before it writes a file leaves no empty workdir behind
+        return session.fine_tune(workdir, pretrained, init=init)
