@@ -428,7 +428,8 @@ def test_a_folder_whose_tokenizer_json_is_not_wordpiece_or_loads_as_written(tmp_
     """A folder whose only tokenizer is a Unigram tokenizer.json imports with no vocabulary (and says so) instead
     of failing on it; a PreTrainedTokenizerFast folder, which HF loads from tokenizer.json as written, takes its
     casing from the BertNormalizer there, as HF's AutoTokenizer does (a BertTokenizer folder lower-cases unless
-    tokenizer_config.json says do_lower_case: false, whatever tokenizer.json's normalizer says)."""
+    tokenizer_config.json says do_lower_case: false, whatever tokenizer.json's normalizer says). HF tokenizes a
+    PreTrainedTokenizerFast folder with tokenizer.json even beside a vocab.txt that differs, and so does the import."""
     from electra_jax.finetune.train import _tokenizer_for
 
     (tmp_path / "v").mkdir()
@@ -440,6 +441,10 @@ def test_a_folder_whose_tokenizer_json_is_not_wordpiece_or_loads_as_written(tmp_
         transformers.BertTokenizer.from_pretrained(str(tmp_path / "v"), do_lower_case=False, strip_accents=False
                                                    ).save_pretrained(tmp_path / name)
         (tmp_path / name / "vocab.txt").unlink(missing_ok=True)
+        if name == "fast":  # a vocab.txt beside tokenizer.json that is not its vocabulary: HF reads tokenizer.json
+            swapped = (tmp_path / "v" / "vocab.txt").read_text(encoding="utf-8").replace("über\n", "@\n").replace(
+                "müller\n", "über\n").replace("@\n", "müller\n")
+            (tmp_path / name / "vocab.txt").write_text(swapped, encoding="utf-8")
         settings = json.loads((tmp_path / name / "tokenizer_config.json").read_text())
         settings = {k: v for k, v in settings.items() if k not in ("do_lower_case", "strip_accents")}
         (tmp_path / name / "tokenizer_config.json").write_text(json.dumps(dict(settings, tokenizer_class=cls)))
@@ -447,6 +452,7 @@ def test_a_folder_whose_tokenizer_json_is_not_wordpiece_or_loads_as_written(tmp_
         want = hf(text, add_special_tokens=False)["input_ids"]
         checkpoint = open_checkpoint(str(tmp_path / name))
         assert (checkpoint.lower_case, checkpoint.strip_accents) == ((False, False) if name == "fast" else (True, None))
+        assert checkpoint.vocab == str(tmp_path / name / "tokenizer.json")
         tok = _tokenizer_for(config_lib.load("configs/finetune.py:sst2,tiny", {"data.vocab": ""}), checkpoint)
         assert tok.encode_batch(text) == want
     assert want != transformers.AutoTokenizer.from_pretrained(str(tmp_path / "fast"))(
@@ -455,6 +461,7 @@ def test_a_folder_whose_tokenizer_json_is_not_wordpiece_or_loads_as_written(tmp_
     spec = json.loads((tmp_path / "fast" / "tokenizer.json").read_text(encoding="utf-8"))
     spec["model"] = {"type": "Unigram", "unk_id": 0, "vocab": [["[PAD]", 0.0], ["a", -1.0]]}
     (tmp_path / "fast" / "tokenizer.json").write_text(json.dumps(spec))
+    (tmp_path / "fast" / "vocab.txt").unlink()
     with caplog.at_level("WARNING"):
         cli.run("from_hf", _flags(input=str(tmp_path / "fast"), output_dir=str(tmp_path / "back")))
     assert "holds a Unigram model, not a WordPiece vocabulary: no vocabulary imported" in caplog.text
