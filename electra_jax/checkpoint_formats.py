@@ -145,15 +145,15 @@ def hf_vocab(folder: str) -> tuple[str | None, bool, bool | None]:
             settings = json.load(f)
     lower_case, strip_accents = settings.get("do_lower_case", True), settings.get("strip_accents")
     spec = os.path.join(folder, "tokenizer.json")
+    spec_model = tokenization.tokenizer_json_model(spec) if os.path.isfile(spec) else None
     as_written = settings.get("tokenizer_class") in FAST_AS_WRITTEN and os.path.isfile(spec)
     found = [os.path.join(folder, name) for name in HF_VOCAB_FILES if os.path.isfile(os.path.join(folder, name))]
-    if as_written and tokenization.tokenizer_json_model(spec) == "WordPiece":
+    if as_written and spec_model == "WordPiece":
         found.insert(0, spec)  # a PreTrainedTokenizerFast tokenizes with it, whatever a vocab.txt beside it holds
     vocab = found[0] if found else None
-    if vocab == spec and tokenization.tokenizer_json_model(spec) != "WordPiece":
+    if vocab == spec and spec_model != "WordPiece":
         logging.warning("%s holds a %s model, not a WordPiece vocabulary: no vocabulary imported from %s (pass "
-                        "the checkpoint's vocab.txt or .model with --vocab)", spec,
-                        tokenization.tokenizer_json_model(spec), folder)
+                        "the checkpoint's vocab.txt or .model with --vocab)", spec, spec_model, folder)
         vocab = None
     if as_written:
         casing = tokenization.tokenizer_json_casing(spec)

@@ -184,7 +184,7 @@ FINETUNE_MUST_MATCH = ("task", "model.", "data.dir", "data.tfds", "data.lower_ca
 FINETUNE_MAY_CHANGE = RESUME_MAY_CHANGE + ("model.generator_",)
 
 
-def _with_local_dir(config: Mapping) -> dict:
+def _as_compared_on_resume(config: Mapping) -> dict:
     """The config dict with data.dir as an absolute path (a URL as given) and data.strip_accents as the tokenizer
     applies it (None strips exactly when lower-casing: None and true are one setting for an uncased run)."""
     from electra_jax.data.tokenization import strips_accents
@@ -209,7 +209,8 @@ def check_finetune_resumable(saved: Mapping, config: ml_collections.ConfigDict |
             f"{workdir} holds a pre-training checkpoint ({where}), not a fine-tuning run: fine-tune into a new "
             f"--workdir and pass this one as --init={workdir}")
     current = config_to_dict(config) if isinstance(config, ml_collections.ConfigDict) else dict(config)
-    saved, current = _with_local_dir(saved), _with_local_dir(current)  # ./glue/RTE and /abs/glue/RTE are one folder
+    # ./glue/RTE and /abs/glue/RTE are one folder; strip_accents None and true one setting for an uncased run
+    saved, current = _as_compared_on_resume(saved), _as_compared_on_resume(current)
     shown = _compare_for_resume(saved, current, "fine-tuning ", FINETUNE_MUST_MATCH, FINETUNE_MAY_CHANGE)
     if shown:
         raise ResumeMismatchError(

@@ -46,7 +46,7 @@ def set_casing(config, lower_case: bool | None = None) -> str | None:
     else cased exactly when config.data.vocab is a cased one (`vocab_is_cased`: upper-case tokens, as the
     original's cased models have), else the original's default (lower-cased). Returns a note for the import
     report when the vocabulary decided, or held a few upper-case tokens but not enough to."""
-    from electra_jax.data.tokenization import upper_case_tokens, vocab_is_cased
+    from electra_jax.data.tokenization import is_cased_share, upper_case_tokens
 
     if lower_case is not None:
         config.data.lower_case = bool(lower_case)
@@ -56,7 +56,7 @@ def set_casing(config, lower_case: bool | None = None) -> str | None:
         return None
     upper, total = upper_case_tokens(vocab) or ([], 0)
     shown = ", ".join(repr(t) for t in upper[:5]) + (", ..." if len(upper) > 5 else "")
-    if vocab_is_cased(vocab):
+    if is_cased_share(len(upper), total):
         config.data.lower_case = False
         return (f"the vocabulary {vocab} holds upper-case tokens ({len(upper)} of {total}: {shown}): read as a "
                 "cased model (data.lower_case=False; the TF checkpoint does not record its casing; from_tf "

@@ -123,18 +123,16 @@ def token_lines(path: str) -> Iterator[tuple[bool, list[int]]]:
             start += length
 
 
-def check_vocab(path: str, vocab_sha256: str | Sequence[str], lower_case: bool, strip_accents: bool | None = None
+def check_vocab(path: str, digests: Sequence[str], lower_case: bool, strip_accents: bool | None = None
                 ) -> dict[str, Any]:
     """The header of a token file built with this vocabulary and casing; ValueError naming what differs.
 
-    `vocab_sha256` is the vocabulary's digest, or all of them (`tokenization.vocab_digests`: a file recorded under
-    any is accepted).
+    `digests` are the vocabulary's (`tokenization.vocab_digests`): a file recorded under any of them is accepted.
 
     `strip_accents` (a WordPiece tokenizer's, None to skip the check) is compared with the file's, which files
     written before it was recorded had exactly when lower-casing.
     """
     header = read_header(path)
-    digests = (vocab_sha256,) if isinstance(vocab_sha256, str) else tuple(vocab_sha256)
     if header.get("vocab_sha256") not in digests:
         raise ValueError(f"{path} was tokenized with another vocabulary (sha256 {header.get('vocab_sha256')}, "
                          f"{header.get('vocab_size')} entries) than --vocab (sha256 {digests[0]}); pass the "

@@ -316,14 +316,16 @@ def upper_case_tokens(vocab_path: str | os.PathLike) -> tuple[list[str], int] | 
     return [t for t in ordinary if t != t.lower()], len(ordinary)
 
 
+def is_cased_share(upper: int, total: int) -> bool:
+    """Whether `upper` upper-case tokens among `total` ordinary ones make a cased vocabulary (CASED_TOKEN_FRACTION)."""
+    return upper > 0 and upper >= CASED_TOKEN_FRACTION * total
+
+
 def vocab_is_cased(vocab_path: str | os.PathLike) -> bool | None:
     """Whether a WordPiece vocabulary is a cased one: at least CASED_TOKEN_FRACTION of its ordinary tokens hold an
     upper-case letter. None for a SentencePiece model."""
     found = upper_case_tokens(vocab_path)
-    if found is None:
-        return None
-    upper, total = found
-    return bool(upper) and len(upper) >= CASED_TOKEN_FRACTION * total
+    return None if found is None else is_cased_share(len(found[0]), found[1])
 
 
 def vocab_digests(vocab_path: str | os.PathLike) -> tuple[str, ...]:

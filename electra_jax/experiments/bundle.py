@@ -50,7 +50,7 @@ def _corpus_files(corpus_dir: Path) -> tuple[list[Path], list[Path]]:
 def pack(corpus_dir: str, vocab: str, glue_dir: str, output_dir: str, tasks: Sequence[str] = tuple(TASKS),
          max_mib: float = DEFAULT_MAX_MIB, lower_case: bool = True) -> dict[str, Any]:
     """Writes the bundle (see the module docstring); returns its manifest."""
-    from electra_jax.data.tokenization import load_wordpiece_vocab, vocab_digests, vocab_sha256
+    from electra_jax.data.tokenization import load_wordpiece_vocab, vocab_digests
     from electra_jax.data.tokenization import tokenizer as make_tokenizer
 
     out = Path(output_dir)
@@ -69,7 +69,8 @@ def pack(corpus_dir: str, vocab: str, glue_dir: str, output_dir: str, tasks: Seq
                          "vocab.txt (or an HF tokenizer.json of one)")
     # Written from the tokens: a tokenizer.json vocabulary travels as the vocab.txt it holds.
     (out / "vocab.txt").write_text("".join(t + "\n" for t in load_wordpiece_vocab(vocab)), encoding="utf-8")
-    digest, digests = vocab_sha256(vocab), vocab_digests(vocab)
+    digests = vocab_digests(vocab)
+    digest = digests[0]  # what the corpus files packed here record
 
     train, held_out = _corpus_files(Path(corpus_dir))
     corpus: dict[str, Any] = {"train": [], "heldout": [], "left_out": []}
