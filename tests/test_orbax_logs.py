@@ -64,3 +64,29 @@ def test_an_abandoned_tensorstore_read_is_dropped_and_others_are_kept(caplog, mo
         _abandon_failed_future(message)
     reported = [r for r in caplog.records if "never retrieved" in r.getMessage()]
     assert len(reported) == (0 if storage else 1), [r.getMessage() for r in caplog.records]
+
+
+def _abandon_unawaited(name: str) -> None:
+    """A coroutine object created and collected without being awaited: Python warns when it is collected."""
+    namespace = {}
+    exec(compile(f"async def {name}():\n    pass\n", os.path.join(os.sep, "site-packages", "orbax", "checkpoint",
+                                                            "serialization.py"), "exec"), namespace)
+    coroutine = namespace[name]()
+    del coroutine
+    gc.collect()
+
+
+@pytest.mark.parametrize("name", ["_read_array_index_and_device_put", "my_coroutine"])
+def test_orbax_reads_left_unawaited_are_not_warned_of_and_others_are(monkeypatch, name):
+    """Seen for real (a truncated checkpoint, CI 2026-12-08): the reads orbax left unscheduled beside the failed
+    one are collected later, during the next compile, and Python printed "RuntimeWarning: coroutine
+    '_read_array_index_and_device_put' was never awaited" into the run's log."""
+    import warnings
+
+    monkeypatch.delenv("ELECTRA_JAX_TRACEBACK", raising=False)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        orbax_logs.quiet_orbax_logs()  # after simplefilter: its filter comes first, as in a run
+        _abandon_unawaited(name)
+    unawaited = [str(w.message) for w in seen if "was never awaited" in str(w.message)]
+    assert unawaited == ([] if name.startswith("_read_array") else [f"coroutine '{name}' was never awaited"])
